@@ -1,0 +1,39 @@
+/**
+ * Anytime: continuous data protection for block volumes. Every write kept, any point in time
+ * browsable and restorable.
+ *
+ * @example
+ * ```ts
+ * import { ManualClock, MemorySegmentStore, Volume } from "./mod.ts";
+ * const volume = await Volume.open(
+ *   { journalStore: new MemorySegmentStore(), mapStore: new MemorySegmentStore(), clock: new ManualClock() },
+ *   { name: "db", sizeBytes: 1024 * 1024, segmentSizeBytes: 8 * 1024 * 1024 + 65536 },
+ * );
+ * await volume.appendWrite({ seq: 1, timeUs: 0, offsetBytes: 0, data: new Uint8Array(512).fill(7) });
+ * await volume.flush();
+ * const image = volume.openImage("seq:1");
+ * ```
+ *
+ * @module
+ */
+export * from "./src/core/assert.ts";
+export * from "./src/core/delta_map.ts";
+export * from "./src/core/layered_lookup.ts";
+export * from "./src/core/limits.ts";
+export * from "./src/core/point.ts";
+export * from "./src/core/units.ts";
+export * from "./src/core/checksum.ts";
+export * from "./src/io/block_device.ts";
+export * from "./src/io/clock.ts";
+export * from "./src/io/durable_cell.ts";
+export * from "./src/io/memory_segment_store.ts";
+export * from "./src/io/random.ts";
+export * from "./src/io/segment_store.ts";
+export * from "./src/io/transport.ts";
+export * from "./src/appliance/errors.ts";
+export * from "./src/appliance/image.ts";
+export * from "./src/appliance/journal.ts";
+export * from "./src/appliance/map_hierarchy.ts";
+export * from "./src/appliance/map_store.ts";
+export * from "./src/appliance/volume.ts";
+export * from "./src/appliance/write_index.ts";

@@ -1,0 +1,215 @@
+/**
+ * Persists a volume's delta maps and catalogue in a {@link SegmentStore} (one segment per
+ * map, the catalogue in the store's atomically replaced manifest), so a restart reloads the
+ * maps instead of scanning the journal (seed 004 [0037]: "The delta maps ... are stored on
+ * the secondary volume").
+ *
+ * Segment ids are derived from a map's place in the hierarchy, so the catalogue only needs
+ * counts: level-k map j is segment `k * 2^40 + j`; point map at boundary b is
+ * `15 * 2^40 + b`. Every blob ends with an XXH64 of what precedes it; a blob that fails it
+ * is reported, never used.
+ *
+ * Blob layout (little-endian):
+ * | bytes | level-0 blob | merged / point blob |
+ * | --- | --- | --- |
+ * | 0-3 | magic `AML0` | magic `AMMP` |
+ * | 4-7 | version 1 | version 1 |
+ * | 8-15 | rows (u32), reserved | — |
+ * | 16-47 | fromIndex, firstSeq, lastSeq, endAddressBytes (f64) | — |
+ * | 48- | columns seq, timeUs, offsetBytes, lengthBytes, addressBytes (f64 × rows), kind (u8 × rows, padded to 8) | — |
+ * | then | the encoded {@link DeltaMap} | the encoded {@link DeltaMap} (from byte 8) |
+ * | last 8 | XXH64 of all before | XXH64 of all before |
+ */
+import { assert } from "../core/assert.ts";
+import type { Checksum } from "../core/checksum.ts";
+import { DeltaMap } from "../core/delta_map.ts";
+import type { SegmentStore } from "../io/segment_store.ts";
+import type { LevelZeroMap, MapKey } from "./map_hierarchy.ts";
+import type { WriteIndexSlice } from "./write_index.ts";
+
+const LEVEL_ZERO_MAGIC = 0x304c4d41; // "AML0"
+const MERGED_MAGIC = 0x504d4d41; // "AMMP"
+const VERSION = 1;
+const LEVEL_ZERO_HEADER_BYTES = 48;
+const CHECKSUM_BYTES = 8;
+const LEVEL_STRIDE = 2 ** 40;
+const POINT_LEVEL = 15;
+
+assert(new Uint8Array(new Float64Array([1]).buffer)[7] === 0x3f, "Map blobs assume a little-endian host");
+
+/** What the catalogue (manifest) of a volume's map store holds. */
+export interface VolumeCatalogue {
+  readonly version: 1;
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly createdTimeUs: number;
+  readonly levelZeroWritesMax: number;
+  readonly mapFanOut: number;
+  readonly mapLevelsMax: number;
+  readonly segmentSizeBytes: number;
+  readonly levelZeroCount: number;
+  readonly pointBoundaries: readonly number[];
+  readonly snapshots: readonly SnapshotEntry[];
+}
+
+/** A snapshot marker: a name for a seq (SPEC: no data moved). */
+export interface SnapshotEntry {
+  readonly name: string;
+  readonly seq: number;
+  readonly timeUs: number;
+}
+
+/** The segment id of a map key (level-0 maps are `{kind: "merged", level: 0}`). */
+export function mapSegmentId(key: MapKey | { kind: "levelZero"; index: number }): number {
+  if (key.kind === "levelZero") return key.index;
+  if (key.kind === "merged") return key.level * LEVEL_STRIDE + key.index;
+  return POINT_LEVEL * LEVEL_STRIDE + key.boundary;
+}
+
+/** Reads and writes map blobs and the catalogue. */
+export class MapStore {
+  readonly #store: SegmentStore;
+  readonly #checksum: Checksum;
+
+  constructor(store: SegmentStore, checksum: Checksum) {
+    this.#store = store;
+    this.#checksum = checksum;
+  }
+
+  async readCatalogue(): Promise<VolumeCatalogue | null> {
+    const bytes = await this.#store.readManifest();
+    if (bytes === null) return null;
+    let catalogue: VolumeCatalogue;
+    try {
+      catalogue = JSON.parse(new TextDecoder().decode(bytes));
+    } catch (error) {
+      throw new SyntaxError(`Cannot read the map catalogue: ${(error as Error).message}`);
+    }
+    if (catalogue.version !== 1 || typeof catalogue.levelZeroCount !== "number") {
+      throw new SyntaxError(`Cannot read the map catalogue: unknown version ${catalogue.version}`);
+    }
+    return catalogue;
+  }
+
+  writeCatalogue(catalogue: VolumeCatalogue): Promise<void> {
+    return this.#store.writeManifest(new TextEncoder().encode(JSON.stringify(catalogue)));
+  }
+
+  async writeLevelZero(index: number, levelZero: LevelZeroMap, rows: WriteIndexSlice): Promise<void> {
+    const rowCount = rows.seq.length;
+    const kindBytes = align8(rowCount);
+    const mapBytes = levelZero.map.encode();
+    const total = LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + kindBytes + mapBytes.length + CHECKSUM_BYTES;
+    const blob = new Uint8Array(total);
+    const view = new DataView(blob.buffer);
+    view.setUint32(0, LEVEL_ZERO_MAGIC, true);
+    view.setUint32(4, VERSION, true);
+    view.setUint32(8, rowCount, true);
+    view.setFloat64(16, levelZero.fromIndex, true);
+    view.setFloat64(24, levelZero.firstSeq, true);
+    view.setFloat64(32, levelZero.lastSeq, true);
+    view.setFloat64(40, levelZero.endAddressBytes, true);
+    let at = LEVEL_ZERO_HEADER_BYTES;
+    for (const column of [rows.seq, rows.timeUs, rows.offsetBytes, rows.lengthBytes, rows.addressBytes]) {
+      blob.set(new Uint8Array(column.buffer, column.byteOffset, column.byteLength), at);
+      at += column.byteLength;
+    }
+    blob.set(rows.kind, at);
+    at += kindBytes;
+    blob.set(mapBytes, at);
+    await this.#writeBlob(mapSegmentId({ kind: "levelZero", index }), blob);
+  }
+
+  async readLevelZero(index: number): Promise<{ levelZero: LevelZeroMap; rows: WriteIndexSlice }> {
+    const what = `level-0 map ${index}`;
+    const blob = await this.#readBlob(mapSegmentId({ kind: "levelZero", index }), what);
+    const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+    if (blob.length < LEVEL_ZERO_HEADER_BYTES || view.getUint32(0, true) !== LEVEL_ZERO_MAGIC) {
+      throw new SyntaxError(`Cannot read ${what}: bad magic`);
+    }
+    const rowCount = view.getUint32(8, true);
+    const kindBytes = align8(rowCount);
+    const mapFrom = LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + kindBytes;
+    if (mapFrom > blob.length) throw new SyntaxError(`Cannot read ${what}: ${rowCount} rows do not fit`);
+    const column = (i: number) =>
+      new Float64Array(blob.slice(LEVEL_ZERO_HEADER_BYTES + i * rowCount * 8, LEVEL_ZERO_HEADER_BYTES + (i + 1) * rowCount * 8).buffer);
+    const rows: WriteIndexSlice = {
+      seq: column(0),
+      timeUs: column(1),
+      offsetBytes: column(2),
+      lengthBytes: column(3),
+      addressBytes: column(4),
+      kind: blob.slice(LEVEL_ZERO_HEADER_BYTES + rowCount * 40, LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + rowCount),
+    };
+    const fromIndex = view.getFloat64(16, true);
+    const levelZero: LevelZeroMap = {
+      fromIndex,
+      toIndex: fromIndex + rowCount,
+      firstSeq: view.getFloat64(24, true),
+      lastSeq: view.getFloat64(32, true),
+      endAddressBytes: view.getFloat64(40, true),
+      map: DeltaMap.decode(blob.subarray(mapFrom)),
+    };
+    return { levelZero, rows };
+  }
+
+  async writeMap(key: MapKey, map: DeltaMap): Promise<void> {
+    const mapBytes = map.encode();
+    const blob = new Uint8Array(8 + mapBytes.length + CHECKSUM_BYTES);
+    const view = new DataView(blob.buffer);
+    view.setUint32(0, MERGED_MAGIC, true);
+    view.setUint32(4, VERSION, true);
+    blob.set(mapBytes, 8);
+    await this.#writeBlob(mapSegmentId(key), blob);
+  }
+
+  async readMap(key: MapKey): Promise<DeltaMap> {
+    const what = key.kind === "merged" ? `level-${key.level} map ${key.index}` : `point map at ${key.boundary}`;
+    const blob = await this.#readBlob(mapSegmentId(key), what);
+    const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+    if (blob.length < 8 || view.getUint32(0, true) !== MERGED_MAGIC) {
+      throw new SyntaxError(`Cannot read ${what}: bad magic`);
+    }
+    return DeltaMap.decode(blob.subarray(8));
+  }
+
+  /** Removes blobs a crash left behind that the catalogue does not name. */
+  async removeExcept(keep: ReadonlySet<number>): Promise<number> {
+    let removed = 0;
+    for (const id of await this.#store.list()) {
+      if (!keep.has(id)) {
+        await this.#store.remove(id);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** Writes a blob with its trailing checksum into a fresh segment and syncs it. */
+  async #writeBlob(segmentId: number, blob: Uint8Array): Promise<void> {
+    const body = blob.subarray(0, blob.length - CHECKSUM_BYTES);
+    new DataView(blob.buffer).setBigUint64(blob.length - CHECKSUM_BYTES, this.#checksum.hash64(body), true);
+    const existing = await this.#store.list();
+    if (existing.includes(segmentId)) await this.#store.remove(segmentId);
+    await this.#store.create(segmentId, blob.length);
+    await this.#store.write(segmentId, 0, blob);
+    await this.#store.sync(segmentId);
+  }
+
+  async #readBlob(segmentId: number, what: string): Promise<Uint8Array> {
+    const sizeBytes = await this.#store.sizeOf(segmentId);
+    if (sizeBytes < CHECKSUM_BYTES + 8) throw new SyntaxError(`Cannot read ${what}: only ${sizeBytes} bytes`);
+    const blob = new Uint8Array(sizeBytes);
+    await this.#store.read(segmentId, 0, blob);
+    const body = blob.subarray(0, sizeBytes - CHECKSUM_BYTES);
+    const stored = new DataView(blob.buffer).getBigUint64(sizeBytes - CHECKSUM_BYTES, true);
+    if (stored !== this.#checksum.hash64(body)) {
+      throw new SyntaxError(`Cannot read ${what}: checksum mismatch (the map file is corrupt)`);
+    }
+    return body;
+  }
+}
+
+function align8(bytes: number): number {
+  return Math.ceil(bytes / 8) * 8;
+}

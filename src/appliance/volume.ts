@@ -1,0 +1,599 @@
+/**
+ * One protected volume on the appliance: its journal, write index, delta-map hierarchy,
+ * snapshots and images (seed 004 figure 7; seed 000 claims 1-9).
+ *
+ * Ingest: records arrive in seq order (the switch assigns seqs; the base copy is seq 0, before
+ * seq 1), are appended to the journal (group commit) and indexed at once; they become visible
+ * to images when the journal reports them durable. Every `levelZeroWritesMax` durable records
+ * seal a level-0 map; the hierarchy then merges and writes point maps; all maps are persisted
+ * with a catalogue, so a restart loads maps and scans only the journal tail.
+ */
+import { assert } from "../core/assert.ts";
+import type { Checksum } from "../core/checksum.ts";
+import { createChecksum } from "../core/checksum.ts";
+import { DeltaMap, type Extent } from "../core/delta_map.ts";
+import { limits } from "../core/limits.ts";
+import { checkSnapshotName, parsePoint, type Point } from "../core/point.ts";
+import { formatTimeUs } from "../core/units.ts";
+import { assertBlockRange } from "../io/block_device.ts";
+import type { Clock } from "../io/clock.ts";
+import type { SegmentStore } from "../io/segment_store.ts";
+import { ConflictError, NotFoundError, PointUnavailableError } from "./errors.ts";
+import { ImageDevice, type ResolvedPoint } from "./image.ts";
+import { Journal } from "./journal.ts";
+import { journalRecordKindName, journalRecordKinds as RecordKind } from "./journal_record.ts";
+import { type LevelZeroMap, MapHierarchy, type MapKey } from "./map_hierarchy.ts";
+import { mapSegmentId, MapStore, type SnapshotEntry, type VolumeCatalogue } from "./map_store.ts";
+import { WriteIndex } from "./write_index.ts";
+
+/** What a volume needs from outside. */
+export interface VolumeDeps {
+  readonly journalStore: SegmentStore;
+  readonly mapStore: SegmentStore;
+  readonly clock: Clock;
+  readonly log?: (line: string) => void;
+}
+
+/** How a volume is created (sizes are fixed at creation; later opens use the catalogue's). */
+export interface VolumeOptions {
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly segmentSizeBytes?: number;
+  readonly groupBytesMax?: number;
+  readonly levelZeroWritesMax?: number;
+  readonly mapFanOut?: number;
+  readonly mapLevelsMax?: number;
+  readonly pointMapRunsMin?: number;
+  readonly pointMapGrowthDivisor?: number;
+}
+
+/** A write as the switch sends it. */
+export interface WriteInput {
+  readonly seq: number;
+  readonly timeUs: number;
+  readonly offsetBytes: number;
+  readonly data: Uint8Array;
+  /** XXH64 computed at the switch (end-to-end check); computed here when absent. */
+  readonly checksum?: bigint;
+}
+
+/** A resolved point with the record it landed on, as reported to users. */
+export interface PointReport extends ResolvedPoint {
+  /** `write`, `baseline`, `snapshot`, ... or `base` when nothing but the base is included. */
+  readonly landedOn: string;
+}
+
+
+/** A protected volume's history on the appliance. */
+export class Volume {
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly #deps: VolumeDeps;
+  readonly #journal: Journal;
+  readonly #maps: MapStore;
+  readonly #index: WriteIndex;
+  readonly #hierarchy: MapHierarchy;
+  readonly #levelZeroWritesMax: number;
+  readonly #catalogueBase: Omit<VolumeCatalogue, "levelZeroCount" | "pointBoundaries" | "snapshots">;
+  readonly #snapshots = new Map<string, SnapshotEntry>();
+  /** Markers whose payload matters once durable: row index → payload. */
+  readonly #pendingMarkers = new Map<number, { kind: number; payload: Uint8Array }>();
+  #durableRows = 0;
+  #lastTimeUs: number;
+  #nextSeq: number;
+  #persistChain: Promise<void> = Promise.resolve();
+  #persistError: unknown = undefined;
+  #closed = false;
+
+  private constructor(init: {
+    deps: VolumeDeps;
+    journal: Journal;
+    maps: MapStore;
+    index: WriteIndex;
+    hierarchy: MapHierarchy;
+    catalogue: VolumeCatalogue;
+  }) {
+    this.#deps = init.deps;
+    this.#journal = init.journal;
+    this.#maps = init.maps;
+    this.#index = init.index;
+    this.#hierarchy = init.hierarchy;
+    const { levelZeroCount: _count, pointBoundaries: _points, snapshots, ...base } = init.catalogue;
+    this.#catalogueBase = base;
+    this.name = base.name;
+    this.sizeBytes = base.sizeBytes;
+    this.#levelZeroWritesMax = base.levelZeroWritesMax;
+    for (const snapshot of snapshots) this.#snapshots.set(snapshot.name, snapshot);
+    this.#durableRows = init.index.count;
+    const last = init.index.count - 1;
+    this.#lastTimeUs = last >= 0 ? init.index.timeUs[last] : base.createdTimeUs;
+    this.#nextSeq = last >= 0 ? init.index.seq[last] + 1 : 1;
+    this.#journal.onDurable((_seq, addressBytes) => this.#onDurable(addressBytes));
+  }
+
+  /**
+   * Opens a volume's stores: creates the volume when the map store has no catalogue, else
+   * loads the maps and replays only the journal tail after the last sealed level-0 map.
+   */
+  static async open(deps: VolumeDeps, options: VolumeOptions): Promise<Volume> {
+    const checksum = await createChecksum();
+    const maps = new MapStore(deps.mapStore, checksum);
+    let catalogue = await maps.readCatalogue();
+    if (catalogue === null) {
+      catalogue = Volume.#newCatalogue(deps, options);
+      await maps.writeCatalogue(catalogue);
+    } else if (catalogue.sizeBytes !== options.sizeBytes || catalogue.name !== options.name) {
+      throw new ConflictError(
+        `Cannot open volume "${options.name}" of ${options.sizeBytes} bytes: the store holds ` +
+          `volume "${catalogue.name}" of ${catalogue.sizeBytes} bytes`,
+      );
+    }
+    const hierarchy = new MapHierarchy({
+      fanOut: catalogue.mapFanOut,
+      levelsMax: catalogue.mapLevelsMax,
+      pointMapRunsMin: options.pointMapRunsMin ?? limits.pointMapRunsMin,
+      pointMapGrowthDivisor: options.pointMapGrowthDivisor ?? limits.pointMapGrowthDivisor,
+    });
+    const index = new WriteIndex();
+    const keep = await Volume.#loadMaps(maps, catalogue, hierarchy, index);
+    const removed = await maps.removeExcept(keep);
+    if (removed > 0) deps.log?.(`Volume ${catalogue.name}: removed ${removed} map files a crash left unfinished`);
+
+    const lastLevelZero = hierarchy.levelZero[hierarchy.levelZeroCount - 1];
+    const pendingMarkers: { row: number; kind: number; payload: Uint8Array }[] = [];
+    const journal = await Journal.open({ store: deps.journalStore, log: deps.log }, {
+      segmentSizeBytes: catalogue.segmentSizeBytes,
+      groupBytesMax: options.groupBytesMax,
+      recoverFromAddressBytes: lastLevelZero?.endAddressBytes,
+      recoverFromSeq: lastLevelZero?.lastSeq,
+      onRecord: (record) => {
+        const isWrite = record.kind === RecordKind.write || record.kind === RecordKind.baseline;
+        const row = index.push(
+          record.kind,
+          record.seq,
+          record.timeUs,
+          isWrite ? record.offsetBytes : record.payload.length,
+          isWrite ? record.payload.length : 0,
+          record.payloadAddressBytes,
+        );
+        if (!isWrite) pendingMarkers.push({ row, kind: record.kind, payload: record.payload.slice() });
+      },
+    });
+    const volume = new Volume({ deps, journal, maps, index, hierarchy, catalogue });
+    for (const marker of pendingMarkers) volume.#applyMarker(marker.row, marker.kind, marker.payload);
+    volume.#sealDue();
+    return volume;
+  }
+
+  static #newCatalogue(deps: VolumeDeps, options: VolumeOptions): VolumeCatalogue {
+    if (!Number.isSafeInteger(options.sizeBytes) || options.sizeBytes <= 0 || options.sizeBytes % 512 !== 0) {
+      throw new RangeError(`Cannot create volume "${options.name}": size ${options.sizeBytes} is not a positive multiple of 512 bytes`);
+    }
+    if (options.sizeBytes > limits.volumeBytesMax) {
+      throw new RangeError(`Cannot create volume "${options.name}": ${options.sizeBytes} bytes is over the ${limits.volumeBytesMax}-byte limit`);
+    }
+    return {
+      version: 1,
+      name: options.name,
+      sizeBytes: options.sizeBytes,
+      createdTimeUs: deps.clock.nowUs(),
+      levelZeroWritesMax: options.levelZeroWritesMax ?? limits.levelZeroWritesMax,
+      mapFanOut: options.mapFanOut ?? limits.mapFanOut,
+      mapLevelsMax: options.mapLevelsMax ?? limits.mapLevelsMax,
+      segmentSizeBytes: options.segmentSizeBytes ?? limits.journalSegmentBytes,
+      levelZeroCount: 0,
+      pointBoundaries: [],
+      snapshots: [],
+    };
+  }
+
+  /** Loads every catalogued map into the hierarchy; returns the segment ids in use. */
+  static async #loadMaps(
+    maps: MapStore,
+    catalogue: VolumeCatalogue,
+    hierarchy: MapHierarchy,
+    index: WriteIndex,
+  ): Promise<Set<number>> {
+    const keep = new Set<number>();
+    const points = new Set(catalogue.pointBoundaries);
+    for (let i = 0; i < catalogue.levelZeroCount; i++) {
+      const { levelZero, rows } = await maps.readLevelZero(i);
+      index.pushSlice(rows);
+      keep.add(mapSegmentId({ kind: "levelZero", index: i }));
+      for (const key of hierarchy.addLevelZero(levelZero)) {
+        if (key.kind === "merged") {
+          hierarchy.install(key, await maps.readMap(key));
+          keep.add(mapSegmentId(key));
+        }
+      }
+      if (points.has(i + 1)) {
+        const key: MapKey = { kind: "point", boundary: i + 1 };
+        hierarchy.install(key, await maps.readMap(key));
+        keep.add(mapSegmentId(key));
+      }
+    }
+    return keep;
+  }
+
+  // ---- Ingest ------------------------------------------------------------------------------
+
+  /** The seq the next write or marker must carry. */
+  get nextSeq(): number {
+    return this.#nextSeq;
+  }
+
+  /** Appends a chunk of the initial full copy (seq 0; only before any seq >= 1). */
+  appendBaseline(offsetBytes: number, data: Uint8Array): Promise<number> {
+    if (this.#nextSeq !== 1) {
+      throw new ConflictError(`Cannot append to the base of volume "${this.name}": writes have started`);
+    }
+    this.#checkWrite(offsetBytes, data);
+    return this.#append(RecordKind.baseline, 0, this.#deps.clock.nowUs(), offsetBytes, data, undefined);
+  }
+
+  /** Appends a host write. Resolves when it is in the journal's group buffer (not durable). */
+  appendWrite(write: WriteInput): Promise<number> {
+    this.#checkSeq(write.seq);
+    this.#checkWrite(write.offsetBytes, write.data);
+    return this.#append(RecordKind.write, write.seq, write.timeUs, write.offsetBytes, write.data, write.checksum);
+  }
+
+  /** Appends a marker (snapshot, gap, ...) with a small JSON payload. */
+  appendMarker(marker: { seq: number; timeUs: number; kind: number; payload?: unknown }): Promise<number> {
+    this.#checkSeq(marker.seq);
+    assert(marker.kind !== RecordKind.write && marker.kind !== RecordKind.baseline, "A marker is not a write");
+    const payload = new TextEncoder().encode(JSON.stringify(marker.payload ?? {}));
+    if (payload.length > limits.markerPayloadBytesMax) {
+      throw new RangeError(`Cannot append a marker of ${payload.length} bytes: the limit is ${limits.markerPayloadBytesMax}`);
+    }
+    return this.#append(marker.kind, marker.seq, marker.timeUs, 0, payload, undefined);
+  }
+
+  /**
+   * Takes a snapshot: a marker at the next seq (SPEC: no data moved). Resolves when the marker
+   * is durable, with the snapshot as recorded.
+   */
+  async snapshot(name: string): Promise<SnapshotEntry> {
+    checkSnapshotName(name);
+    if (this.#snapshots.has(name)) throw new ConflictError(`Snapshot "${name}" of volume "${this.name}" exists`);
+    const seq = this.#nextSeq;
+    await this.appendMarker({ seq, timeUs: this.#deps.clock.nowUs(), kind: RecordKind.snapshot, payload: { name } });
+    await this.flush();
+    const entry = this.#snapshots.get(name);
+    assert(entry !== undefined && entry.seq === seq, `Snapshot "${name}" was not recorded`);
+    return entry;
+  }
+
+  /** Removes a snapshot name (a marker; the state stays reachable while in the window). */
+  async removeSnapshot(name: string): Promise<void> {
+    if (!this.#snapshots.has(name)) throw new NotFoundError(`Snapshot "${name}" of volume "${this.name}" does not exist`);
+    await this.appendMarker({
+      seq: this.#nextSeq,
+      timeUs: this.#deps.clock.nowUs(),
+      kind: RecordKind.snapshotRemoved,
+      payload: { name },
+    });
+    await this.flush();
+  }
+
+  /** Snapshots, oldest first. */
+  snapshots(): SnapshotEntry[] {
+    return [...this.#snapshots.values()].sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Resolves when everything appended so far is durable (and indexed). */
+  async flush(): Promise<void> {
+    await this.#journal.flush();
+    this.#throwIfPersistFailed();
+  }
+
+  /** Registers a listener told the highest durable seq after each group commit. */
+  onDurable(listener: (seq: number) => void): void {
+    this.#journal.onDurable((seq) => listener(seq));
+  }
+
+  #checkSeq(seq: number): void {
+    if (seq !== this.#nextSeq) {
+      throw new ConflictError(`Cannot append seq ${seq} to volume "${this.name}": the next seq is ${this.#nextSeq}`);
+    }
+  }
+
+  #checkWrite(offsetBytes: number, data: Uint8Array): void {
+    if (this.#closed) throw new Error(`Cannot write to volume "${this.name}": it is closed`);
+    if (data.length === 0 || data.length > limits.writeBytesMax) {
+      throw new RangeError(`Cannot journal a write of ${data.length} bytes: the limit is 1 to ${limits.writeBytesMax}`);
+    }
+    assertBlockRange(this.sizeBytes, offsetBytes, data.length);
+  }
+
+  async #append(
+    kind: number,
+    seq: number,
+    timeUs: number,
+    offsetBytes: number,
+    payload: Uint8Array,
+    checksum: bigint | undefined,
+  ): Promise<number> {
+    // SPEC: timestamps are non-decreasing per volume; a switch clock that steps back is clamped.
+    const clampedTimeUs = Math.max(timeUs, this.#lastTimeUs);
+    const record = { kind, seq, timeUs: clampedTimeUs, offsetBytes, payload, payloadChecksum: checksum };
+    let addressBytes = this.#journal.tryAppend(record);
+    if (addressBytes < 0) addressBytes = await this.#journal.append(record);
+    const isWrite = kind === RecordKind.write || kind === RecordKind.baseline;
+    const row = this.#index.push(
+      kind,
+      seq,
+      clampedTimeUs,
+      isWrite ? offsetBytes : payload.length,
+      isWrite ? payload.length : 0,
+      addressBytes,
+    );
+    if (!isWrite) this.#pendingMarkers.set(row, { kind, payload: payload.slice() });
+    this.#lastTimeUs = clampedTimeUs;
+    if (kind !== RecordKind.baseline) this.#nextSeq = seq + 1;
+    return addressBytes;
+  }
+
+  #onDurable(durableAddressBytes: number): void {
+    const index = this.#index;
+    let rows = this.#durableRows;
+    while (rows < index.count && index.addressBytes[rows] < durableAddressBytes) {
+      const marker = this.#pendingMarkers.get(rows);
+      if (marker !== undefined) {
+        this.#pendingMarkers.delete(rows);
+        this.#applyMarker(rows, marker.kind, marker.payload);
+      }
+      rows++;
+    }
+    this.#durableRows = rows;
+    this.#sealDue();
+  }
+
+  #applyMarker(row: number, kind: number, payload: Uint8Array): void {
+    if (kind !== RecordKind.snapshot && kind !== RecordKind.snapshotRemoved) return;
+    const { name } = JSON.parse(new TextDecoder().decode(payload)) as { name: string };
+    if (kind === RecordKind.snapshot) {
+      this.#snapshots.set(name, { name, seq: this.#index.seq[row], timeUs: this.#index.timeUs[row] });
+    } else {
+      this.#snapshots.delete(name);
+    }
+  }
+
+  /** Seals full level-0 maps from durable rows and queues their persistence. */
+  #sealDue(): void {
+    while (this.#durableRows - this.#hierarchy.sealedRows >= this.#levelZeroWritesMax) {
+      const fromIndex = this.#hierarchy.sealedRows;
+      const toIndex = fromIndex + this.#levelZeroWritesMax;
+      const levelZero: LevelZeroMap = {
+        fromIndex,
+        toIndex,
+        firstSeq: this.#index.seq[fromIndex],
+        lastSeq: this.#index.seq[toIndex - 1],
+        endAddressBytes: this.#endAddressOfRow(toIndex - 1),
+        map: DeltaMap.fromWrites(this.#index, { fromIndex, toIndex }),
+      };
+      const levelZeroIndex = this.#hierarchy.levelZeroCount;
+      const rows = this.#index.slice(fromIndex, toIndex);
+      const built: { key: MapKey; map: DeltaMap }[] = [];
+      for (const key of this.#hierarchy.addLevelZero(levelZero)) {
+        const map = this.#hierarchy.build(key);
+        this.#hierarchy.install(key, map);
+        built.push({ key, map });
+      }
+      const catalogue = this.#catalogue();
+      this.#persist(async () => {
+        await this.#maps.writeLevelZero(levelZeroIndex, levelZero, rows);
+        for (const { key, map } of built) await this.#maps.writeMap(key, map);
+        await this.#maps.writeCatalogue(catalogue);
+      });
+    }
+  }
+
+  /**
+   * Journal address just past the record of a row (where a tail scan would resume): records
+   * are 8-byte aligned, so it is the payload's end rounded up. Marker rows keep their payload
+   * length in `offsetBytes` (see {@link WriteIndex}).
+   */
+  #endAddressOfRow(row: number): number {
+    const index = this.#index;
+    const payloadBytes = index.lengthBytes[row] > 0 ? index.lengthBytes[row] : index.offsetBytes[row];
+    return Math.ceil((index.addressBytes[row] + payloadBytes) / 8) * 8;
+  }
+
+  #persist(task: () => Promise<void>): void {
+    this.#persistChain = this.#persistChain.then(task).catch((error) => {
+      this.#persistError ??= error;
+      this.#deps.log?.(`Volume ${this.name}: cannot persist maps: ${(error as Error).message}`);
+    });
+  }
+
+  #throwIfPersistFailed(): void {
+    if (this.#persistError !== undefined) {
+      throw new Error(`Volume "${this.name}" cannot persist its maps`, { cause: this.#persistError });
+    }
+  }
+
+  #catalogue(): VolumeCatalogue {
+    return {
+      ...this.#catalogueBase,
+      levelZeroCount: this.#hierarchy.levelZeroCount,
+      pointBoundaries: this.#hierarchy.points.map((p) => p.boundary),
+      snapshots: this.snapshots(),
+    };
+  }
+
+  // ---- Points and images -------------------------------------------------------------------
+
+  /** The newest durable state. */
+  get head(): { seq: number; timeUs: number } {
+    const last = this.#durableRows - 1;
+    if (last < 0) return { seq: 0, timeUs: this.#catalogueBase.createdTimeUs };
+    return { seq: this.#index.seq[last], timeUs: this.#index.timeUs[last] };
+  }
+
+  /** The range of points that can be opened. */
+  window(): { from: { seq: number; timeUs: number }; to: { seq: number; timeUs: number } } {
+    const baseTimeUs = this.#durableRows > 0 && this.#index.seq[0] === 0
+      ? this.#index.timeUs[0]
+      : this.#catalogueBase.createdTimeUs;
+    return { from: { seq: 0, timeUs: Math.min(baseTimeUs, this.#catalogueBase.createdTimeUs) }, to: this.head };
+  }
+
+  /** Durable records so far (rows of the write index). */
+  get durableRecords(): number {
+    return this.#durableRows;
+  }
+
+  /** Journal bytes in use. */
+  get journalBytes(): number {
+    return this.#journal.endAddressBytes;
+  }
+
+  /** Maps, runs and bytes of the delta-map hierarchy, and the write index's memory. */
+  mapStats(): { maps: number; runs: number; memoryBytes: number; encodedBytes: number; indexBytes: number } {
+    return { ...this.#hierarchy.stats(), indexBytes: this.#index.byteLength };
+  }
+
+  /**
+   * Resolves a POINT (text or parsed) to the exact record it names.
+   *
+   * @throws {SyntaxError} for text that is not a POINT.
+   * @throws {PointUnavailableError} for a point outside the retained range or an unknown snapshot.
+   */
+  resolvePoint(point: Point | string): PointReport {
+    const parsed = typeof point === "string" ? parsePoint(point) : point;
+    const window = this.window();
+    const unavailable = (what: string) =>
+      new PointUnavailableError(
+        `Point ${what} of volume "${this.name}" is outside the retained range ` +
+          `seq:${window.from.seq} (${formatTimeUs(window.from.timeUs)}) to seq:${window.to.seq} (${formatTimeUs(window.to.timeUs)})`,
+        { from: `seq:${window.from.seq}`, to: `seq:${window.to.seq}` },
+      );
+    switch (parsed.kind) {
+      case "head":
+        return this.#reportForRowEnd(this.#durableRows);
+      case "seq":
+        if (parsed.seq < window.from.seq || parsed.seq > window.to.seq) throw unavailable(`seq:${parsed.seq}`);
+        return this.#reportForSeq(parsed.seq);
+      case "snapshot": {
+        const snapshot = this.#snapshots.get(parsed.name);
+        if (snapshot === undefined) {
+          const names = this.snapshots().map((s) => s.name);
+          throw new PointUnavailableError(
+            `Snapshot "${parsed.name}" of volume "${this.name}" does not exist` +
+              (names.length > 0 ? `; snapshots: ${names.join(", ")}` : "; it has no snapshots"),
+            { from: `seq:${window.from.seq}`, to: `seq:${window.to.seq}` },
+          );
+        }
+        return this.#reportForSeq(snapshot.seq);
+      }
+      case "time":
+      case "relative": {
+        const timeUs = parsed.kind === "time" ? parsed.timeUs : this.#deps.clock.nowUs() - parsed.agoUs;
+        if (timeUs < window.from.timeUs || timeUs > this.#deps.clock.nowUs() + 1_000_000) {
+          throw unavailable(formatTimeUs(timeUs));
+        }
+        const row = this.#index.lastIndexAtOrBeforeTime(timeUs, this.#durableRows);
+        return this.#reportForSeq(row < 0 ? 0 : this.#index.seq[row]);
+      }
+    }
+  }
+
+  #reportForSeq(seq: number): PointReport {
+    return this.#reportForRowEnd(this.#index.lastIndexAtOrBeforeSeq(seq, this.#durableRows) + 1);
+  }
+
+  #reportForRowEnd(rowEnd: number): PointReport {
+    if (rowEnd === 0) {
+      return { seq: 0, timeUs: this.window().from.timeUs, rowEnd: 0, landedOn: "base" };
+    }
+    const row = rowEnd - 1;
+    return {
+      seq: this.#index.seq[row],
+      timeUs: this.#index.timeUs[row],
+      rowEnd,
+      landedOn: journalRecordKindName(this.#index.kind[row]) ?? "record",
+    };
+  }
+
+  /**
+   * Opens the image at a point: a read-only BlockDevice, no data copied.
+   *
+   * @throws {PointUnavailableError} when the point is not retained.
+   */
+  openImage(point: Point | string): ImageDevice {
+    const resolved = this.resolvePoint(point);
+    return new ImageDevice((addressBytes, target) => this.#journal.read(addressBytes, target), {
+      sizeBytes: this.sizeBytes,
+      layers: this.#layersForRowEnd(resolved.rowEnd),
+      point: resolved,
+    });
+  }
+
+  /** Maps whose overlay is the state after rows [0, rowEnd), newest first. */
+  #layersForRowEnd(rowEnd: number): DeltaMap[] {
+    const sealed = this.#hierarchy.levelZeroCountBefore(rowEnd);
+    const layers = this.#hierarchy.layersFor(sealed);
+    const cutFrom = sealed === 0 ? 0 : this.#hierarchy.levelZero[sealed - 1].toIndex;
+    if (cutFrom < rowEnd) layers.unshift(DeltaMap.fromWrites(this.#index, { fromIndex: cutFrom, toIndex: rowEnd }));
+    return layers;
+  }
+
+  /**
+   * The extents written between two points: what differs between their images (a superset
+   * when a later write put back the same bytes). Ascending, merged.
+   */
+  diff(from: Point | string, to: Point | string): { from: PointReport; to: PointReport; extents: Extent[] } {
+    const a = this.resolvePoint(from);
+    const b = this.resolvePoint(to);
+    const [low, high] = a.rowEnd <= b.rowEnd ? [a.rowEnd, b.rowEnd] : [b.rowEnd, a.rowEnd];
+    const layers = this.#layersBetweenRows(low, high);
+    const changed = DeltaMap.mergeAll(layers.reverse());
+    const extents: Extent[] = [];
+    changed.forEachRun((offsetBytes, lengthBytes, addressBytes) => {
+      if (addressBytes < 0) return;
+      const last = extents[extents.length - 1];
+      if (last !== undefined && last.offsetBytes + last.lengthBytes === offsetBytes) last.lengthBytes += lengthBytes;
+      else extents.push({ offsetBytes, lengthBytes });
+    });
+    return { from: a, to: b, extents };
+  }
+
+  /** Maps whose overlay is the change made by rows [low, high), newest first. */
+  #layersBetweenRows(low: number, high: number): DeltaMap[] {
+    const hierarchy = this.#hierarchy;
+    const before = hierarchy.levelZeroCountBefore(low);
+    const straddles = before < hierarchy.levelZeroCount && hierarchy.levelZero[before].fromIndex < low;
+    const startFull = straddles ? before + 1 : before;
+    const endFull = hierarchy.levelZeroCountBefore(high);
+    const cut = (fromIndex: number, toIndex: number) => DeltaMap.fromWrites(this.#index, { fromIndex, toIndex });
+    if (endFull <= startFull) return low < high ? [cut(low, high)] : [];
+    const layers: DeltaMap[] = [];
+    const tailFrom = hierarchy.levelZero[endFull - 1].toIndex;
+    if (tailFrom < high) layers.push(cut(tailFrom, high));
+    layers.push(...hierarchy.layersBetween(startFull, endFull));
+    const headTo = hierarchy.levelZero[startFull].fromIndex;
+    if (low < headTo) layers.push(cut(low, headTo));
+    return layers;
+  }
+
+  // ---- Lifecycle ---------------------------------------------------------------------------
+
+  /** Flushes the journal, waits for map persistence, closes the stores' users. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#journal.flush();
+    await this.#persistChain;
+    this.#closed = true;
+    await this.#journal.close();
+    this.#throwIfPersistFailed();
+  }
+
+  /** Waits for queued map persistence (tests, benchmarks). */
+  async settled(): Promise<void> {
+    await this.#persistChain;
+    this.#throwIfPersistFailed();
+  }
+}
+
+export { RecordKind };
