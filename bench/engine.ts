@@ -129,6 +129,15 @@ function rawSequentialBytesPerSecond(totalBytes: number, chunkBytes: number): nu
 /** Offsets of the latest ingest's writes (the read benchmark reads where data was written). */
 let lastOffsets = new Float64Array(0);
 
+/** The stronger of two raw writers: the writes' own size, or group-sized writes. */
+function bestRawBytesPerSecond(totalBytes: number, writeBytes: number): { bytesPerSecond: number; how: string } {
+  const small = rawSequentialBytesPerSecond(totalBytes, writeBytes);
+  const large = rawSequentialBytesPerSecond(totalBytes, limits.journalGroupBytesMax);
+  return small >= large
+    ? { bytesPerSecond: small, how: `${writeBytes / KiB} KiB writes won` }
+    : { bytesPerSecond: large, how: "8 MiB writes won" };
+}
+
 async function ingest(volume: Volume, count: number, lengthBytes: number, volumeBytes: number): Promise<number> {
   lastOffsets = new Float64Array(count);
   const data = new Uint8Array(lengthBytes);
@@ -140,7 +149,8 @@ async function ingest(volume: Volume, count: number, lengthBytes: number, volume
     data[1] = i >>> 8;
     const offsetBytes = (random.nextUint32() % slots) * lengthBytes;
     lastOffsets[i] = offsetBytes;
-    await volume.appendWrite({ seq: volume.nextSeq, timeUs: clock.nowUs(), offsetBytes, data });
+    const write = { seq: volume.nextSeq, timeUs: clock.nowUs(), offsetBytes, data };
+    if (volume.tryAppendWrite(write) < 0) await volume.appendWrite(write);
   }
   await volume.flush();
   return (nowMs() - started) / 1000;
@@ -155,7 +165,7 @@ function directoryBytes(directory: string): number {
 // 1. 64 KiB ingest vs raw sequential bandwidth.
 {
   const totalBytes = 2 * GiB;
-  const raw = rawSequentialBytesPerSecond(totalBytes, 64 * KiB);
+  const raw = bestRawBytesPerSecond(totalBytes, 64 * KiB);
   const volume = await openVolume("seq64k", 16 * GiB);
   const seconds = await ingest(volume, totalBytes / (64 * KiB), 64 * KiB, 16 * GiB);
   await volume.close();
@@ -164,11 +174,11 @@ function directoryBytes(directory: string): number {
     name: "journal ingest, 64 KiB writes, durable",
     value: value / MiB,
     unit: "MiB/s",
-    peer: "raw sequential write, preallocated file, fdatasync per 8 MiB",
-    peerValue: raw / MiB,
-    ratio: value / raw,
+    peer: `raw sequential write, fresh sparse files, fdatasync per 8 MiB (best of 64 KiB and 8 MiB writes: ${raw.how})`,
+    peerValue: raw.bytesPerSecond / MiB,
+    ratio: value / raw.bytesPerSecond,
     target: "ratio >= 0.85",
-    met: value / raw >= 0.85,
+    met: value / raw.bytesPerSecond >= 0.85,
   });
   rmSync(join(root, "seq64k"), { recursive: true });
 }
@@ -179,14 +189,14 @@ function directoryBytes(directory: string): number {
   const volume = await openVolume("ingest4k", 16 * GiB);
   const seconds = await ingest(volume, count, 4 * KiB, 16 * GiB);
   await volume.close();
-  const raw = rawSequentialBytesPerSecond(count * 4 * KiB, 4 * KiB);
+  const raw = bestRawBytesPerSecond(count * 4 * KiB, 4 * KiB);
   report({
     name: "journal ingest, 4 KiB writes, durable",
     value: count / seconds,
     unit: "writes/s",
-    peer: "raw sequential 4 KiB writes, same sync policy",
-    peerValue: raw / (4 * KiB),
-    ratio: count / seconds / (raw / (4 * KiB)),
+    peer: `raw sequential write of the same bytes, same sync policy, in 4 KiB units (best of 4 KiB and 8 MiB writes: ${raw.how})`,
+    peerValue: raw.bytesPerSecond / (4 * KiB),
+    ratio: count / seconds / (raw.bytesPerSecond / (4 * KiB)),
     target: ">= 150000 writes/s",
     met: count / seconds >= 150_000,
   });

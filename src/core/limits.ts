@@ -19,7 +19,11 @@ export const limits = {
    * ~490 MiB/s, 1 GiB ~615 MiB/s: creating a segment costs fsyncs that queue behind the data.
    */
   journalSegmentBytes: 256 * 1024 * 1024,
-  /** Bytes one group commit may carry (one buffer of two, allocated at open). */
+  /**
+   * Bytes one group commit may carry (one buffer of two, allocated at open). Measured with 300k
+   * 4 KiB writes on the Node target: 4 MiB ~129k writes/s, 8 MiB ~131-136k, 16 MiB ~113k,
+   * 32 MiB ~101k (bigger groups hold the disk idle while they fill).
+   */
   journalGroupBytesMax: 8 * 1024 * 1024,
   /** Marker payload (snapshot names and the like). */
   markerPayloadBytesMax: 64 * 1024,

@@ -5,7 +5,8 @@
  * write lost, kept or torn), and after every step compares images at random points — by seq,
  * by time, by snapshot, head — with a naive replay of every write, byte for byte. Small map
  * parameters (level-0 maps of a few writes, fan-out 2-4) make merges and point maps happen
- * within a few dozen writes. The seed of a failure is printed by fast-check.
+ * within a few dozen writes. At the end of each run, diffs between points are checked against
+ * the replay too. The seed of a failure is printed by fast-check.
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
@@ -193,6 +194,29 @@ async function runModel(config: Config, ops: Op[], options: { baseline: boolean;
   await volume.flush();
   await volume.settled();
   for (const pick of [0, 1, 2, 3, 5, 7, 11]) await check(pick);
+  // diff(a, b) covers every byte that differs between the two images and nothing that was not
+  // written between them.
+  const head = volume.head.seq;
+  for (const [a, b] of [[0, head], [head >> 1, head], [head, head >> 2], [head >> 2, head >> 1]]) {
+    const { extents } = volume.diff(`seq:${a}`, `seq:${b}`);
+    const inDiff = new Uint8Array(config.volumeSectors);
+    for (const extent of extents) {
+      for (let sector = extent.offsetBytes / SECTOR; sector < (extent.offsetBytes + extent.lengthBytes) / SECTOR; sector++) inDiff[sector] = 1;
+    }
+    const written = new Uint8Array(config.volumeSectors);
+    for (const write of oracle.writes) {
+      if (write.seq > Math.min(a, b) && write.seq <= Math.max(a, b)) {
+        written.fill(1, write.offsetBytes / SECTOR, (write.offsetBytes + write.data.length) / SECTOR);
+      }
+    }
+    const imageA = oracle.imageAt(a);
+    const imageB = oracle.imageAt(b);
+    for (let sector = 0; sector < config.volumeSectors; sector++) {
+      const differs = firstDifference(imageA.subarray(sector * SECTOR, (sector + 1) * SECTOR), imageB.subarray(sector * SECTOR, (sector + 1) * SECTOR)) >= 0;
+      if (differs && !inDiff[sector]) throw new Error(`diff(seq:${a}, seq:${b}) misses sector ${sector}`);
+      if (inDiff[sector] && !written[sector]) throw new Error(`diff(seq:${a}, seq:${b}) reports unwritten sector ${sector}`);
+    }
+  }
   // Every seq, once, at the end of short runs: per-write granularity.
   if (volume.head.seq <= 40) for (let seq = 0; seq <= volume.head.seq; seq++) await check(seq * 4);
   await volume.close();
@@ -292,5 +316,75 @@ describe("volume engine against the replay oracle", () => {
     await image.read((100 % 64) * 4096, sector);
     expect(sector[0]).toBe(100);
     await reopened.close();
+  });
+});
+
+describe("the base", () => {
+  it("the initial full copy of a device is the state at seq:0, and all-zero chunks are not journaled", async () => {
+    const { MemoryBlockDevice } = await import("../../src/io/memory_block_device.ts");
+    const sizeBytes = 4 * 1024 * 1024;
+    const contents = new Uint8Array(sizeBytes);
+    contents.fill(0x11, 0, 1024 * 1024); // chunk 0 has data; chunks 1 and 3 stay zero
+    contents.fill(0x22, 2 * 1024 * 1024 + 512, 2 * 1024 * 1024 + 1024);
+    const primary = new MemoryBlockDevice(sizeBytes, { contents });
+    const clock = new ManualClock();
+    const volume = await Volume.open(
+      { journalStore: new MemorySegmentStore(), mapStore: new MemorySegmentStore(), clock },
+      { name: "vol", sizeBytes, segmentSizeBytes: 8 * 1024 * 1024, groupBytesMax: 2 * 1024 * 1024 + 4096 },
+    );
+    const progress: number[] = [];
+    const journaled = await volume.appendBaselineFrom(primary, { onProgress: (done) => progress.push(done) });
+    expect(journaled).toBe(2 * 1024 * 1024);
+    expect(progress[progress.length - 1]).toBe(sizeBytes);
+    await volume.appendWrite({ seq: 1, timeUs: clock.nowUs(), offsetBytes: 0, data: new Uint8Array(512).fill(0x33) });
+    await volume.flush();
+    const base = new Uint8Array(sizeBytes);
+    await volume.openImage("seq:0").read(0, base);
+    expect(firstDifference(base, contents)).toBe(-1);
+    const head = new Uint8Array(512);
+    await volume.openImage("head").read(0, head);
+    expect(head[0]).toBe(0x33);
+    // The base is complete: no more baseline records once writes began.
+    expect(() => volume.appendBaseline(0, new Uint8Array(512))).toThrow(/writes have started/);
+    await expect(volume.appendBaselineFrom(new MemoryBlockDevice(512 * 8))).rejects.toThrow(RangeError);
+    await volume.close();
+  });
+
+  it("without an initial copy, unwritten blocks read as zeros at every point", async () => {
+    const volume = await Volume.open(
+      { journalStore: new MemorySegmentStore(), mapStore: new MemorySegmentStore(), clock: new ManualClock() },
+      { name: "vol", sizeBytes: 64 * 1024, segmentSizeBytes: 64 * 1024, groupBytesMax: 32 * 1024 },
+    );
+    await volume.appendWrite({ seq: 1, timeUs: 0, offsetBytes: 4096, data: new Uint8Array(512).fill(7) });
+    await volume.flush();
+    const image = new Uint8Array(64 * 1024);
+    await volume.openImage("seq:0").read(0, image);
+    expect(image.every((b) => b === 0)).toBe(true);
+    await volume.openImage("seq:1").read(0, image);
+    expect(image[4096]).toBe(7);
+    expect(image[4095]).toBe(0);
+    expect(volume.resolvePoint("seq:0").landedOn).toBe("base");
+    await volume.close();
+  });
+
+  it("bad writes are refused with a clear error and change nothing", async () => {
+    const volume = await Volume.open(
+      { journalStore: new MemorySegmentStore(), mapStore: new MemorySegmentStore(), clock: new ManualClock() },
+      { name: "vol", sizeBytes: 64 * 1024, segmentSizeBytes: 64 * 1024, groupBytesMax: 32 * 1024 },
+    );
+    const data = new Uint8Array(512);
+    expect(() => volume.appendWrite({ seq: 1, timeUs: 0, offsetBytes: 64 * 1024, data })).toThrow(/past the end/);
+    expect(() => volume.appendWrite({ seq: 1, timeUs: 0, offsetBytes: 100, data })).toThrow(/multiple of 512/);
+    expect(() => volume.appendWrite({ seq: 2, timeUs: 0, offsetBytes: 0, data })).toThrow(/next seq is 1/);
+    expect(() => volume.appendWrite({ seq: 1, timeUs: 0, offsetBytes: 0, data: new Uint8Array(0) })).toThrow(RangeError);
+    await expect(volume.snapshot("bad name")).rejects.toThrow(SyntaxError);
+    expect(volume.nextSeq).toBe(1);
+    expect(volume.head.seq).toBe(0);
+    await volume.snapshot("ok");
+    await expect(volume.snapshot("ok")).rejects.toThrow(/exists/);
+    await volume.removeSnapshot("ok");
+    expect(volume.snapshots()).toEqual([]);
+    await expect(volume.removeSnapshot("ok")).rejects.toThrow(/does not exist/);
+    await volume.close();
   });
 });
