@@ -291,6 +291,12 @@ describe("volume engine against the replay oracle", () => {
     await volume.flush();
     const report = volume.resolvePoint(formatTimeUs(t0 + 3500));
     expect(report).toMatchObject({ seq: 3, timeUs: t0 + 3000, landedOn: "write" });
+    // Relative points count back from the clock's now.
+    clock.advanceUs(60_000_000);
+    expect(volume.resolvePoint("-60s")).toMatchObject({ seq: 0, landedOn: "base" });
+    expect(volume.resolvePoint("-59.996s")).toMatchObject({ seq: 4 });
+    expect(volume.resolvePoint("-1s")).toMatchObject({ seq: 5 });
+    expect(() => volume.resolvePoint("-1d")).toThrow(PointUnavailableError);
     await volume.close();
   });
 
