@@ -1,14 +1,8 @@
 /**
- * A {@link BlockDevice} on a regular file or a Linux block device, via `node:fs`.
- *
- * Reads and writes are positional `readSync`/`writeSync` through the page cache; `flush` and
- * `fua` use the callback `fs.fdatasync` on the thread pool, so the event loop keeps serving
- * while the disk syncs. The figures behind that choice are in `file_segment_store.ts`
- * (page-cache 4 KiB reads ~680k ops/s synchronous vs ~46k-56k ops/s as promises with one in
- * flight; fdatasync p50 ~0.14 ms asynchronous vs ~0.09 ms blocking).
- *
- * Once a flush fails, every later flush (and fua write) rejects too: the kernel may have
- * dropped the dirty pages, so a retry that succeeded would lie (PostgreSQL's "fsyncgate").
+ * The Node target's `FileBlockDevice`: the portable device of
+ * `src/io/file_block_device.ts` (bounds, flush-failure latching, sparse creation) on `node:fs`
+ * (`node_file_system.ts`: the I/O calls, the figures behind them, and how a block device's size is
+ * found).
  *
  * @example
  * ```ts
@@ -21,177 +15,19 @@
  * await device.write(0, new Uint8Array(4096), { fua: true });
  * await device.close();
  * ```
+ *
+ * @module
  */
-import fs from "node:fs";
-import nodePath from "node:path";
-import {
-  assertBlockRange,
-  type BlockDevice,
-  type BlockDeviceCapabilities,
-  ReadOnlyDeviceError,
-  SECTOR_BYTES,
-  type WriteOptions,
-} from "../../src/io/block_device.ts";
-import { fdatasync, fsyncDirectory, isErrorCode, readFullSync, writeFullSync } from "./_file_io.ts";
+import * as portable from "../../src/io/file_block_device.ts";
+import { NodeFileSystem } from "./node_file_system.ts";
 
-/** Options of {@link FileBlockDevice.open}. */
-export interface FileBlockDeviceOptions {
-  /**
-   * The device size. Required to create a file; for an existing file or block device it must
-   * match (omit it to take the size found).
-   */
-  readonly sizeBytes?: number;
-  /** Create a sparse file of `sizeBytes` if `path` does not exist. */
-  readonly create?: boolean;
-  /** Open for reading only; writes reject with {@link ReadOnlyDeviceError}. */
-  readonly readOnly?: boolean;
-}
+export type { FileBlockDeviceOptions } from "../../src/io/file_block_device.ts";
 
-/** The file block device; see the module doc. */
-export class FileBlockDevice implements BlockDevice {
-  /** The file or device node this device reads and writes. */
-  readonly path: string;
-  readonly sizeBytes: number;
-  readonly capabilities: BlockDeviceCapabilities;
-  readonly #fd: number;
-  /** Syncs in flight; `close` waits for them so the descriptor is not reused under them. */
-  readonly #syncing = new Set<Promise<void>>();
-  #syncFailure: { cause: unknown } | null = null;
-  #closed = false;
+/** A block device on a regular file or a block device, via `node:fs`. */
+export type FileBlockDevice = portable.FileBlockDevice;
 
-  private constructor(path: string, fd: number, sizeBytes: number, readOnly: boolean) {
-    this.path = path;
-    this.#fd = fd;
-    this.sizeBytes = sizeBytes;
-    this.capabilities = { writable: !readOnly, flush: !readOnly, fua: !readOnly };
-  }
-
-  /**
-   * Opens `path`, or creates it as a sparse file of `sizeBytes` when `create` is set and it
-   * does not exist (the new file and its directory entry are synced).
-   *
-   * @throws {TypeError} when creating without `sizeBytes`, creating read-only, or `path` is
-   *   neither a regular file nor a block device.
-   * @throws {RangeError} when a size is not a positive multiple of 512 or `sizeBytes`
-   *   differs from the size found.
-   */
-  static async open(path: string, options: FileBlockDeviceOptions = {}): Promise<FileBlockDevice> {
-    const readOnly = options.readOnly ?? false;
-    if (options.create && readOnly) {
-      throw new TypeError(`Cannot create "${path}" read-only`);
-    }
-    if (options.sizeBytes !== undefined) assertDeviceSize(path, options.sizeBytes);
-    let fd: number;
-    try {
-      fd = fs.openSync(path, readOnly ? "r" : "r+");
-    } catch (error) {
-      if (!(options.create && isErrorCode(error, "ENOENT"))) throw error;
-      if (options.sizeBytes === undefined) {
-        throw new TypeError(`Cannot create "${path}": no sizeBytes given`);
-      }
-      fd = await createSparseFile(path, options.sizeBytes);
-    }
-    try {
-      const sizeBytes = deviceSizeBytes(path, fd);
-      assertDeviceSize(path, sizeBytes);
-      if (options.sizeBytes !== undefined && options.sizeBytes !== sizeBytes) {
-        throw new RangeError(
-          `Cannot open "${path}" as ${options.sizeBytes} bytes: it holds ${sizeBytes}`,
-        );
-      }
-      return new FileBlockDevice(path, fd, sizeBytes, readOnly);
-    } catch (error) {
-      fs.closeSync(fd);
-      throw error;
-    }
-  }
-
-  async read(offsetBytes: number, target: Uint8Array): Promise<void> {
-    this.#checkOpen();
-    assertBlockRange(this.sizeBytes, offsetBytes, target.length);
-    readFullSync(this.#fd, target, offsetBytes);
-  }
-
-  async write(offsetBytes: number, source: Uint8Array, options: WriteOptions = {}): Promise<void> {
-    this.#checkOpen();
-    if (!this.capabilities.writable) throw new ReadOnlyDeviceError(`file "${this.path}"`);
-    assertBlockRange(this.sizeBytes, offsetBytes, source.length);
-    writeFullSync(this.#fd, source, offsetBytes);
-    if (options.fua) await this.#sync();
-  }
-
-  async flush(): Promise<void> {
-    this.#checkOpen();
-    if (!this.capabilities.flush) return;
-    await this.#sync();
-  }
-
-  /** Waits for syncs in flight, then closes the descriptor. Unflushed writes are not synced. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await Promise.allSettled(this.#syncing);
-    fs.closeSync(this.#fd);
-  }
-
-  async #sync(): Promise<void> {
-    if (this.#syncFailure !== null) {
-      throw new Error(`Cannot flush "${this.path}": an earlier flush failed`, {
-        cause: this.#syncFailure.cause,
-      });
-    }
-    const syncing = fdatasync(this.#fd);
-    this.#syncing.add(syncing);
-    try {
-      await syncing;
-    } catch (error) {
-      this.#syncFailure = { cause: error };
-      throw new Error(`Cannot flush "${this.path}"`, { cause: error });
-    } finally {
-      this.#syncing.delete(syncing);
-    }
-  }
-
-  #checkOpen(): void {
-    if (this.#closed) throw new Error(`Cannot use "${this.path}": the device is closed`);
-  }
-}
-
-function assertDeviceSize(path: string, sizeBytes: number): void {
-  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % SECTOR_BYTES !== 0) {
-    throw new RangeError(
-      `Cannot use "${path}" as a device of ${sizeBytes} bytes: not a positive multiple of ${SECTOR_BYTES}`,
-    );
-  }
-}
-
-/** Creates `path` exclusively as a sparse file and makes it and its name durable. */
-async function createSparseFile(path: string, sizeBytes: number): Promise<number> {
-  const fd = fs.openSync(path, "wx+");
-  try {
-    fs.ftruncateSync(fd, sizeBytes);
-    await fdatasync(fd);
-    await fsyncDirectory(nodePath.dirname(nodePath.resolve(path)));
-    return fd;
-  } catch (error) {
-    fs.closeSync(fd);
-    throw error;
-  }
-}
-
-/**
- * The size of a regular file, or of a block device from sysfs (`fstat` reports 0 for block
- * devices and Node has no `lseek(SEEK_END)`).
- */
-function deviceSizeBytes(path: string, fd: number): number {
-  const stat = fs.fstatSync(fd);
-  if (stat.isFile()) return stat.size;
-  if (stat.isBlockDevice()) {
-    // Linux dev_t: major in bits 8-19, minor in bits 0-7 and 20-31.
-    const major = (stat.rdev >>> 8) & 0xfff;
-    const minor = (stat.rdev & 0xff) | ((stat.rdev >>> 12) & 0xfff00);
-    const sectors = fs.readFileSync(`/sys/dev/block/${major}:${minor}/size`, "utf8");
-    return Number(sectors.trim()) * 512;
-  }
-  throw new TypeError(`Cannot use "${path}" as a device: not a regular file or block device`);
-}
+/** Opens a {@link FileBlockDevice} on `node:fs`: `open(path, options?)`. */
+export const FileBlockDevice = {
+  open: (path: string, options?: portable.FileBlockDeviceOptions): Promise<FileBlockDevice> =>
+    portable.FileBlockDevice.open(new NodeFileSystem(), path, options),
+};

@@ -1,7 +1,7 @@
 /**
- * A {@link DurableCell} in one file, via `node:fs`: each write goes to `PATH.tmp`, is
- * fdatasynced, renamed over `PATH`, and the directory is fsynced. Rename is atomic, so after
- * a crash `read` sees the old or the new bytes, never a mix. Writes are serialized.
+ * The Node target's `FileDurableCell`: the portable cell of
+ * `src/io/file_durable_cell.ts` (write `PATH.tmp`, datasync, rename, sync the directory) on
+ * `node:fs` (`node_file_system.ts`).
  *
  * @example
  * ```ts
@@ -11,49 +11,17 @@
  * await cell.write(new Uint8Array([1, 2, 3]));
  * await cell.read(); // Uint8Array [1, 2, 3]
  * ```
+ *
+ * @module
  */
-import fs from "node:fs";
-import nodePath from "node:path";
-import type { DurableCell } from "../../src/io/durable_cell.ts";
-import { fsyncDirectory, readFileOrNull, replaceFileAtomically } from "./_file_io.ts";
+import * as portable from "../../src/io/file_durable_cell.ts";
+import { NodeFileSystem } from "./node_file_system.ts";
 
-/** The file durable cell; see the module doc. */
-export class FileDurableCell implements DurableCell {
-  /** The file holding the value. */
-  readonly path: string;
-  #queue: Promise<void> = Promise.resolve();
+/** A durable cell in one file, via `node:fs`. */
+export type FileDurableCell = portable.FileDurableCell;
 
-  private constructor(path: string) {
-    this.path = path;
-  }
-
-  /**
-   * Opens the cell at `path` (its directory must exist), removing a `PATH.tmp` left by a
-   * write that a crash interrupted.
-   */
-  static async open(path: string): Promise<FileDurableCell> {
-    const temporaryPath = `${path}.tmp`;
-    if (fs.existsSync(temporaryPath)) {
-      await fs.promises.unlink(temporaryPath);
-      await fsyncDirectory(nodePath.dirname(nodePath.resolve(path)));
-    }
-    return new FileDurableCell(path);
-  }
-
-  /** The last written bytes, or `null` if the cell was never written. */
-  async read(): Promise<Uint8Array | null> {
-    await this.#queue;
-    return await readFileOrNull(this.path);
-  }
-
-  /** Replaces the value atomically; durable when the promise resolves. */
-  write(bytes: Uint8Array): Promise<void> {
-    const copy = bytes.slice();
-    const written = this.#queue.then(() => replaceFileAtomically(this.path, copy));
-    // The queue only orders writes; each caller gets its own outcome from `written`.
-    this.#queue = written.then(ignore, ignore);
-    return written;
-  }
-}
-
-function ignore(): void {}
+/** Opens a {@link FileDurableCell} on `node:fs`: `open(path)`. */
+export const FileDurableCell = {
+  open: (path: string): Promise<FileDurableCell> =>
+    portable.FileDurableCell.open(new NodeFileSystem(), path),
+};

@@ -1,0 +1,199 @@
+/**
+ * A {@link BlockDevice} on a regular file or a block device of a {@link FileSystem}. Written
+ * once for every runtime; each target binds its file system
+ * (`targets/node/file_block_device.ts`, `targets/deno/file_block_device.ts`).
+ *
+ * Reads and writes are the file system's synchronous calls through the page cache; `flush`
+ * and `fua` use its asynchronous `datasync`, so the event loop keeps serving while the disk
+ * syncs. The figures behind that choice, per runtime, are in
+ * `targets/node/node_file_system.ts` and `targets/deno/deno_file_system.ts`. A block
+ * device's size is probed by the file system (`stat` reports 0 for one).
+ *
+ * Once a flush fails, every later flush (and fua write) rejects too: the kernel may have
+ * dropped the dirty pages, so a retry that succeeded would lie (PostgreSQL's "fsyncgate").
+ *
+ * @example
+ * ```ts
+ * import { FileBlockDevice } from "./file_block_device.ts";
+ * import { NodeFileSystem } from "../../targets/node/node_file_system.ts";
+ *
+ * const device = await FileBlockDevice.open(new NodeFileSystem(), "/tmp/volume.img", {
+ *   sizeBytes: 1024 * 1024 * 1024,
+ *   create: true,
+ * });
+ * await device.write(0, new Uint8Array(4096), { fua: true });
+ * await device.close();
+ * ```
+ *
+ * @module
+ */
+import {
+  assertBlockRange,
+  type BlockDevice,
+  type BlockDeviceCapabilities,
+  ReadOnlyDeviceError,
+  SECTOR_BYTES,
+  type WriteOptions,
+} from "./block_device.ts";
+import { type FileHandle, type FileSystem, readFullySync, writeFullySync } from "./file_system.ts";
+
+/** Options of {@link FileBlockDevice.open}. */
+export interface FileBlockDeviceOptions {
+  /**
+   * The device size. Required to create a file; for an existing file or block device it must
+   * match (omit it to take the size found).
+   */
+  readonly sizeBytes?: number;
+  /** Create a sparse file of `sizeBytes` if `path` does not exist. */
+  readonly create?: boolean;
+  /** Open for reading only; writes reject with {@link ReadOnlyDeviceError}. */
+  readonly readOnly?: boolean;
+}
+
+/** The file block device; see the module doc. */
+export class FileBlockDevice implements BlockDevice {
+  /** The file or device node this device reads and writes. */
+  readonly path: string;
+  readonly sizeBytes: number;
+  readonly capabilities: BlockDeviceCapabilities;
+  readonly #handle: FileHandle;
+  /** Syncs in flight; `close` waits for them so the descriptor is not reused under them. */
+  readonly #syncing = new Set<Promise<void>>();
+  #syncFailure: { cause: unknown } | null = null;
+  #closed = false;
+
+  private constructor(
+    handle: FileHandle,
+    path: string,
+    options: { sizeBytes: number; readOnly: boolean },
+  ) {
+    this.#handle = handle;
+    this.path = path;
+    this.sizeBytes = options.sizeBytes;
+    const writable = !options.readOnly;
+    this.capabilities = { writable, flush: writable, fua: writable };
+  }
+
+  /**
+   * Opens `path`, or creates it as a sparse file of `sizeBytes` when `create` is set and it
+   * does not exist (the new file and its directory entry are synced).
+   *
+   * @throws {TypeError} when creating without `sizeBytes`, creating read-only, or `path` is
+   *   neither a regular file nor a block device.
+   * @throws {RangeError} when a size is not a positive multiple of 512 or `sizeBytes`
+   *   differs from the size found.
+   */
+  static async open(
+    fileSystem: FileSystem,
+    path: string,
+    options: FileBlockDeviceOptions = {},
+  ): Promise<FileBlockDevice> {
+    const readOnly = options.readOnly ?? false;
+    if (options.create && readOnly) {
+      throw new TypeError(`Cannot create "${path}" read-only`);
+    }
+    if (options.sizeBytes !== undefined) assertDeviceSize(path, options.sizeBytes);
+    let handle: FileHandle;
+    try {
+      handle = fileSystem.openFile(path, { read: true, write: !readOnly });
+    } catch (error) {
+      if (!(options.create && fileSystem.isNotFoundError(error))) throw error;
+      if (options.sizeBytes === undefined) {
+        throw new TypeError(`Cannot create "${path}": no sizeBytes given`);
+      }
+      handle = await createSparseFile(fileSystem, path, options.sizeBytes);
+    }
+    try {
+      const sizeBytes = handle.sizeBytes();
+      if (sizeBytes === null) {
+        throw new TypeError(`Cannot use "${path}" as a device: not a regular file or block device`);
+      }
+      assertDeviceSize(path, sizeBytes);
+      if (options.sizeBytes !== undefined && options.sizeBytes !== sizeBytes) {
+        throw new RangeError(
+          `Cannot open "${path}" as ${options.sizeBytes} bytes: it holds ${sizeBytes}`,
+        );
+      }
+      return new FileBlockDevice(handle, path, { sizeBytes, readOnly });
+    } catch (error) {
+      handle.close();
+      throw error;
+    }
+  }
+
+  async read(offsetBytes: number, target: Uint8Array): Promise<void> {
+    this.#checkOpen();
+    assertBlockRange(this.sizeBytes, offsetBytes, target.length);
+    readFullySync(this.#handle, target, offsetBytes);
+  }
+
+  async write(offsetBytes: number, source: Uint8Array, options: WriteOptions = {}): Promise<void> {
+    this.#checkOpen();
+    if (!this.capabilities.writable) throw new ReadOnlyDeviceError(`file "${this.path}"`);
+    assertBlockRange(this.sizeBytes, offsetBytes, source.length);
+    writeFullySync(this.#handle, source, offsetBytes);
+    if (options.fua) await this.#sync();
+  }
+
+  async flush(): Promise<void> {
+    this.#checkOpen();
+    if (!this.capabilities.flush) return;
+    await this.#sync();
+  }
+
+  /** Waits for syncs in flight, then closes the file. Unflushed writes are not synced. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.allSettled(this.#syncing);
+    this.#handle.close();
+  }
+
+  async #sync(): Promise<void> {
+    if (this.#syncFailure !== null) {
+      throw new Error(`Cannot flush "${this.path}": an earlier flush failed`, {
+        cause: this.#syncFailure.cause,
+      });
+    }
+    const syncing = this.#handle.datasync();
+    this.#syncing.add(syncing);
+    try {
+      await syncing;
+    } catch (error) {
+      this.#syncFailure = { cause: error };
+      throw new Error(`Cannot flush "${this.path}"`, { cause: error });
+    } finally {
+      this.#syncing.delete(syncing);
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new Error(`Cannot use "${this.path}": the device is closed`);
+  }
+}
+
+function assertDeviceSize(path: string, sizeBytes: number): void {
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % SECTOR_BYTES !== 0) {
+    throw new RangeError(
+      `Cannot use "${path}" as a device of ${sizeBytes} bytes: not a positive multiple of ${SECTOR_BYTES}`,
+    );
+  }
+}
+
+/** Creates `path` exclusively as a sparse file and makes it and its name durable. */
+async function createSparseFile(
+  fileSystem: FileSystem,
+  path: string,
+  sizeBytes: number,
+): Promise<FileHandle> {
+  const handle = fileSystem.openFile(path, { read: true, write: true, create: true, exclusive: true });
+  try {
+    await handle.truncate(sizeBytes);
+    await handle.datasync();
+    await fileSystem.syncDirectory(fileSystem.parentPath(path));
+    return handle;
+  } catch (error) {
+    handle.close();
+    throw error;
+  }
+}
