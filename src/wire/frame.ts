@@ -1,0 +1,425 @@
+/**
+ * Wire frames: a fixed 16-byte little-endian header, one CBOR body, then raw payload bytes.
+ *
+ * | offset | size | field            | meaning                                                    |
+ * | -----: | ---: | ---------------- | ---------------------------------------------------------- |
+ * |      0 |    2 | magic u16        | `0x5741` (bytes 0x41 0x57, "AW": Anytime Wire)             |
+ * |      2 |    1 | version u8       | frame format version, 1                                    |
+ * |      3 |    1 | kind u8          | message kind ({@link messageKinds})                         |
+ * |      4 |    4 | bodyBytes u32    | length of the CBOR body that follows the header            |
+ * |      8 |    4 | payloadBytes u32 | length of the raw payload that follows the body            |
+ * |     12 |    4 | headerCheck u32  | XXH32 (seed 0) of header bytes 0..11                       |
+ *
+ * The payload travels by reference: {@link encodeFrame} returns it as its own chunk, never
+ * copied into the CBOR buffer (DESIGN.md, "Wire protocol": copying a 64 KiB payload into a
+ * CBOR buffer costs ~30x the header work).
+ *
+ * {@link FrameDecoder} is a byte parser with no I/O (pg-protocol's parser, with the cap it
+ * lacks): every length is checked against its kind's limit as soon as the 16 header bytes are
+ * known, before a byte of the rest is buffered.
+ *
+ * The header check is XXH32, computed here in plain JavaScript rather than through
+ * `core/checksum.ts`: for 12 bytes the WebAssembly call costs more than the hash (measured on
+ * Node: ~45M headers/s in JS, ~8M/s through xxhash-wasm), and it keeps encoding and decoding
+ * synchronous with no set-up. Tests check it against xxhash-wasm's XXH32.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameDecoder } from "./frame.ts";
+ * import { messageKinds } from "./message_kinds.ts";
+ *
+ * const chunks = encodeFrame(messageKinds.readReply, { requestId: 1 }, new Uint8Array(4096));
+ * const decoder = new FrameDecoder();
+ * for (const chunk of chunks) {
+ *   decoder.push(chunk);
+ *   for (const frame of decoder) console.log(frame.kind, frame.body.length, frame.payload.length);
+ * }
+ * ```
+ */
+import { assert } from "../core/assert.ts";
+import { encodeCbor } from "./cbor.ts";
+import { ProtocolError } from "./errors.ts";
+import { type MessageKind, messageKindLimits, messageKindName } from "./message_kinds.ts";
+import { wireLimits } from "./wire_limits.ts";
+
+export const frameMagic = 0x5741;
+export const frameVersion = 1;
+export const frameHeaderBytes = 16;
+/** Header bytes covered by the header check. */
+const headerCheckedBytes = 12;
+
+/**
+ * One decoded frame. `body` (CBOR, not yet decoded) and `payload` are views into the bytes
+ * given to {@link FrameDecoder.push} when the frame arrived inside one chunk, or into a buffer
+ * of the frame's own when it spanned chunks. See {@link FrameDecoder} for how long they live.
+ */
+export interface Frame {
+  readonly kind: MessageKind;
+  readonly body: Uint8Array;
+  readonly payload: Uint8Array;
+}
+
+const emptyBytes = new Uint8Array(0);
+const emptyView = new DataView(emptyBytes.buffer);
+
+/**
+ * Encodes a frame: returns the header and CBOR body in one new buffer, followed by `payload`
+ * itself (not copied) when there is one. Pass the array to `Connection.send` as is.
+ *
+ * Lengths over the kind's limits are a programmer error (assert): senders split batches
+ * before they get here. Validating the body's shape is `messages.ts`'s job.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame } from "./frame.ts";
+ * import { messageKinds } from "./message_kinds.ts";
+ * const [headerAndBody] = encodeFrame(messageKinds.bye, { reason: "shutting down" });
+ * ```
+ */
+export function encodeFrame(kind: MessageKind, body: unknown, payload: Uint8Array = emptyBytes): Uint8Array[] {
+  const kindLimits = messageKindLimits(kind);
+  assert(kindLimits !== undefined, `Cannot encode a frame of unknown kind ${kind}`);
+  const bodyBytes = encodeCbor(body);
+  const name = messageKindName(kind);
+  assert(
+    bodyBytes.length <= kindLimits.bodyBytesMax,
+    `Cannot encode a ${name} frame: its body of ${bodyBytes.length} bytes is over the ${kindLimits.bodyBytesMax}-byte limit`,
+  );
+  assert(
+    payload.length <= kindLimits.payloadBytesMax && bodyBytes.length + payload.length <= wireLimits.frameBytesMax,
+    `Cannot encode a ${name} frame: ${bodyBytes.length} body and ${payload.length} payload bytes are over its limits`,
+  );
+  const frame = new Uint8Array(frameHeaderBytes + bodyBytes.length);
+  const view = new DataView(frame.buffer);
+  view.setUint16(0, frameMagic, true);
+  view.setUint8(2, frameVersion);
+  view.setUint8(3, kind);
+  view.setUint32(4, bodyBytes.length, true);
+  view.setUint32(8, payload.length, true);
+  view.setUint32(headerCheckedBytes, headerCheck(frame, 0), true);
+  frame.set(bodyBytes, frameHeaderBytes);
+  return payload.length === 0 ? [frame] : [frame, payload];
+}
+
+/**
+ * Splits a byte stream into frames. Feed it the chunks as they arrive with {@link push}, then
+ * take the frames that completed ({@link nextFrame}, or iterate); push the next chunk only
+ * after taking them all.
+ *
+ * - Every header is checked (magic, version, header check, kind, lengths against the kind's
+ *   limits and {@link wireLimits.frameBytesMax}) as soon as its 16 bytes are known, before
+ *   anything after it is buffered: a header announcing 1 GiB fails at once, holding 16 bytes.
+ * - Frames may be split at any byte, and a chunk may hold many frames.
+ * - Lifetime rule: a frame that arrives inside one chunk is returned as views into that chunk
+ *   (no copy, however large its payload); only a frame that spans chunks is copied, into a
+ *   buffer of its own sized from its header (so bounded by the limits). The views are valid
+ *   as long as the pushed chunk's bytes are: the decoder never writes into pushed chunks and
+ *   never reuses a buffer it handed out, so the only risk is the chunk's owner (the transport)
+ *   reusing it. Consumers that keep a frame's bytes beyond that must copy them, or construct
+ *   the decoder with `copyFrames` (see the constructor).
+ * - Errors are {@link ProtocolError}s. The first one kills the decoder: `push` throws it, and
+ *   every later `push` throws the same error. Frames that completed before the fault in the
+ *   same chunk can still be taken (they are valid frames, and delivering them makes the
+ *   outcome the same however the stream was chunked).
+ *
+ * It checks frames, not messages: the CBOR body is decoded and validated by
+ * `decodeMessage` (`messages.ts`).
+ *
+ * @example
+ * ```ts
+ * import { FrameDecoder } from "./frame.ts";
+ * const decoder = new FrameDecoder();
+ * decoder.push(new Uint8Array([0x41, 0x57])); // half a header: nothing to take yet
+ * decoder.nextFrame(); // undefined
+ * ```
+ */
+export class FrameDecoder implements Iterable<Frame> {
+  readonly #copyFrames: boolean;
+  #fault: ProtocolError | null = null;
+
+  // Complete frames waiting to be taken: first a frame that spanned chunks (if one completed
+  // in the last push), then the frames in #chunk from #chunkAtBytes to #chunkEndBytes.
+  #spanned: Frame | null = null;
+  #chunk: Uint8Array = emptyBytes;
+  #chunkView: DataView = emptyView;
+  #chunkAtBytes = 0;
+  #chunkEndBytes = 0;
+
+  // The frame in progress across chunks: its header bytes so far, then (once the header is
+  // checked) a buffer for its body and payload.
+  readonly #header = new Uint8Array(frameHeaderBytes);
+  readonly #headerView = new DataView(this.#header.buffer);
+  #headerFilledBytes = 0;
+  #partial: Uint8Array | null = null;
+  #partialFilledBytes = 0;
+  #partialKind: MessageKind = 0 as MessageKind;
+  #partialBodyBytes = 0;
+
+  // Fields of the last header checked (set by #checkHeader, to avoid an object per frame).
+  #kind: MessageKind = 0 as MessageKind;
+  #bodyBytes = 0;
+  #payloadBytes = 0;
+
+  /**
+   * With `copyFrames`, the complete frames found in a pushed chunk are copied out of it (one
+   * copy of their bytes per push), so no frame views a caller's chunk: for a source whose
+   * chunks are only lent (the `Connection` seam's rule: a receiver must not keep a view into
+   * a chunk past its next `await`). Without it (the default), frames view the chunk.
+   */
+  constructor(options: { copyFrames?: boolean } = {}) {
+    this.#copyFrames = options.copyFrames ?? false;
+  }
+
+  /** The first error, once the decoder is dead; `null` while it is alive. */
+  get fault(): ProtocolError | null {
+    return this.#fault;
+  }
+
+  /**
+   * Bytes held for a frame that has not completed: at most a header, or the part of a frame
+   * received so far. Tests use it to prove oversize frames are refused before buffering.
+   */
+  get bufferedBytes(): number {
+    return this.#partial === null ? this.#headerFilledBytes : frameHeaderBytes + this.#partialFilledBytes;
+  }
+
+  /** Bytes allocated for the frame in progress (its buffer is sized from the header). */
+  get allocatedBytes(): number {
+    return this.#partial === null ? 0 : this.#partial.length;
+  }
+
+  /**
+   * Parses `chunk`: checks every header in it, notes the complete frames (views, no copy) and
+   * buffers the incomplete frame at its end.
+   *
+   * @throws {ProtocolError} on the first bad header (and on every call after it).
+   */
+  push(chunk: Uint8Array): void {
+    if (this.#fault !== null) throw this.#fault;
+    assert(
+      this.#spanned === null && this.#chunkAtBytes === this.#chunkEndBytes,
+      "Cannot push a chunk before the frames of the previous one are taken",
+    );
+    let atBytes = this.#continuePartial(chunk);
+    if (this.#fault !== null) throw this.#fault;
+    if (chunk.length - atBytes < frameHeaderBytes) {
+      this.#startPartial(chunk, atBytes);
+      return;
+    }
+    const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const firstBytes = atBytes;
+    while (chunk.length - atBytes >= frameHeaderBytes) {
+      if (!this.#checkHeader(chunk, view, atBytes)) break;
+      const frameBytes = frameHeaderBytes + this.#bodyBytes + this.#payloadBytes;
+      if (chunk.length - atBytes < frameBytes) break;
+      atBytes += frameBytes;
+    }
+    if (atBytes > firstBytes && this.#copyFrames) {
+      this.#chunk = chunk.slice(firstBytes, atBytes);
+      this.#chunkView = new DataView(this.#chunk.buffer);
+      this.#chunkAtBytes = 0;
+      this.#chunkEndBytes = atBytes - firstBytes;
+    } else if (atBytes > firstBytes) {
+      this.#chunk = chunk;
+      this.#chunkView = view;
+      this.#chunkAtBytes = firstBytes;
+      this.#chunkEndBytes = atBytes;
+    }
+    if (this.#fault !== null) throw this.#fault;
+    this.#startPartial(chunk, atBytes);
+  }
+
+  /** Takes the next complete frame, or returns `undefined` when none is waiting. */
+  nextFrame(): Frame | undefined {
+    if (this.#spanned !== null) {
+      const frame = this.#spanned;
+      this.#spanned = null;
+      return frame;
+    }
+    if (this.#chunkAtBytes === this.#chunkEndBytes) {
+      this.#releaseChunk();
+      return undefined;
+    }
+    const view = this.#chunkView;
+    const atBytes = this.#chunkAtBytes;
+    const kind = view.getUint8(atBytes + 3) as MessageKind;
+    const bodyBytes = view.getUint32(atBytes + 4, true);
+    const payloadBytes = view.getUint32(atBytes + 8, true);
+    const bodyAtBytes = atBytes + frameHeaderBytes;
+    const payloadAtBytes = bodyAtBytes + bodyBytes;
+    this.#chunkAtBytes = payloadAtBytes + payloadBytes;
+    assert(this.#chunkAtBytes <= this.#chunkEndBytes, "A noted frame overruns its chunk");
+    const frame: Frame = {
+      kind,
+      body: this.#chunk.subarray(bodyAtBytes, payloadAtBytes),
+      payload: payloadBytes === 0 ? emptyBytes : this.#chunk.subarray(payloadAtBytes, this.#chunkAtBytes),
+    };
+    if (this.#chunkAtBytes === this.#chunkEndBytes) this.#releaseChunk();
+    return frame;
+  }
+
+  *[Symbol.iterator](): Iterator<Frame> {
+    for (;;) {
+      const frame = this.nextFrame();
+      if (frame === undefined) return;
+      yield frame;
+    }
+  }
+
+  /** Feeds the start of `chunk` to the frame in progress; returns where whole frames start. */
+  #continuePartial(chunk: Uint8Array): number {
+    let atBytes = 0;
+    if (this.#partial === null && this.#headerFilledBytes > 0) {
+      const takeBytes = Math.min(frameHeaderBytes - this.#headerFilledBytes, chunk.length);
+      this.#header.set(chunk.subarray(0, takeBytes), this.#headerFilledBytes);
+      this.#headerFilledBytes += takeBytes;
+      atBytes = takeBytes;
+      if (this.#headerFilledBytes < frameHeaderBytes) return atBytes;
+      if (!this.#checkHeader(this.#header, this.#headerView, 0)) return atBytes;
+      this.#allocatePartial();
+    }
+    if (this.#partial !== null) {
+      const takeBytes = Math.min(this.#partial.length - this.#partialFilledBytes, chunk.length - atBytes);
+      this.#partial.set(chunk.subarray(atBytes, atBytes + takeBytes), this.#partialFilledBytes);
+      this.#partialFilledBytes += takeBytes;
+      atBytes += takeBytes;
+      if (this.#partialFilledBytes === this.#partial.length) this.#completePartial();
+    }
+    return atBytes;
+  }
+
+  /** Buffers the incomplete frame at the end of `chunk` (from `atBytes`). */
+  #startPartial(chunk: Uint8Array, atBytes: number): void {
+    const restBytes = chunk.length - atBytes;
+    if (restBytes === 0) return;
+    if (restBytes < frameHeaderBytes) {
+      this.#header.set(chunk.subarray(atBytes), 0);
+      this.#headerFilledBytes = restBytes;
+      return;
+    }
+    // The loop in push stopped here after checking this header: the frame is incomplete.
+    this.#header.set(chunk.subarray(atBytes, atBytes + frameHeaderBytes), 0);
+    this.#headerFilledBytes = frameHeaderBytes;
+    this.#allocatePartial();
+    const partial = this.#partial;
+    assert(partial !== null && restBytes - frameHeaderBytes < partial.length, "A complete frame was left partial");
+    partial.set(chunk.subarray(atBytes + frameHeaderBytes), 0);
+    this.#partialFilledBytes = restBytes - frameHeaderBytes;
+  }
+
+  /** Allocates the buffer of the frame whose header was just checked (its fields are set). */
+  #allocatePartial(): void {
+    this.#partialKind = this.#kind;
+    this.#partialBodyBytes = this.#bodyBytes;
+    this.#partial = new Uint8Array(this.#bodyBytes + this.#payloadBytes);
+    this.#partialFilledBytes = 0;
+    if (this.#partial.length === 0) this.#completePartial();
+  }
+
+  #completePartial(): void {
+    const buffer = this.#partial;
+    assert(buffer !== null && this.#spanned === null, "No frame to complete, or one not taken");
+    this.#spanned = {
+      kind: this.#partialKind,
+      body: buffer.subarray(0, this.#partialBodyBytes),
+      payload: buffer.length === this.#partialBodyBytes ? emptyBytes : buffer.subarray(this.#partialBodyBytes),
+    };
+    this.#partial = null;
+    this.#partialFilledBytes = 0;
+    this.#headerFilledBytes = 0;
+  }
+
+  #releaseChunk(): void {
+    this.#chunk = emptyBytes;
+    this.#chunkView = emptyView;
+    this.#chunkAtBytes = 0;
+    this.#chunkEndBytes = 0;
+  }
+
+  /**
+   * Checks the header at `atBytes` and sets #kind, #bodyBytes, #payloadBytes. Returns false
+   * (with #fault set) when it is bad.
+   */
+  #checkHeader(bytes: Uint8Array, view: DataView, atBytes: number): boolean {
+    const magic = view.getUint16(atBytes, true);
+    if (magic !== frameMagic) {
+      return this.#fail(
+        "bad-magic",
+        `Frame magic 0x${hex(magic, 4)} is not 0x${
+          hex(frameMagic, 4)
+        }: the peer does not speak the Anytime wire protocol`,
+      );
+    }
+    const version = view.getUint8(atBytes + 2);
+    if (version !== frameVersion) {
+      return this.#fail(
+        "bad-version",
+        `Frame version ${version} is not ${frameVersion}, the only one this side speaks`,
+      );
+    }
+    const storedCheck = view.getUint32(atBytes + headerCheckedBytes, true);
+    const computedCheck = headerCheck(bytes, atBytes);
+    if (storedCheck !== computedCheck) {
+      return this.#fail(
+        "bad-header",
+        `Frame header check 0x${hex(storedCheck, 8)} does not match its bytes (0x${hex(computedCheck, 8)})`,
+      );
+    }
+    const kind = view.getUint8(atBytes + 3);
+    const kindLimits = messageKindLimits(kind);
+    if (kindLimits === undefined) return this.#fail("unknown-kind", `Frame kind ${kind} is not a message kind`);
+    const bodyBytes = view.getUint32(atBytes + 4, true);
+    const payloadBytes = view.getUint32(atBytes + 8, true);
+    const name = messageKindName(kind);
+    if (bodyBytes > kindLimits.bodyBytesMax) {
+      return this.#fail(
+        "too-large",
+        `A ${name} frame announces a ${bodyBytes}-byte body, over its ${kindLimits.bodyBytesMax}-byte limit`,
+      );
+    }
+    if (payloadBytes > kindLimits.payloadBytesMax || bodyBytes + payloadBytes > wireLimits.frameBytesMax) {
+      const limitBytes = Math.min(kindLimits.payloadBytesMax, wireLimits.frameBytesMax - bodyBytes);
+      return this.#fail(
+        "too-large",
+        kindLimits.payloadBytesMax === 0
+          ? `A ${name} frame announces a ${payloadBytes}-byte payload; ${name} frames carry none`
+          : `A ${name} frame announces a ${payloadBytes}-byte payload, over its ${limitBytes}-byte limit`,
+      );
+    }
+    this.#kind = kind as MessageKind;
+    this.#bodyBytes = bodyBytes;
+    this.#payloadBytes = payloadBytes;
+    return true;
+  }
+
+  #fail(code: ProtocolError["code"], message: string): false {
+    this.#fault = new ProtocolError(code, message);
+    this.#partial = null;
+    return false;
+  }
+}
+
+function hex(value: number, digits: number): string {
+  return value.toString(16).padStart(digits, "0");
+}
+
+const prime32n2 = 0x85ebca77;
+const prime32n3 = 0xc2b2ae3d;
+const prime32n4 = 0x27d4eb2f;
+const prime32n5 = 0x165667b1;
+
+/** XXH32 (seed 0) of the 12 header bytes at `atBytes`: the short-input path of the spec. */
+function headerCheck(bytes: Uint8Array, atBytes: number): number {
+  let hash = (prime32n5 + headerCheckedBytes) | 0;
+  for (let i = atBytes; i < atBytes + headerCheckedBytes; i += 4) {
+    const word = bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
+    hash = (hash + Math.imul(word, prime32n3)) | 0;
+    hash = Math.imul((hash << 17) | (hash >>> 15), prime32n4);
+  }
+  hash ^= hash >>> 15;
+  hash = Math.imul(hash, prime32n2);
+  hash ^= hash >>> 13;
+  hash = Math.imul(hash, prime32n3);
+  hash ^= hash >>> 16;
+  return hash >>> 0;
+}

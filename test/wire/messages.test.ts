@@ -1,0 +1,463 @@
+// Proves message validation: for every kind, bodies that break one rule (type, integer range,
+// safe integers, 512-byte alignment, the 4 MiB write limit, string and array lengths, unknown
+// or missing fields, a WRITE payload that disagrees with its entries, MARK details that are
+// too deep or not JSON-like) are refused with ProtocolError "bad-body" naming the field, and
+// the sender refuses to encode them (assertion); a HELLO of another protocol version is
+// refused with "version" naming both versions; the checksum helpers agree with XXH64.
+import { beforeAll, describe, expect, test } from "vitest";
+import { AssertionError } from "../../src/core/assert.ts";
+import { type Checksum, createChecksum } from "../../src/core/checksum.ts";
+import { ProtocolError } from "../../src/wire/errors.ts";
+import { FrameDecoder } from "../../src/wire/frame.ts";
+import {
+  checksumFromBytes,
+  checksumToBytes,
+  decodeMessage,
+  encodeMessage,
+  hashChunkCount,
+  type MessageKind,
+  messageKinds,
+  type WriteBody,
+  writeChecksumProblem,
+} from "../../src/wire/messages.ts";
+import { wireLimits } from "../../src/wire/wire_limits.ts";
+import { everyKindSamples, rawFrame, sampleData } from "./wire_support.ts";
+
+let checksum: Checksum;
+
+beforeAll(async () => {
+  checksum = await createChecksum();
+});
+
+/** Decodes one raw frame, returning the error (or null when the message is valid). */
+function decodeError(kind: number, body: unknown, payload: Uint8Array = new Uint8Array(0)): unknown {
+  const decoder = new FrameDecoder();
+  try {
+    decoder.push(rawFrame(checksum, kind, body, payload));
+    const frame = decoder.nextFrame();
+    if (frame === undefined) return "no frame";
+    decodeMessage(frame);
+    return null;
+  } catch (error) {
+    return error;
+  }
+}
+
+function bodyOf(index: number): Record<string, unknown> {
+  return { ...(everyKindSamples(checksum)[index].body as unknown as Record<string, unknown>) };
+}
+
+const entry = (fields: Record<string, unknown> = {}): Record<string, unknown> => ({
+  seq: 1,
+  timeUs: 1_795_000_000_000_000,
+  offsetBytes: 0,
+  lengthBytes: 512,
+  checksum: new Uint8Array(8),
+  ...fields,
+});
+
+interface Case {
+  what: string;
+  kind: MessageKind;
+  body: () => unknown;
+  payloadBytes?: number;
+  /** A piece of the error message. */
+  says: RegExp;
+}
+
+const cases: Case[] = [
+  // WRITE, the hot path
+  {
+    what: "an entry offset not a multiple of 512",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ offsetBytes: 100 })] }),
+    payloadBytes: 512,
+    says: /entries\[0\]\.offsetBytes is 100/,
+  },
+  {
+    what: "an entry length not a multiple of 512",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ lengthBytes: 1000 })] }),
+    payloadBytes: 1000,
+    says: /lengthBytes is 1000/,
+  },
+  {
+    what: "an entry length of zero",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ lengthBytes: 0 })] }),
+    payloadBytes: 0,
+    says: /lengthBytes is 0/,
+  },
+  {
+    what: "an entry length over 4 MiB",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ lengthBytes: 4 * 1024 * 1024 + 512 })] }),
+    payloadBytes: 4 * 1024 * 1024 + 512,
+    says: /lengthBytes is 4194816/,
+  },
+  {
+    what: "a negative seq",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ seq: -1 })] }),
+    payloadBytes: 512,
+    says: /seq is -1/,
+  },
+  {
+    what: "a fractional seq",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ seq: 1.5 })] }),
+    payloadBytes: 512,
+    says: /seq is 1\.5/,
+  },
+  {
+    what: "a seq beyond 2^53",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ seq: 2 ** 53 })] }),
+    payloadBytes: 512,
+    says: /seq is 9007199254740992/,
+  },
+  {
+    what: "a seq as a string",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ seq: "1" })] }),
+    payloadBytes: 512,
+    says: /seq is "1"/,
+  },
+  {
+    what: "a negative time",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ timeUs: -5 })] }),
+    payloadBytes: 512,
+    says: /timeUs is -5/,
+  },
+  {
+    what: "a range past the largest volume",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ offsetBytes: 2 ** 50 })] }),
+    payloadBytes: 512,
+    says: /past the largest volume|offsetBytes/,
+  },
+  {
+    what: "a 7-byte checksum",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ checksum: new Uint8Array(7) })] }),
+    payloadBytes: 512,
+    says: /checksum is 7 bytes/,
+  },
+  {
+    what: "a checksum as a number",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ checksum: 5 })] }),
+    payloadBytes: 512,
+    says: /checksum is 5/,
+  },
+  {
+    what: "an entry with an unknown field",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry({ extra: 1 })] }),
+    payloadBytes: 512,
+    says: /unknown fields "extra"/,
+  },
+  {
+    what: "an entry without a checksum",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [{ ...entry(), checksum: undefined }] }),
+    payloadBytes: 512,
+    says: /checksum is undefined/,
+  },
+  {
+    what: "an entry that is an array",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [[1, 2]] }),
+    payloadBytes: 512,
+    says: /entries\[0\] is an array/,
+  },
+  {
+    what: "no entries",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [] }),
+    says: /entries" is an array of 0/,
+  },
+  {
+    what: "more than 4096 entries",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: Array.from({ length: 4097 }, () => entry()) }),
+    payloadBytes: 4097 * 512,
+    says: /4096/,
+  },
+  {
+    what: "an empty volume name",
+    kind: messageKinds.write,
+    body: () => ({ volume: "", entries: [entry()] }),
+    payloadBytes: 512,
+    says: /volume" is ""/,
+  },
+  {
+    what: "a volume name over 128 characters",
+    kind: messageKinds.write,
+    body: () => ({ volume: "v".repeat(129), entries: [entry()] }),
+    payloadBytes: 512,
+    says: /not a string of 1 to 128/,
+  },
+  {
+    what: "a payload shorter than the entries",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry(), entry()] }),
+    payloadBytes: 512,
+    says: /1024 bytes of data, the payload 512/,
+  },
+  {
+    what: "a payload longer than the entries",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry()] }),
+    payloadBytes: 1024,
+    says: /512 bytes of data, the payload 1024/,
+  },
+  {
+    what: "a body that is an array",
+    kind: messageKinds.write,
+    body: () => [entry()],
+    payloadBytes: 512,
+    says: /not a map/,
+  },
+  {
+    what: "a body with an unknown field",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db", entries: [entry()], more: true }),
+    payloadBytes: 512,
+    says: /unknown fields "more"/,
+  },
+  // Handshake
+  {
+    what: "a HELLO from another role",
+    kind: messageKinds.hello,
+    body: () => ({ ...bodyOf(0), role: "appliance" }),
+    says: /role" is "appliance"/,
+  },
+  {
+    what: "a HELLO with a short nonce",
+    kind: messageKinds.hello,
+    body: () => ({ ...bodyOf(0), nonce: new Uint8Array(31) }),
+    says: /nonce" is 31 bytes/,
+  },
+  {
+    what: "a HELLO with an empty switch id",
+    kind: messageKinds.hello,
+    body: () => ({ ...bodyOf(0), switchId: "" }),
+    says: /switchId/,
+  },
+  {
+    what: "a HELLO with a protocol that is not a number",
+    kind: messageKinds.hello,
+    body: () => ({ ...bodyOf(0), protocol: "1" }),
+    says: /protocol" is "1"/,
+  },
+  {
+    what: "a CHALLENGE with a long proof",
+    kind: messageKinds.challenge,
+    body: () => ({ ...bodyOf(1), proof: new Uint8Array(33) }),
+    says: /proof" is 33 bytes/,
+  },
+  {
+    what: "a PROOF with a region size that is no power of two",
+    kind: messageKinds.proof,
+    body: () => ({ ...bodyOf(2), volumes: [{ name: "db", sizeBytes: 2 ** 30, regionBytes: 3 * 2 ** 20 }] }),
+    says: /regionBytes is 3145728, not a power of two/,
+  },
+  {
+    what: "a PROOF with a size not in sectors",
+    kind: messageKinds.proof,
+    body: () => ({ ...bodyOf(2), volumes: [{ name: "db", sizeBytes: 1000, regionBytes: 2 ** 20 }] }),
+    says: /sizeBytes is 1000/,
+  },
+  {
+    what: "a PROOF naming a volume twice",
+    kind: messageKinds.proof,
+    body: () => ({
+      ...bodyOf(2),
+      volumes: [{ name: "db", sizeBytes: 512, regionBytes: 512 }, { name: "db", sizeBytes: 512, regionBytes: 512 }],
+    }),
+    says: /repeats volume name "db"/,
+  },
+  {
+    what: "a PROOF with too many volumes",
+    kind: messageKinds.proof,
+    body: () => ({
+      ...bodyOf(2),
+      volumes: Array.from({ length: 1025 }, (_, i) => ({ name: `v${i}`, sizeBytes: 512, regionBytes: 512 })),
+    }),
+    says: /at most 1024/,
+  },
+  {
+    what: "a WELCOME with a durable seq below -1",
+    kind: messageKinds.welcome,
+    body: () => ({ volumes: [{ name: "db", durableSeq: -2 }] }),
+    says: /durableSeq is -2/,
+  },
+  // MARK
+  {
+    what: "a MARK of an unknown kind",
+    kind: messageKinds.mark,
+    body: () => ({ ...bodyOf(5), kind: "checkpoint" }),
+    says: /kind" is "checkpoint", not one of snapshot/,
+  },
+  {
+    what: "a MARK detail that is not a map",
+    kind: messageKinds.mark,
+    body: () => ({ ...bodyOf(5), detail: [1] }),
+    says: /detail" is an array/,
+  },
+  {
+    what: "a MARK detail holding bytes",
+    kind: messageKinds.mark,
+    body: () => ({ ...bodyOf(5), detail: { blob: new Uint8Array(4) } }),
+    says: /detail\.blob is 4 bytes, not a JSON-like value/,
+  },
+  {
+    what: "a MARK detail nested too deep",
+    kind: messageKinds.mark,
+    body: () => ({ ...bodyOf(5), detail: { a: [[[[[[[[[1]]]]]]]]] } }),
+    says: /nested deeper than 8/,
+  },
+  {
+    what: "a MARK detail with too many values",
+    kind: messageKinds.mark,
+    body: () => ({ ...bodyOf(5), detail: { list: Array.from({ length: 1100 }, () => 1) } }),
+    says: /more than 1024 values/,
+  },
+  // Requests and replies
+  {
+    what: "an ACK with a negative seq",
+    kind: messageKinds.ack,
+    body: () => ({ volume: "db", durableSeq: -1 }),
+    says: /durableSeq" is -1/,
+  },
+  {
+    what: "a HASH_REQUEST for too many chunks",
+    kind: messageKinds.hashRequest,
+    body: () => ({ ...bodyOf(7), lengthBytes: 2 ** 30, chunkBytes: 512 }),
+    says: /2097152 hashes, over the limit of 65536/,
+  },
+  {
+    what: "a HASH_REQUEST with a chunk not in sectors",
+    kind: messageKinds.hashRequest,
+    body: () => ({ ...bodyOf(7), chunkBytes: 4000 }),
+    says: /chunkBytes" is 4000/,
+  },
+  {
+    what: "a HASH_REPLY whose hashes are not whole",
+    kind: messageKinds.hashReply,
+    body: () => ({ requestId: 1, hashes: new Uint8Array(12) }),
+    says: /hashes" is 12 bytes/,
+  },
+  {
+    what: "a READ_REQUEST over the read limit",
+    kind: messageKinds.readRequest,
+    body: () => ({ ...bodyOf(9), lengthBytes: 8 * 1024 * 1024 }),
+    says: /lengthBytes" is 8388608/,
+  },
+  {
+    what: "a FETCH with a negative request id",
+    kind: messageKinds.fetch,
+    body: () => ({ ...bodyOf(11), requestId: -1 }),
+    says: /requestId" is -1/,
+  },
+  {
+    what: "a READ_REPLY payload not in sectors",
+    kind: messageKinds.readReply,
+    body: () => ({ requestId: 1 }),
+    payloadBytes: 100,
+    says: /100-byte payload is not whole sectors/,
+  },
+  {
+    what: "a PING with a fractional time",
+    kind: messageKinds.ping,
+    body: () => ({ timeUs: 0.5 }),
+    says: /timeUs" is 0\.5/,
+  },
+  {
+    what: "an ERROR with an empty code",
+    kind: messageKinds.error,
+    body: () => ({ code: "", message: "x" }),
+    says: /code" is ""/,
+  },
+  {
+    what: "an ERROR with a long message",
+    kind: messageKinds.error,
+    body: () => ({ code: "x", message: "m".repeat(1025) }),
+    says: /message" is/,
+  },
+  { what: "a BYE without a reason", kind: messageKinds.bye, body: () => ({}), says: /reason" is undefined/ },
+];
+
+describe("invalid bodies", () => {
+  for (const item of cases) {
+    test(`${item.what} is refused with bad-body`, () => {
+      const payload = new Uint8Array(item.payloadBytes ?? 0);
+      const error = decodeError(item.kind, item.body(), payload);
+      expect(error).toBeInstanceOf(ProtocolError);
+      expect((error as ProtocolError).code).toBe("bad-body");
+      expect((error as Error).message).toMatch(item.says);
+      expect(() => encodeMessage(item.kind, item.body() as never, payload)).toThrow(AssertionError);
+    });
+  }
+
+  test("every valid sample passes the same checks", () => {
+    for (const sample of everyKindSamples(checksum)) {
+      expect(decodeError(sample.kind, sample.body, sample.payload)).toBeNull();
+    }
+  });
+
+  test("a full WRITE batch of 4096 maximal entries fits the body limit", () => {
+    const body: WriteBody = {
+      volume: "v".repeat(wireLimits.volumeNameLengthMax),
+      entries: Array.from({ length: wireLimits.writeEntriesMax }, () => ({
+        seq: Number.MAX_SAFE_INTEGER,
+        timeUs: Number.MAX_SAFE_INTEGER,
+        offsetBytes: 2 ** 50 - 4 * 1024 * 1024,
+        lengthBytes: 512,
+        checksum: new Uint8Array(8),
+      })),
+    };
+    const [frame] = encodeMessage(messageKinds.write, body, new Uint8Array(512 * wireLimits.writeEntriesMax));
+    expect(frame.length - 16).toBeLessThanOrEqual(wireLimits.writeEntriesMax * wireLimits.writeEntryEncodedBytesMax);
+  });
+});
+
+describe("protocol version", () => {
+  test('a HELLO of another protocol version is refused with "version" naming both versions', () => {
+    for (const protocol of [0, 2, 77]) {
+      const error = decodeError(messageKinds.hello, { protocol, role: "switch", future: "fields" });
+      expect(error).toBeInstanceOf(ProtocolError);
+      expect((error as ProtocolError).code).toBe("version");
+      expect((error as Error).message).toBe(
+        `The peer speaks protocol version ${protocol}; this side speaks version 1`,
+      );
+    }
+  });
+});
+
+describe("checksums", () => {
+  test("checksum bytes are XXH64 little-endian and round trip", () => {
+    const data = sampleData(4096, 3);
+    const hash = checksum.hash64(data);
+    const bytes = checksumToBytes(hash);
+    expect(bytes.length).toBe(8);
+    expect(bytes[0]).toBe(Number(hash & 0xffn));
+    expect(checksumFromBytes(bytes)).toBe(hash);
+  });
+
+  test("writeChecksumProblem finds the entry whose data does not match", () => {
+    const write = everyKindSamples(checksum)[4];
+    const body = write.body as WriteBody;
+    expect(writeChecksumProblem(checksum, body, write.payload)).toBeNull();
+    const corrupted = write.payload.slice();
+    corrupted[700] ^= 1;
+    expect(writeChecksumProblem(checksum, body, corrupted)).toMatch(/^entry 1 \(seq 2\) has checksum/);
+  });
+
+  test("hashChunkCount rounds the last short chunk up", () => {
+    expect(hashChunkCount({ lengthBytes: 4096, chunkBytes: 1024 })).toBe(4);
+    expect(hashChunkCount({ lengthBytes: 4608, chunkBytes: 1024 })).toBe(5);
+  });
+});
