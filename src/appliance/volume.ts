@@ -350,9 +350,12 @@ export class Volume {
     this.#throwIfPersistFailed();
   }
 
-  /** Registers a listener told the highest durable seq after each group commit. */
-  onDurable(listener: (seq: number) => void): void {
-    this.#journal.onDurable((seq) => listener(seq));
+  /**
+   * Registers a listener told the highest durable seq after each group commit (what the
+   * appliance acknowledges to the switch). Returns a function that unregisters it.
+   */
+  onDurable(listener: (seq: number) => void): () => void {
+    return this.#journal.onDurable((seq) => listener(seq));
   }
 
   #checkSeq(seq: number): void {
