@@ -23,3 +23,4 @@ export {
   OPEN_FILES_MAX_DEFAULT,
 } from "./file_segment_store.ts";
 export { SystemClock, WALL_CLOCK_DRIFT_US_MAX } from "./system_clock.ts";
+export { TcpConnection, TcpListener, TcpTransport, type TcpTransportOptions } from "./tcp_transport.ts";

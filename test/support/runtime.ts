@@ -19,6 +19,7 @@ import type { BlockDevice } from "../../src/io/block_device.ts";
 import type { Clock } from "../../src/io/clock.ts";
 import type { DurableCell } from "../../src/io/durable_cell.ts";
 import type { SegmentStore } from "../../src/io/segment_store.ts";
+import type { Transport } from "../../src/io/transport.ts";
 
 /** A target's `FileSegmentStore`, as tests see it. */
 export interface TargetSegmentStore extends SegmentStore {
@@ -51,6 +52,7 @@ export interface TargetModule {
   };
   FileDurableCell: { open(path: string): Promise<TargetDurableCell> };
   SystemClock: new () => Clock;
+  TcpTransport: new (options?: { receiveQueueBytesMax?: number; closeLingerMs?: number }) => Transport;
 }
 
 /** The runtime's target plus file-system helpers for tests. */
@@ -139,5 +141,6 @@ function pick(target: TargetModule): TargetModule {
     FileBlockDevice: target.FileBlockDevice,
     FileDurableCell: target.FileDurableCell,
     SystemClock: target.SystemClock,
+    TcpTransport: target.TcpTransport,
   };
 }
