@@ -3,6 +3,7 @@
  */
 const suites: Record<string, () => Promise<unknown>> = {
   engine: () => import("./engine.ts"),
+  wire: () => import("./wire.ts"),
 };
 const suiteName = process.argv[2] ?? "engine";
 const suite = suites[suiteName];
