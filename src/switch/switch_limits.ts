@@ -45,6 +45,21 @@ export const switchLimits = {
    * as many as there can be writes of one sector each.
    */
   copyBufferEntryBytesMin: 512,
+  /** Host writes a splitter has in flight at once (its fixed in-flight table). */
+  splitterInFlightMax: 1024,
+  /** Host writes waiting for a free in-flight slot; one more is refused (`SplitterBusyError`). */
+  splitterQueuedWritesMax: 4096,
+  /** Markers queued and not yet acknowledged by the appliance; beyond it the splitter drops to marking. */
+  splitterMarkersMax: 64,
+  /** Marking mode ends once the link is up and this fraction of the copy buffer is free (no flapping). */
+  splitterLeaveMarkingFreeFraction: 0.5,
+  /** Data of one WRITE batch the switch link gathers (its one send buffer, allocated at start). */
+  linkBatchBytesMax: 8 * 1024 * 1024,
+  /** Reconnect backoff: first wait, doubled per failure up to the cap. */
+  linkBackoffMsMin: 50,
+  linkBackoffMsMax: 5_000,
+  /** A handshake that has not finished by then is abandoned (the connection is closed). */
+  linkHandshakeTimeoutMs: 10_000,
 } as const;
 
 assert(
@@ -79,4 +94,16 @@ assert(
 assert(
   switchLimits.copyBufferEntryBytesMin === switchLimits.sectorBytes,
   "Copy-buffer entries are accounted per sector",
+);
+assert(
+  limits.writeBytesMax <= switchLimits.linkBatchBytesMax,
+  "A WRITE batch must hold the largest write",
+);
+assert(
+  switchLimits.linkBackoffMsMin > 0 && switchLimits.linkBackoffMsMin <= switchLimits.linkBackoffMsMax,
+  "The reconnect backoff must grow from its minimum to its cap",
+);
+assert(
+  switchLimits.splitterLeaveMarkingFreeFraction > 0 && switchLimits.splitterLeaveMarkingFreeFraction <= 1,
+  "The free fraction that ends marking mode is a fraction",
 );

@@ -1,0 +1,772 @@
+/**
+ * The splitter: one protected volume's write path on the switch (seed 004 [0043]-[0046],
+ * seed 003 [0045]-[0053], SPEC.md guarantees 2, 3 and 5).
+ *
+ * A host write goes through these steps:
+ * 1. Its range is checked once, at the boundary: whole I/O or an error, nothing changed.
+ * 2. It takes a slot of the fixed in-flight table (`switchLimits.splitterInFlightMax`); a host
+ *    with more writes in flight waits in a bounded FIFO (`splitterQueuedWritesMax`), past
+ *    which it is refused with {@link SplitterBusyError}.
+ * 3. DRL: two holds are begun on its regions, one for the primary write and one for the copy,
+ *    and if a bit is not yet durable the DRL is persisted before anything else happens (seed
+ *    003 [0049]); a failed persist fails the host write. Each hold ends on its own: the primary
+ *    hold when the primary write settles, the copy hold when the appliance acknowledges the
+ *    copy (or at once when no copy is kept). So a region's bit can only be reset once both
+ *    the primary and the appliance have the write ([0050]: a clear bit must never lie).
+ * 4. Copy: while `protecting`, the write gets the next seq and a copy in the {@link CopyBuffer},
+ *    and the link is told. When it does not fit: `onFull: "mark"` drops to `marking` (no
+ *    copies, DRL resets disabled, a gap to record later); `onFull: "wait"` holds the write in
+ *    FIFO order until acknowledgements free room. Seqs go only to records of the copy stream
+ *    (copied writes and markers), so the appliance's seqs stay gapless.
+ * 5. Ordering: the write is issued to the primary only after every earlier-ordered in-flight
+ *    write overlapping it has settled, so for overlapping writes the primary sees them in
+ *    the journal's (seq) order. The order is fixed synchronously in step 4.
+ * 6. Primary write; the host is acknowledged when it resolves. When it fails, the host gets a
+ *    {@link PrimaryWriteError} and, if the write was copied, a `primaryWriteError` marker
+ *    naming its seq follows it in the copy stream (seed 004 [0044], [0046]).
+ *
+ * Markers (snapshot, gap, primaryWriteError) share the seq with writes and sit in a small
+ * fixed ring (`splitterMarkersMax`) until acknowledged; the copy buffer holds only writes.
+ *
+ * Gaps are recorded, never silent (guarantee 3): leaving marking mode queues a `gap` marker
+ * (reason "marking mode"), and a switch that restarts with dirty DRL bits starts with a `gap`
+ * marker (reason "switch restart") as its first record. After a gap the volume needs resync
+ * ({@link Splitter.needsResync}); the DRL stays out of sync until resync (a later issue) says so.
+ *
+ * @example
+ * ```ts
+ * import { ManualClock } from "../io/clock.ts";
+ * import { MemoryBlockDevice } from "../io/memory_block_device.ts";
+ * import { MemoryDurableCell } from "../io/memory_durable_cell.ts";
+ * import { Splitter } from "./splitter.ts";
+ *
+ * const splitter = await Splitter.open(
+ *   { primary: new MemoryBlockDevice(1 << 20), drlCell: new MemoryDurableCell(), clock: new ManualClock() },
+ *   { name: "db", regionBytes: 65536, bufferBytes: 1 << 20 },
+ * );
+ * await splitter.write(4096, new Uint8Array(4096).fill(1)); // primary written, copy seq 1 kept
+ * splitter.acknowledge(1); // the appliance holds seq 1 durably: copy released
+ * ```
+ */
+import { assert } from "../core/assert.ts";
+import { type Checksum, createChecksum } from "../core/checksum.ts";
+import { limits } from "../core/limits.ts";
+import { assertBlockRange, type BlockDevice, type WriteOptions } from "../io/block_device.ts";
+import type { Clock } from "../io/clock.ts";
+import type { DurableCell } from "../io/durable_cell.ts";
+import type { MarkDetailValue, MarkKind } from "../wire/messages.ts";
+import { CopyBuffer } from "./copy_buffer.ts";
+import { DirtyRegionLog } from "./dirty_region_log.ts";
+import { switchLimits } from "./switch_limits.ts";
+
+/** The splitter's states. */
+export const splitterStates = {
+  /** Writes are copied into the copy buffer and streamed. */
+  protecting: "protecting",
+  /** The copy buffer overflowed (or a marker could not be queued): only the DRL covers writes. */
+  marking: "marking",
+  /** `close()` was called: writes are refused. */
+  closed: "closed",
+} as const;
+
+export type SplitterState = typeof splitterStates[keyof typeof splitterStates];
+
+/** What a full copy buffer does to a host write (`anytime switch --on-full`). */
+export type OnFull = "mark" | "wait";
+
+/** Base class of the splitter's operating errors. */
+export class SplitterError extends Error {
+  override name = "SplitterError";
+}
+
+/** The primary refused the write; the host must see an error (`cause`: the device's error). */
+export class PrimaryWriteError extends SplitterError {
+  override name = "PrimaryWriteError";
+}
+
+/** Too many host writes are in flight and queued; retry later. */
+export class SplitterBusyError extends SplitterError {
+  override name = "SplitterBusyError";
+}
+
+/**
+ * The appliance's durable seq cannot be continued: it lost records this splitter had already
+ * copied under seqs it cannot give again. Needs an operator (resync with a new journal).
+ */
+export class SplitterResumeError extends SplitterError {
+  override name = "SplitterResumeError";
+}
+
+/** The splitter was closed. */
+export class SplitterClosedError extends SplitterError {
+  override name = "SplitterClosedError";
+}
+
+/** Dependencies of {@link Splitter.open}. */
+export interface SplitterDeps {
+  /** The primary volume. */
+  primary: BlockDevice;
+  /** Where the DRL is kept (on the switch's state directory). */
+  drlCell: DurableCell;
+  clock: Clock;
+  checksum?: Checksum;
+}
+
+/** Options of {@link Splitter.open}. */
+export interface SplitterOptions {
+  /** The volume's name on the appliance. */
+  name: string;
+  /** DRL region size (`--region`); default 1 MiB. */
+  regionBytes?: number;
+  /** Copy buffer size (`--buffer`); default 64 MiB. */
+  bufferBytes?: number;
+  /** `--on-full`; default `"mark"`. */
+  onFull?: OnFull;
+  /** The first seq to give (the appliance's durableSeq + 1); default 1. */
+  nextSeq?: number;
+}
+
+/** A queued marker, as the link sends it. */
+export interface SplitterMarker {
+  readonly seq: number;
+  readonly timeUs: number;
+  readonly kind: MarkKind;
+  readonly detail: { readonly [key: string]: MarkDetailValue };
+}
+
+/** See the module doc. */
+export class Splitter {
+  readonly name: string;
+  readonly onFull: OnFull;
+  readonly #primary: BlockDevice;
+  readonly #drl: DirtyRegionLog;
+  readonly #copyBuffer: CopyBuffer;
+  readonly #clock: Clock;
+  readonly #checksum: Checksum;
+  #state: SplitterState = splitterStates.protecting;
+  #nextSeq: number;
+  /** The appliance holds every seq up to this one durably. */
+  #acknowledgedSeq: number;
+  /** Whether `nextSeq` is known to continue the appliance's journal (given, or learnt in `resume`). */
+  #anchored: boolean;
+  /** The highest seq ever appended to the copy buffer (it refuses smaller seqs forever). */
+  #highestCopiedSeq = 0;
+  #needsResync = false;
+  #linkUp = false;
+  #recordListener: (() => void) | null = null;
+
+  // The in-flight table: one slot per host write between admission and primary completion.
+  readonly #slotActive: Uint8Array;
+  readonly #slotOffsetsBytes: Float64Array;
+  readonly #slotLengthsBytes: Float64Array;
+  /** The order fixed at the copy step (Infinity before): overlapping writes reach the primary in it. */
+  readonly #slotOrders: Float64Array;
+  /** The seq the copy got, or -1 (not copied, or not yet). */
+  readonly #slotSeqs: Float64Array;
+  readonly #slotTimesUs: Float64Array;
+  readonly #slotChecksums: BigUint64Array;
+  readonly #slotData: (Uint8Array | null)[];
+  /** Settles when the slot's primary write settles. */
+  readonly #slotDone: (Promise<void> | null)[];
+  readonly #slotDoneResolve: ((() => void) | null)[];
+  /** Wakes a write waiting for copy-buffer room (its copy was made by the waker). */
+  readonly #slotWake: ((() => void) | null)[];
+  readonly #freeSlots: Int32Array;
+  #freeSlotCount: number;
+  #nextOrder = 0;
+  /** Writes waiting for a slot: FIFO ring of resolvers handed a slot index. */
+  readonly #slotWaiters: (((slot: number) => void) | null)[];
+  #slotWaitersHead = 0;
+  #slotWaitersCount = 0;
+  /** Writes waiting for copy-buffer room (`onFull: "wait"`): FIFO ring of slot indices. */
+  readonly #spaceWaiters: Int32Array;
+  #spaceWaitersHead = 0;
+  #spaceWaitersCount = 0;
+
+  // The marker ring: queued markers in seq order, released by acknowledgements.
+  readonly #markers: (SplitterMarker | null)[];
+  #markersHead = 0;
+  #markersCount = 0;
+
+  // Marking mode bookkeeping, for the gap marker.
+  #markingSinceUs = 0;
+  #markingAfterSeq = 0;
+  #missedWriteCount = 0;
+
+  private constructor(
+    deps: { primary: BlockDevice; drl: DirtyRegionLog; clock: Clock; checksum: Checksum },
+    options: { name: string; bufferBytes: number; onFull: OnFull; nextSeq: number; anchored: boolean },
+  ) {
+    this.name = options.name;
+    this.onFull = options.onFull;
+    this.#primary = deps.primary;
+    this.#drl = deps.drl;
+    this.#clock = deps.clock;
+    this.#checksum = deps.checksum;
+    this.#copyBuffer = new CopyBuffer(options.bufferBytes);
+    this.#nextSeq = options.nextSeq;
+    this.#acknowledgedSeq = options.nextSeq - 1;
+    this.#anchored = options.anchored;
+    const slots = switchLimits.splitterInFlightMax;
+    this.#slotActive = new Uint8Array(slots);
+    this.#slotOffsetsBytes = new Float64Array(slots);
+    this.#slotLengthsBytes = new Float64Array(slots);
+    this.#slotOrders = new Float64Array(slots).fill(Infinity);
+    this.#slotSeqs = new Float64Array(slots).fill(-1);
+    this.#slotTimesUs = new Float64Array(slots);
+    this.#slotChecksums = new BigUint64Array(slots);
+    this.#slotData = new Array(slots).fill(null);
+    this.#slotDone = new Array(slots).fill(null);
+    this.#slotDoneResolve = new Array(slots).fill(null);
+    this.#slotWake = new Array(slots).fill(null);
+    this.#freeSlots = new Int32Array(slots);
+    for (let slot = 0; slot < slots; slot++) this.#freeSlots[slot] = slots - 1 - slot;
+    this.#freeSlotCount = slots;
+    this.#slotWaiters = new Array(switchLimits.splitterQueuedWritesMax).fill(null);
+    this.#spaceWaiters = new Int32Array(slots);
+    this.#markers = new Array(switchLimits.splitterMarkersMax).fill(null);
+  }
+
+  /**
+   * Opens the splitter of one volume: loads (or creates) its DRL and allocates the copy
+   * buffer and tables. A DRL with dirty bits means the switch stopped with writes not known
+   * to be on the appliance: the volume starts needing resync, and a `gap` marker (reason
+   * "switch restart") is its first record.
+   *
+   * @throws {RangeError} for bad options.
+   * @throws {DirtyRegionLogError} when the DRL cannot be opened.
+   */
+  static async open(deps: SplitterDeps, options: SplitterOptions): Promise<Splitter> {
+    const onFull = options.onFull ?? "mark";
+    if (onFull !== "mark" && onFull !== "wait") {
+      throw new RangeError(`Cannot open splitter "${options.name}" with onFull "${onFull}": it must be "mark" or "wait"`);
+    }
+    if (typeof options.name !== "string" || options.name.length === 0) {
+      throw new RangeError(`Cannot open a splitter named "${options.name}": the name must be a non-empty string`);
+    }
+    const nextSeq = options.nextSeq ?? 1;
+    if (!Number.isSafeInteger(nextSeq) || nextSeq < 1) {
+      throw new RangeError(`Cannot open splitter "${options.name}" at seq ${nextSeq}: it must be a positive integer`);
+    }
+    const bufferBytes = options.bufferBytes ?? switchLimits.copyBufferBytesDefault;
+    const checksum = deps.checksum ?? await createChecksum();
+    const drl = await DirtyRegionLog.open(deps.drlCell, {
+      sizeBytes: deps.primary.sizeBytes,
+      regionBytes: options.regionBytes ?? switchLimits.drlRegionBytesDefault,
+    }, { checksum });
+    const splitter = new Splitter(
+      { primary: deps.primary, drl, clock: deps.clock, checksum },
+      { name: options.name, bufferBytes, onFull, nextSeq, anchored: options.nextSeq !== undefined },
+    );
+    if (drl.dirtyCount > 0) {
+      // The DRL on disk covers every region that may differ: resync must compare them.
+      splitter.#needsResync = true;
+      const seq = splitter.#queueMarker("gap", { reason: "switch restart", dirtyRegions: drl.dirtyCount });
+      assert(seq >= 0, "The first marker always fits");
+    } else {
+      // seed 003 [0051]: a clean DRL with nothing in flight is in sync; resets may clear bits.
+      drl.setInSync(true);
+    }
+    return splitter;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // State for metrics and the link
+
+  get state(): SplitterState {
+    return this.#state;
+  }
+
+  /** The seq the next record (copied write or marker) gets. */
+  get nextSeq(): number {
+    return this.#nextSeq;
+  }
+
+  /** The appliance holds every seq up to this one durably. */
+  get acknowledgedSeq(): number {
+    return this.#acknowledgedSeq;
+  }
+
+  /** Whether a gap was recorded and the volume must be resynchronized (a later issue). */
+  get needsResync(): boolean {
+    return this.#needsResync;
+  }
+
+  get sizeBytes(): number {
+    return this.#primary.sizeBytes;
+  }
+
+  get regionBytes(): number {
+    return this.#drl.regionBytes;
+  }
+
+  /** The copy buffer (the same object for the splitter's life; its size never changes). */
+  get copyBuffer(): CopyBuffer {
+    return this.#copyBuffer;
+  }
+
+  /** The volume's DRL (for metrics, resync and tests). */
+  get dirtyRegionLog(): DirtyRegionLog {
+    return this.#drl;
+  }
+
+  get bufferUsedBytes(): number {
+    return this.#copyBuffer.usedBytes;
+  }
+
+  get bufferFreeBytes(): number {
+    return this.#copyBuffer.freeBytes;
+  }
+
+  get dirtyRegionCount(): number {
+    return this.#drl.dirtyCount;
+  }
+
+  /** Records (copied writes and markers) not yet acknowledged by the appliance. */
+  get unacknowledgedCount(): number {
+    return this.#copyBuffer.entryCount + this.#markersCount;
+  }
+
+  /** Host writes between admission and primary completion, and writes queued for a slot. */
+  get inFlightWriteCount(): number {
+    return switchLimits.splitterInFlightMax - this.#freeSlotCount + this.#slotWaitersCount;
+  }
+
+  /** The switch time of the oldest unacknowledged record (lag / RPO), or undefined. */
+  get oldestUnacknowledgedTimeUs(): number | undefined {
+    let oldestUs: number | undefined;
+    const oldestSeq = this.#copyBuffer.oldestSeq;
+    if (oldestSeq !== undefined) {
+      this.#copyBuffer.forEachFrom(oldestSeq, (entry) => {
+        oldestUs = entry.timeUs;
+        return false;
+      });
+    }
+    const marker = this.#markers[this.#markersHead];
+    if (this.#markersCount > 0 && marker !== null && (oldestUs === undefined || marker.timeUs < oldestUs)) {
+      oldestUs = marker.timeUs;
+    }
+    return oldestUs;
+  }
+
+  /** The queued marker with this seq, if any (the link sends it as a MARK). */
+  markerAt(seq: number): SplitterMarker | undefined {
+    for (let position = 0; position < this.#markersCount; position++) {
+      const marker = this.#markers[(this.#markersHead + position) % this.#markers.length];
+      assert(marker !== null, "A queued marker slot is filled");
+      if (marker.seq === seq) return marker;
+    }
+    return undefined;
+  }
+
+  /** The link's wake-up: called (synchronously) whenever a record is queued. One listener. */
+  setRecordListener(listener: (() => void) | null): void {
+    this.#recordListener = listener;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // The host side (BlockDevice-like)
+
+  /** Passes through to the primary (reads are not ordered against writes in flight, as in NBD). */
+  async read(offsetBytes: number, target: Uint8Array): Promise<void> {
+    assertBlockRange(this.#primary.sizeBytes, offsetBytes, target.length);
+    await this.#primary.read(offsetBytes, target);
+  }
+
+  flush(): Promise<void> {
+    return this.#primary.flush();
+  }
+
+  /**
+   * The host write; see the module doc. Resolves once the primary has it (and the DRL
+   * covers it durably). `data` must not change until it settles.
+   *
+   * @throws {RangeError} for an empty, misaligned, too long or out-of-volume range (nothing changes).
+   * @throws {SplitterClosedError} after `close()`.
+   * @throws {SplitterBusyError} when the in-flight table and its queue are full.
+   * @throws {DirtyRegionLogError} when the DRL could not be made durable (nothing written).
+   * @throws {PrimaryWriteError} when the primary refused the write.
+   */
+  async write(offsetBytes: number, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
+    this.#checkWrite(offsetBytes, data);
+    const slot = await this.#acquireSlot();
+    try {
+      await this.#writeInSlot(slot, offsetBytes, data, options);
+    } finally {
+      this.#releaseSlot(slot);
+    }
+  }
+
+  /**
+   * Queues a `snapshot` marker `{name}` after every write copied so far; returns its seq.
+   *
+   * @throws {RangeError} for an empty or too long name.
+   * @throws {SplitterError} in marking mode (the point would lie inside a gap) or when the
+   * marker ring is full.
+   */
+  snapshot(name: string): number {
+    const nameBytes = new TextEncoder().encode(name).length;
+    if (nameBytes === 0 || nameBytes > limits.snapshotNameBytesMax) {
+      throw new RangeError(`Cannot take snapshot "${name}": the name must be 1 to ${limits.snapshotNameBytesMax} bytes`);
+    }
+    if (this.#state !== splitterStates.protecting) {
+      throw new SplitterError(`Cannot take snapshot "${name}" of volume "${this.name}": it is ${this.#state}`);
+    }
+    const seq = this.#queueMarker("snapshot", { name });
+    if (seq < 0) {
+      throw new SplitterError(
+        `Cannot take snapshot "${name}" of volume "${this.name}": ${switchLimits.splitterMarkersMax} markers wait for the appliance`,
+      );
+    }
+    return seq;
+  }
+
+  /** Refuses new writes. Writes in flight finish; writes waiting for room keep waiting (TODO). */
+  close(): void {
+    this.#state = splitterStates.closed;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // The link side
+
+  /**
+   * The link is up and the appliance holds every seq through `durableSeq` (WELCOME). Held
+   * records after it are sent again by the link. When the held records cannot continue the
+   * appliance's journal (it lost acknowledged records, or the seqs never matched), they are
+   * dropped and a `gap` marker is recorded instead: the DRL still covers their regions.
+   *
+   * @throws {SplitterResumeError} when that would mean giving a seq the copy buffer already used.
+   */
+  resume(durableSeq: number): void {
+    assert(Number.isSafeInteger(durableSeq) && durableSeq >= -1, `Cannot resume at seq ${durableSeq}`);
+    this.#linkUp = true;
+    const oldestHeldSeq = this.#oldestHeldSeq();
+    if (oldestHeldSeq === undefined) {
+      // Nothing held: continue right after the appliance (a fresh start learns its seq here).
+      if (durableSeq + 1 < this.#nextSeq && this.#anchored) {
+        this.#restartSeqsWithGap(durableSeq, "appliance lost acknowledged records");
+      } else {
+        this.#nextSeq = durableSeq + 1;
+        this.#acknowledgedSeq = durableSeq;
+      }
+    } else if (durableSeq + 1 < oldestHeldSeq || durableSeq >= this.#nextSeq ||
+      (!this.#anchored && durableSeq + 1 !== oldestHeldSeq)) {
+      this.#restartSeqsWithGap(durableSeq, this.#anchored ? "appliance lost acknowledged records" : "switch restart");
+    } else {
+      this.acknowledge(durableSeq);
+    }
+    this.#anchored = true;
+    this.#maybeLeaveMarking();
+  }
+
+  /** The link is down: held records stay (that is what the buffer is for). */
+  linkLost(): void {
+    this.#linkUp = false;
+  }
+
+  /**
+   * The appliance holds every seq through `durableSeq` durably (a cumulative ACK): the copies
+   * are released, their DRL copy holds end, writers waiting for room are woken, and marking
+   * mode may end.
+   */
+  acknowledge(durableSeq: number): void {
+    assert(Number.isSafeInteger(durableSeq), `Cannot acknowledge seq ${durableSeq}`);
+    if (durableSeq <= this.#acknowledgedSeq) return;
+    assert(durableSeq < this.#nextSeq, `The appliance acknowledged seq ${durableSeq}, never given (next ${this.#nextSeq})`);
+    const oldestSeq = this.#copyBuffer.oldestSeq;
+    if (oldestSeq !== undefined) {
+      this.#copyBuffer.forEachFrom(oldestSeq, (entry) => {
+        if (entry.seq > durableSeq) return false;
+        this.#drl.endWrite(entry.offsetBytes, entry.lengthBytes);
+      });
+      this.#copyBuffer.releaseThrough(durableSeq);
+    }
+    while (this.#markersCount > 0) {
+      const marker = this.#markers[this.#markersHead];
+      assert(marker !== null, "A queued marker slot is filled");
+      if (marker.seq > durableSeq) break;
+      this.#markers[this.#markersHead] = null;
+      this.#markersHead = (this.#markersHead + 1) % this.#markers.length;
+      this.#markersCount--;
+    }
+    this.#acknowledgedSeq = durableSeq;
+    this.#wakeSpaceWaiters();
+    this.#maybeLeaveMarking();
+  }
+
+  // -------------------------------------------------------------------------------------
+  // The write path
+
+  #checkWrite(offsetBytes: number, data: Uint8Array): void {
+    if (!(data instanceof Uint8Array) || data.length === 0 || data.length > limits.writeBytesMax) {
+      throw new RangeError(
+        `Cannot write ${data?.length} bytes to volume "${this.name}": a write holds 1 to ${limits.writeBytesMax} bytes`,
+      );
+    }
+    assertBlockRange(this.#primary.sizeBytes, offsetBytes, data.length);
+    if (this.onFull === "wait" && data.length > this.#copyBuffer.bytesMax) {
+      throw new RangeError(
+        `Cannot write ${data.length} bytes to volume "${this.name}": it could never fit its ${this.#copyBuffer.bytesMax}-byte copy buffer`,
+      );
+    }
+    if (this.#state === splitterStates.closed) {
+      throw new SplitterClosedError(`Cannot write to volume "${this.name}": the splitter is closed`);
+    }
+  }
+
+  async #writeInSlot(slot: number, offsetBytes: number, data: Uint8Array, options: WriteOptions): Promise<void> {
+    const lengthBytes = data.length;
+    this.#slotOffsetsBytes[slot] = offsetBytes;
+    this.#slotLengthsBytes[slot] = lengthBytes;
+    this.#slotTimesUs[slot] = this.#clock.nowUs();
+    this.#slotData[slot] = data;
+    // Two holds: one ends with the primary write, one with the appliance's acknowledgement.
+    const primaryMustPersist = this.#drl.beginWrite(offsetBytes, lengthBytes);
+    const copyMustPersist = this.#drl.beginWrite(offsetBytes, lengthBytes);
+    try {
+      if (primaryMustPersist || copyMustPersist) await this.#drl.persist();
+    } catch (error) {
+      this.#drl.endWrite(offsetBytes, lengthBytes);
+      this.#drl.endWrite(offsetBytes, lengthBytes);
+      throw error;
+    }
+    const copied = await this.#copy(slot);
+    if (!copied) this.#drl.endWrite(offsetBytes, lengthBytes); // no copy: only the DRL covers it
+    try {
+      await this.#waitForEarlierOverlaps(slot);
+      await this.#primary.write(offsetBytes, data, options);
+    } catch (cause) {
+      const seq = this.#slotSeqs[slot];
+      if (seq >= 0) this.#recordPrimaryWriteError(seq, offsetBytes, lengthBytes, cause);
+      const reason = cause instanceof Error ? cause.message : String(cause);
+      throw new PrimaryWriteError(
+        `Cannot write ${lengthBytes} bytes at offset ${offsetBytes} of volume "${this.name}": ${reason}`,
+        { cause },
+      );
+    } finally {
+      this.#drl.endWrite(offsetBytes, lengthBytes);
+    }
+  }
+
+  /** Step 4: copies the write (true), or leaves it to the DRL alone (false). Fixes its order. */
+  async #copy(slot: number): Promise<boolean> {
+    const data = this.#slotData[slot];
+    assert(data !== null, "A slot in use holds its data");
+    if (this.#state === splitterStates.protecting) {
+      this.#slotChecksums[slot] = this.#checksum.hash64(data);
+      if (this.#spaceWaitersCount === 0 && this.#tryCopySlot(slot)) return true;
+      if (this.onFull === "wait") {
+        await this.#waitForSpace(slot);
+        assert(this.#slotSeqs[slot] >= 0, "A woken writer was copied by its waker");
+        return true;
+      }
+      this.#enterMarking();
+    }
+    this.#slotOrders[slot] = this.#nextOrder++;
+    this.#missedWriteCount++;
+    return false;
+  }
+
+  /** Appends the slot's write to the copy buffer under the next seq; false when it does not fit. */
+  #tryCopySlot(slot: number): boolean {
+    const data = this.#slotData[slot];
+    assert(data !== null, "A slot in use holds its data");
+    const seq = this.#nextSeq;
+    const appended = this.#copyBuffer.tryAppend({
+      seq,
+      timeUs: this.#slotTimesUs[slot],
+      offsetBytes: this.#slotOffsetsBytes[slot],
+      data,
+      checksum: this.#slotChecksums[slot],
+    });
+    if (!appended) return false;
+    this.#nextSeq = seq + 1;
+    this.#highestCopiedSeq = seq;
+    this.#slotSeqs[slot] = seq;
+    this.#slotOrders[slot] = this.#nextOrder++;
+    assert(this.#copyBuffer.usedBytes <= this.#copyBuffer.bytesMax, "The copy buffer never grows");
+    this.#recordListener?.();
+    return true;
+  }
+
+  #waitForSpace(slot: number): Promise<void> {
+    assert(this.#spaceWaitersCount < this.#spaceWaiters.length, "Every space waiter holds a slot");
+    const index = (this.#spaceWaitersHead + this.#spaceWaitersCount) % this.#spaceWaiters.length;
+    this.#spaceWaiters[index] = slot;
+    this.#spaceWaitersCount++;
+    return new Promise((resolve) => {
+      this.#slotWake[slot] = resolve;
+    });
+  }
+
+  /** Copies waiting writes in FIFO order while they fit (so their seqs follow arrival order). */
+  #wakeSpaceWaiters(): void {
+    while (this.#spaceWaitersCount > 0) {
+      const slot = this.#spaceWaiters[this.#spaceWaitersHead];
+      if (!this.#tryCopySlot(slot)) return;
+      this.#spaceWaitersHead = (this.#spaceWaitersHead + 1) % this.#spaceWaiters.length;
+      this.#spaceWaitersCount--;
+      const wake = this.#slotWake[slot];
+      assert(wake !== null, "A space waiter has a wake-up");
+      this.#slotWake[slot] = null;
+      wake();
+    }
+  }
+
+  /** Step 5: waits until no in-flight write ordered before this one overlaps it. */
+  async #waitForEarlierOverlaps(slot: number): Promise<void> {
+    const order = this.#slotOrders[slot];
+    assert(order !== Infinity, "A write is ordered before it waits for earlier ones");
+    const startBytes = this.#slotOffsetsBytes[slot];
+    const endBytes = startBytes + this.#slotLengthsBytes[slot];
+    for (;;) {
+      let blocker = -1;
+      for (let other = 0; other < this.#slotActive.length; other++) {
+        if (
+          other !== slot && this.#slotActive[other] === 1 && this.#slotOrders[other] < order &&
+          this.#slotOffsetsBytes[other] < endBytes &&
+          startBytes < this.#slotOffsetsBytes[other] + this.#slotLengthsBytes[other]
+        ) {
+          blocker = other;
+          break;
+        }
+      }
+      if (blocker < 0) return;
+      const done = this.#slotDone[blocker];
+      assert(done !== null, "An active slot has a completion");
+      await done;
+    }
+  }
+
+  async #acquireSlot(): Promise<number> {
+    if (this.#freeSlotCount > 0 && this.#slotWaitersCount === 0) return this.#takeSlot(this.#freeSlots[--this.#freeSlotCount]);
+    if (this.#slotWaitersCount === this.#slotWaiters.length) {
+      throw new SplitterBusyError(
+        `Cannot accept a write to volume "${this.name}": ${switchLimits.splitterInFlightMax} writes are in flight ` +
+          `and ${switchLimits.splitterQueuedWritesMax} wait`,
+      );
+    }
+    const index = (this.#slotWaitersHead + this.#slotWaitersCount) % this.#slotWaiters.length;
+    this.#slotWaitersCount++;
+    const slot = await new Promise<number>((resolve) => {
+      this.#slotWaiters[index] = resolve;
+    });
+    return this.#takeSlot(slot);
+  }
+
+  #takeSlot(slot: number): number {
+    assert(this.#slotActive[slot] === 0, `Slot ${slot} is free`);
+    this.#slotActive[slot] = 1;
+    this.#slotOrders[slot] = Infinity;
+    this.#slotSeqs[slot] = -1;
+    this.#slotDone[slot] = new Promise((resolve) => {
+      this.#slotDoneResolve[slot] = resolve;
+    });
+    return slot;
+  }
+
+  /** Frees the slot (its primary write settled) and hands it to the first waiting write. */
+  #releaseSlot(slot: number): void {
+    assert(this.#slotActive[slot] === 1, `Slot ${slot} is in use`);
+    this.#slotActive[slot] = 0;
+    this.#slotData[slot] = null;
+    this.#slotOrders[slot] = Infinity;
+    const resolveDone = this.#slotDoneResolve[slot];
+    assert(resolveDone !== null, "An active slot has a completion");
+    this.#slotDoneResolve[slot] = null;
+    this.#slotDone[slot] = null;
+    resolveDone();
+    if (this.#slotWaitersCount > 0) {
+      const waiter = this.#slotWaiters[this.#slotWaitersHead];
+      assert(waiter !== null, "A queued writer has a wake-up");
+      this.#slotWaiters[this.#slotWaitersHead] = null;
+      this.#slotWaitersHead = (this.#slotWaitersHead + 1) % this.#slotWaiters.length;
+      this.#slotWaitersCount--;
+      waiter(slot);
+    } else {
+      this.#freeSlots[this.#freeSlotCount++] = slot;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Markers and modes
+
+  /** Queues a marker under the next seq and tells the link; -1 when the ring is full. */
+  #queueMarker(kind: MarkKind, detail: { [key: string]: MarkDetailValue }): number {
+    if (this.#markersCount === this.#markers.length) return -1;
+    const seq = this.#nextSeq++;
+    const index = (this.#markersHead + this.#markersCount) % this.#markers.length;
+    this.#markers[index] = { seq, timeUs: this.#clock.nowUs(), kind, detail };
+    this.#markersCount++;
+    this.#recordListener?.();
+    return seq;
+  }
+
+  #recordPrimaryWriteError(seq: number, offsetBytes: number, lengthBytes: number, cause: unknown): void {
+    const message = (cause instanceof Error ? cause.message : String(cause)).slice(0, 512);
+    const markerSeq = this.#queueMarker("primaryWriteError", { seq, offsetBytes, lengthBytes, message });
+    if (markerSeq < 0) this.#enterMarking(); // the gap marker will cover it; the DRL keeps the region dirty
+  }
+
+  #enterMarking(): void {
+    if (this.#state !== splitterStates.protecting) return;
+    this.#state = splitterStates.marking;
+    this.#needsResync = true;
+    this.#drl.setInSync(false); // seed 003 [0051]: out of sync, no resets
+    this.#markingSinceUs = this.#clock.nowUs();
+    this.#markingAfterSeq = this.#nextSeq - 1;
+    this.#missedWriteCount = 0;
+  }
+
+  /** Ends marking mode once the link is up and the buffer has room again: records the gap. */
+  #maybeLeaveMarking(): void {
+    if (this.#state !== splitterStates.marking || !this.#linkUp) return;
+    const freeBytesNeeded = this.#copyBuffer.bytesMax * switchLimits.splitterLeaveMarkingFreeFraction;
+    if (this.#copyBuffer.freeBytes < freeBytesNeeded) return;
+    const seq = this.#queueMarker("gap", {
+      reason: "marking mode",
+      afterSeq: this.#markingAfterSeq,
+      fromTimeUs: this.#markingSinceUs,
+      toTimeUs: this.#clock.nowUs(),
+      missedWrites: this.#missedWriteCount,
+    });
+    if (seq < 0) return; // no room for the marker yet: try again on the next acknowledgement
+    this.#state = splitterStates.protecting;
+  }
+
+  /** Drops every held record and continues after the appliance's seq with a gap marker. */
+  #restartSeqsWithGap(durableSeq: number, reason: string): void {
+    if (durableSeq < this.#highestCopiedSeq) {
+      throw new SplitterResumeError(
+        `Cannot resume volume "${this.name}" after seq ${durableSeq}: the appliance lacks records up to seq ` +
+          `${this.#highestCopiedSeq} that the switch no longer holds (${reason})`,
+      );
+    }
+    const droppedFromSeq = this.#oldestHeldSeq() ?? this.#nextSeq;
+    const droppedToSeq = this.#nextSeq - 1;
+    const oldestSeq = this.#copyBuffer.oldestSeq;
+    if (oldestSeq !== undefined) {
+      this.#copyBuffer.forEachFrom(oldestSeq, (entry) => {
+        this.#drl.endWrite(entry.offsetBytes, entry.lengthBytes);
+      });
+    }
+    this.#copyBuffer.clear();
+    this.#markers.fill(null);
+    this.#markersHead = 0;
+    this.#markersCount = 0;
+    this.#nextSeq = durableSeq + 1;
+    this.#acknowledgedSeq = durableSeq;
+    this.#needsResync = true;
+    this.#drl.setInSync(false);
+    const seq = this.#queueMarker("gap", { reason, droppedFromSeq, droppedToSeq });
+    assert(seq >= 0, "An emptied marker ring has room");
+    this.#wakeSpaceWaiters();
+  }
+
+  #oldestHeldSeq(): number | undefined {
+    const writeSeq = this.#copyBuffer.oldestSeq;
+    const marker = this.#markersCount > 0 ? this.#markers[this.#markersHead] : null;
+    if (marker === null) return writeSeq;
+    return writeSeq === undefined ? marker.seq : Math.min(writeSeq, marker.seq);
+  }
+}
