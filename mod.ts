@@ -48,6 +48,8 @@ export * from "./src/appliance/volume.ts";
 export * from "./src/appliance/write_index.ts";
 export * from "./src/switch/copy_buffer.ts";
 export * from "./src/switch/dirty_region_log.ts";
+export * from "./src/switch/splitter.ts";
+export * from "./src/switch/switch_link.ts";
 export * from "./src/switch/switch_limits.ts";
 export * from "./src/wire/errors.ts";
 export * from "./src/wire/framed_connection.ts";
