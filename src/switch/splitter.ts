@@ -56,7 +56,7 @@ import type { Clock } from "../io/clock.ts";
 import type { DurableCell } from "../io/durable_cell.ts";
 import type { MarkDetailValue, MarkKind } from "../wire/messages.ts";
 import { CopyBuffer } from "./copy_buffer.ts";
-import { DirtyRegionLog } from "./dirty_region_log.ts";
+import { DirtyRegionLog, ResetPolicy } from "./dirty_region_log.ts";
 import { switchLimits } from "./switch_limits.ts";
 
 /** The splitter's states. */
@@ -124,6 +124,8 @@ export interface SplitterOptions {
   onFull?: OnFull;
   /** The first seq to give (the appliance's durableSeq + 1); default 1. */
   nextSeq?: number;
+  /** When {@link Splitter.maintain} resets the DRL; default `new ResetPolicy()` (every 30 s). */
+  resetPolicy?: ResetPolicy;
 }
 
 /** A queued marker, as the link sends it. */
@@ -154,6 +156,8 @@ export class Splitter {
   #needsResync = false;
   #linkUp = false;
   #recordListener: (() => void) | null = null;
+  readonly #resetPolicy: ResetPolicy;
+  #lastResetUs: number;
 
   // The in-flight table: one slot per host write between admission and primary completion.
   readonly #slotActive: Uint8Array;
@@ -195,7 +199,14 @@ export class Splitter {
 
   private constructor(
     deps: { primary: BlockDevice; drl: DirtyRegionLog; clock: Clock; checksum: Checksum },
-    options: { name: string; bufferBytes: number; onFull: OnFull; nextSeq: number; anchored: boolean },
+    options: {
+      name: string;
+      bufferBytes: number;
+      onFull: OnFull;
+      nextSeq: number;
+      anchored: boolean;
+      resetPolicy: ResetPolicy;
+    },
   ) {
     this.name = options.name;
     this.onFull = options.onFull;
@@ -207,6 +218,8 @@ export class Splitter {
     this.#nextSeq = options.nextSeq;
     this.#acknowledgedSeq = options.nextSeq - 1;
     this.#anchored = options.anchored;
+    this.#resetPolicy = options.resetPolicy;
+    this.#lastResetUs = deps.clock.nowUs();
     const slots = switchLimits.splitterInFlightMax;
     this.#slotActive = new Uint8Array(slots);
     this.#slotOffsetsBytes = new Float64Array(slots);
@@ -256,7 +269,14 @@ export class Splitter {
     }, { checksum });
     const splitter = new Splitter(
       { primary: deps.primary, drl, clock: deps.clock, checksum },
-      { name: options.name, bufferBytes, onFull, nextSeq, anchored: options.nextSeq !== undefined },
+      {
+        name: options.name,
+        bufferBytes,
+        onFull,
+        nextSeq,
+        anchored: options.nextSeq !== undefined,
+        resetPolicy: options.resetPolicy ?? new ResetPolicy(),
+      },
     );
     if (drl.dirtyCount > 0) {
       // The DRL on disk covers every region that may differ: resync must compare them.
@@ -437,6 +457,28 @@ export class Splitter {
    *
    * @throws {SplitterResumeError} when that would mean giving a seq the copy buffer already used.
    */
+  /**
+   * Periodic upkeep, called by the process every second or so: when the reset policy says a
+   * reset is due (seed 003 [0051]-[0053]: the trade-off between DRL write latency and resync
+   * time), clears the DRL bits of regions with nothing in flight and persists. Does nothing
+   * while out of sync (marking, or needing resync: the DRL refuses resets then).
+   *
+   * @returns how many regions were cleared.
+   */
+  async maintain(): Promise<number> {
+    if (this.#state === splitterStates.closed) return 0;
+    const nowUs = this.#clock.nowUs();
+    const due = this.#resetPolicy.isDue({
+      nowUs,
+      lastResetUs: this.#lastResetUs,
+      dirtyCount: this.#drl.dirtyCount,
+      regionCount: this.#drl.regionCount,
+    });
+    if (!due || !this.#drl.resetsEnabled) return 0;
+    this.#lastResetUs = nowUs;
+    return await this.#drl.reset();
+  }
+
   resume(durableSeq: number): void {
     assert(Number.isSafeInteger(durableSeq) && durableSeq >= -1, `Cannot resume at seq ${durableSeq}`);
     this.#linkUp = true;

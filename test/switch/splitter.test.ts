@@ -122,6 +122,29 @@ describe("Splitter", () => {
     expect(await drl.reset()).toBe(2); // in sync: settled bits can be cleared
   });
 
+  it("maintain resets settled DRL bits when the policy says so, and never while out of sync", async () => {
+    const { splitter, clock } = await openSplitter({ bufferBytes: 8192 });
+    splitter.resume(0);
+    await splitter.write(0, filled(4096, 1));
+    await splitter.write(regionBytes * 2, filled(4096, 2));
+    expect(await splitter.maintain()).toBe(0); // not due yet (default policy: every 30 s)
+    clock.advanceUs(31_000_000);
+    expect(await splitter.maintain()).toBe(0); // due, but both writes are unacknowledged
+    expect(splitter.dirtyRegionCount).toBe(2);
+    splitter.acknowledge(1);
+    clock.advanceUs(31_000_000);
+    expect(await splitter.maintain()).toBe(1); // region 0 settled; region 2 still in flight
+    expect(splitter.dirtyRegionLog.isDirty(2)).toBe(true);
+    // Out of sync (a full buffer drops to marking): resets stop, so the DRL keeps every bit.
+    await splitter.write(regionBytes * 4, filled(4096, 3));
+    await splitter.write(regionBytes * 6, filled(4096, 4)); // does not fit
+    expect(splitter.state).toBe("marking");
+    splitter.acknowledge(3);
+    clock.advanceUs(31_000_000);
+    expect(await splitter.maintain()).toBe(0);
+    expect(splitter.dirtyRegionLog.isDirty(6)).toBe(true);
+  });
+
   it("does not acknowledge a write to a clean region before the DRL cell write resolved", async () => {
     const cell = new GatedDurableCell();
     const { splitter, primary } = await openSplitter({ cell });
