@@ -115,6 +115,11 @@ export interface JournalRecordInput {
   payload: Uint8Array;
   /** XXH64 of `payload` as computed at the switch; verified, then stored. */
   payloadChecksum?: bigint;
+  /**
+   * The caller already compared `payloadChecksum` with `payload` (the appliance link checks a
+   * batch whole before appending any of it): stored without hashing the payload again.
+   */
+  payloadChecksumVerified?: boolean;
 }
 
 /** A record found by recovery. `payload` is a view valid only during the callback. */
@@ -497,7 +502,8 @@ export class Journal {
       this.#startCommitIfIdle();
       if (this.#filling.usedBytes + padBytes + recordBytes > this.#groupBytesMax) return -1;
     }
-    const payloadChecksum = this.#checksum.hash64(record.payload);
+    const trusted = record.payloadChecksumVerified === true && record.payloadChecksum !== undefined;
+    const payloadChecksum = trusted ? record.payloadChecksum! : this.#checksum.hash64(record.payload);
     if (record.payloadChecksum !== undefined && record.payloadChecksum !== payloadChecksum) {
       throw new ChecksumMismatchError(
         `Cannot append seq ${record.seq}: its payload checksum is 0x${payloadChecksum.toString(16)}, ` +

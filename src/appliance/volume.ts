@@ -55,6 +55,8 @@ export interface WriteInput {
   readonly data: Uint8Array;
   /** XXH64 computed at the switch (end-to-end check); computed here when absent. */
   readonly checksum?: bigint;
+  /** The caller already verified `checksum` against `data` (see `JournalRecordInput`). */
+  readonly checksumVerified?: boolean;
 }
 
 /** A resolved point with the record it landed on, as reported to users. */
@@ -89,7 +91,16 @@ export class Volume {
     offsetBytes: number;
     payload: Uint8Array;
     payloadChecksum: bigint | undefined;
-  } = { kind: 0, seq: 0, timeUs: 0, offsetBytes: 0, payload: emptyPayload, payloadChecksum: undefined };
+    payloadChecksumVerified: boolean;
+  } = {
+    kind: 0,
+    seq: 0,
+    timeUs: 0,
+    offsetBytes: 0,
+    payload: emptyPayload,
+    payloadChecksum: undefined,
+    payloadChecksumVerified: false,
+  };
   #lastTimeUs: number;
   #nextSeq: number;
   #persistChain: Promise<void> = Promise.resolve();
@@ -285,7 +296,7 @@ export class Volume {
   appendWrite(write: WriteInput): Promise<number> {
     this.#checkSeq(write.seq);
     this.#checkWrite(write.offsetBytes, write.data);
-    return this.#append(RecordKind.write, write.seq, write.timeUs, write.offsetBytes, write.data, write.checksum);
+    return this.#append(RecordKind.write, write.seq, write.timeUs, write.offsetBytes, write.data, write.checksum, write.checksumVerified);
   }
 
   /**
@@ -298,7 +309,15 @@ export class Volume {
   tryAppendWrite(write: WriteInput): number {
     this.#checkSeq(write.seq);
     this.#checkWrite(write.offsetBytes, write.data);
-    return this.#tryAppend(RecordKind.write, write.seq, write.timeUs, write.offsetBytes, write.data, write.checksum);
+    return this.#tryAppend(
+      RecordKind.write,
+      write.seq,
+      write.timeUs,
+      write.offsetBytes,
+      write.data,
+      write.checksum,
+      write.checksumVerified,
+    );
   }
 
   /** Appends a marker (snapshot, gap, ...) with a small JSON payload. */
@@ -380,6 +399,7 @@ export class Volume {
     offsetBytes: number,
     payload: Uint8Array,
     checksum: bigint | undefined,
+    checksumVerified = false,
   ): number {
     // SPEC: timestamps are non-decreasing per volume; a switch clock that steps back is clamped.
     const clampedTimeUs = Math.max(timeUs, this.#lastTimeUs);
@@ -389,6 +409,7 @@ export class Volume {
     this.#record.offsetBytes = offsetBytes;
     this.#record.payload = payload;
     this.#record.payloadChecksum = checksum;
+    this.#record.payloadChecksumVerified = checksumVerified;
     let addressBytes: number;
     try {
       addressBytes = this.#journal.tryAppend(this.#record);
@@ -406,15 +427,24 @@ export class Volume {
     offsetBytes: number,
     payload: Uint8Array,
     checksum: bigint | undefined,
+    checksumVerified = false,
   ): Promise<number> {
-    const fastAddressBytes = this.#tryAppend(kind, seq, timeUs, offsetBytes, payload, checksum);
+    const fastAddressBytes = this.#tryAppend(kind, seq, timeUs, offsetBytes, payload, checksum, checksumVerified);
     if (fastAddressBytes >= 0) return fastAddressBytes;
     // Slow path: wait for buffer space. Seq and time are taken now, so a caller may pipeline
     // the next seq while this one waits; the journal keeps waiters in order.
     const clampedTimeUs = Math.max(timeUs, this.#lastTimeUs);
     this.#lastTimeUs = clampedTimeUs;
     if (kind !== RecordKind.baseline) this.#nextSeq = seq + 1;
-    const record = { kind, seq, timeUs: clampedTimeUs, offsetBytes, payload, payloadChecksum: checksum };
+    const record = {
+      kind,
+      seq,
+      timeUs: clampedTimeUs,
+      offsetBytes,
+      payload,
+      payloadChecksum: checksum,
+      payloadChecksumVerified: checksumVerified,
+    };
     const addressBytes = await this.#journal.append(record);
     this.#indexRecord(kind, seq, clampedTimeUs, offsetBytes, payload, addressBytes);
     return addressBytes;
