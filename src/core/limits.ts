@@ -44,3 +44,199 @@ export const limits = {
 assert(limits.journalGroupBytesMax + 4096 <= limits.journalSegmentBytes, "A group must fit a segment");
 assert(limits.writeBytesMax + 4096 <= limits.journalGroupBytesMax, "A write must fit a group");
 assert(limits.mapFanOut >= 2, "Merging needs at least two maps");
+
+// ---- The switch↔appliance wire (src/wire) ----
+
+export const wireLimits = {
+  /** Bytes after a frame's header: CBOR body plus raw payload (the header's u32 fields allow more). */
+  frameBytesMax: 16 * 1024 * 1024,
+  /** Largest CBOR body of any kind; most kinds have a much smaller one (`message_kinds.ts`). */
+  bodyBytesMax: 1024 * 1024,
+  /** Body of a handshake message that lists volumes (PROOF, WELCOME): every volume, plus 1 KiB. */
+  handshakeBodyBytesMax: 513 * 1024,
+  /** Body of small control messages (HELLO, CHALLENGE, ACK, PING, ERROR, requests...). */
+  controlBodyBytesMax: 4 * 1024,
+  /** Body of a MARK: its `detail` is journaled as the marker's payload, so it must fit one. */
+  markBodyBytesMax: limits.markerPayloadBytesMax,
+  /** Entries in one WRITE batch. */
+  writeEntriesMax: 4096,
+  /**
+   * Upper bound of one WRITE entry's CBOR encoding as cbor-x writes it: a 5-entry map (1 byte),
+   * its keys (44 bytes), seq / timeUs / offsetBytes as float64 or uint64 (9 bytes each),
+   * lengthBytes as uint32 (5 bytes), the 8-byte checksum as a byte string (9 bytes): 86.
+   */
+  writeEntryEncodedBytesMax: 96,
+  /** Data of one WRITE entry: the engine's largest single write. */
+  writeLengthBytesMax: limits.writeBytesMax,
+  /** Data one READ_REQUEST / FETCH may ask for (and so one READ_REPLY payload). */
+  readBytesMax: limits.writeBytesMax,
+  /** Chunks one HASH_REQUEST may ask for (8 bytes each in the HASH_REPLY). */
+  hashChunksMax: 65_536,
+  /** Bytes one HASH_REQUEST may cover. */
+  hashRequestBytesMax: 2 ** 40,
+  /** Volumes one switch may protect over one connection. */
+  volumesPerConnectionMax: 1024,
+  /** Upper bound of one volume's CBOR encoding in PROOF or WELCOME (name at 3 bytes a unit). */
+  volumeEncodedBytesMax: 512,
+  /** Volume name length in UTF-16 code units (the appliance applies its own, stricter pattern). */
+  volumeNameLengthMax: 128,
+  /** Switch id length in UTF-16 code units. */
+  switchIdLengthMax: 128,
+  /** Dirty-region size a switch may announce: a power of two in this range. */
+  regionBytesMin: 512,
+  regionBytesMax: 2 ** 30,
+  /** MARK `detail`: nesting depth, values in all, and length of each string in it. */
+  markDetailDepthMax: 8,
+  markDetailValuesMax: 1024,
+  markDetailStringLengthMax: 1024,
+  /** ERROR `code` and `message`, BYE `reason`, in UTF-16 code units. */
+  errorCodeLengthMax: 64,
+  errorMessageLengthMax: 1024,
+  byeReasonLengthMax: 1024,
+  /** Handshake nonces and HMAC-SHA256 proofs. */
+  nonceBytes: 32,
+  proofBytes: 32,
+  /** Shortest shared secret accepted: shorter ones are a configuration mistake. */
+  secretBytesMin: 16,
+} as const;
+
+const entriesBytes = wireLimits.writeEntriesMax * wireLimits.writeEntryEncodedBytesMax;
+const volumeNameEncodedBytesMax = 3 + 3 * wireLimits.volumeNameLengthMax;
+
+assert(wireLimits.frameBytesMax <= 0xffff_ffff, "Frame lengths must fit the header's u32 fields");
+assert(wireLimits.bodyBytesMax <= wireLimits.frameBytesMax, "A body must fit a frame");
+assert(
+  wireLimits.handshakeBodyBytesMax <= wireLimits.bodyBytesMax &&
+    wireLimits.controlBodyBytesMax <= wireLimits.bodyBytesMax &&
+    wireLimits.markBodyBytesMax <= wireLimits.bodyBytesMax,
+  "Per-kind body limits must not exceed the body limit",
+);
+assert(
+  entriesBytes + volumeNameEncodedBytesMax + 64 <= wireLimits.bodyBytesMax,
+  "A full WRITE batch must fit a body",
+);
+assert(
+  wireLimits.bodyBytesMax + wireLimits.writeLengthBytesMax <= wireLimits.frameBytesMax,
+  "The largest single write must fit one frame with any body",
+);
+assert(
+  wireLimits.controlBodyBytesMax + wireLimits.readBytesMax <= wireLimits.frameBytesMax,
+  "The largest READ_REPLY must fit a frame",
+);
+assert(wireLimits.hashChunksMax * 8 + 64 <= wireLimits.bodyBytesMax, "A full HASH_REPLY must fit a body");
+assert(
+  volumeNameEncodedBytesMax + 64 <= wireLimits.volumeEncodedBytesMax &&
+    wireLimits.volumesPerConnectionMax * wireLimits.volumeEncodedBytesMax + 1024 <= wireLimits.handshakeBodyBytesMax,
+  "Every volume of a connection must fit a handshake body",
+);
+assert(
+  3 + 3 * wireLimits.errorCodeLengthMax + 3 + 3 * wireLimits.errorMessageLengthMax + 32 <=
+    wireLimits.controlBodyBytesMax,
+  "An ERROR message must fit a control body",
+);
+assert(
+  wireLimits.writeLengthBytesMax % 512 === 0 && wireLimits.readBytesMax % 512 === 0,
+  "Data limits are whole sectors",
+);
+assert(
+  wireLimits.nonceBytes >= 16 && wireLimits.proofBytes === 32,
+  "Nonces must be unguessable; proofs are SHA-256 sized",
+);
+
+// ---- The switch (src/switch) ----
+
+export const switchLimits = {
+  /** The smallest unit of a write (and so of a region and a copy-buffer entry's accounting). */
+  sectorBytes: 512,
+  /** Default DRL region: 1 MiB (DESIGN.md, "Data model"). */
+  drlRegionBytesDefault: 1024 * 1024,
+  /** Smallest DRL region: one sector. */
+  drlRegionBytesMin: 512,
+  /** Largest DRL region: beyond 1 GiB a single dirty bit costs a resync too much reading. */
+  drlRegionBytesMax: 1024 * 1024 * 1024,
+  /**
+   * Regions per volume. The switch keeps a bit and a 4-byte in-flight count per region, so
+   * 2^24 regions cost 2 MiB of bitmap and 64 MiB of counts (16 TiB at 1 MiB regions); a
+   * larger volume needs larger regions. The whole bitmap is written on every DRL persist.
+   */
+  drlRegionCountMax: 2 ** 24,
+  /** DRL reset policy: reset at least this often while in sync (seed 003 [0051], [0053]). */
+  drlResetIntervalUsDefault: 30_000_000,
+  /**
+   * ... but never more often than this, even when the dirty fraction is past the threshold
+   * (regions busy with in-flight writes cannot be cleared, and retrying at once would spin).
+   */
+  drlResetIntervalUsMin: 1_000_000,
+  /** DRL reset policy: reset early when this fraction of the regions is dirty. */
+  drlResetDirtyFractionDefault: 0.25,
+  /** Default copy buffer (SPEC.md guarantee 5: fixed at start). */
+  copyBufferBytesDefault: 64 * 1024 * 1024,
+  /** Largest copy buffer: ring positions are kept in 32-bit unsigned integers. */
+  copyBufferBytesMax: 2 ** 31,
+  /**
+   * The copy buffer's metadata ring holds `ceil(bytesMax / copyBufferEntryBytesMin)` entries:
+   * as many as there can be writes of one sector each.
+   */
+  copyBufferEntryBytesMin: 512,
+  /** Host writes a splitter has in flight at once (its fixed in-flight table). */
+  splitterInFlightMax: 1024,
+  /** Host writes waiting for a free in-flight slot; one more is refused (`SplitterBusyError`). */
+  splitterQueuedWritesMax: 4096,
+  /** Markers queued and not yet acknowledged by the appliance; beyond it the splitter drops to marking. */
+  splitterMarkersMax: 64,
+  /** Marking mode ends once the link is up and this fraction of the copy buffer is free (no flapping). */
+  splitterLeaveMarkingFreeFraction: 0.5,
+  /** Data of one WRITE batch the switch link gathers (its one send buffer, allocated at start). */
+  linkBatchBytesMax: 8 * 1024 * 1024,
+  /** Reconnect backoff: first wait, doubled per failure up to the cap. */
+  linkBackoffMsMin: 50,
+  linkBackoffMsMax: 5_000,
+  /** A handshake that has not finished by then is abandoned (the connection is closed). */
+  linkHandshakeTimeoutMs: 10_000,
+} as const;
+
+assert(
+  switchLimits.drlRegionBytesMin % switchLimits.sectorBytes === 0,
+  "A region must be a whole number of sectors",
+);
+assert(
+  switchLimits.drlRegionBytesMin <= switchLimits.drlRegionBytesDefault &&
+    switchLimits.drlRegionBytesDefault <= switchLimits.drlRegionBytesMax,
+  "The default region size must lie within the bounds",
+);
+assert(
+  limits.volumeBytesMax / switchLimits.drlRegionBytesMax <= switchLimits.drlRegionCountMax,
+  "The largest volume must be representable with the largest regions",
+);
+assert(
+  switchLimits.drlResetIntervalUsMin <= switchLimits.drlResetIntervalUsDefault,
+  "The minimum reset interval must not exceed the default interval",
+);
+assert(
+  switchLimits.drlResetDirtyFractionDefault > 0 && switchLimits.drlResetDirtyFractionDefault <= 1,
+  "The dirty fraction threshold is a fraction",
+);
+assert(
+  limits.writeBytesMax <= switchLimits.copyBufferBytesDefault,
+  "The default copy buffer must hold the largest write",
+);
+assert(
+  switchLimits.copyBufferBytesDefault <= switchLimits.copyBufferBytesMax,
+  "The default copy buffer must not exceed the largest",
+);
+assert(
+  switchLimits.copyBufferEntryBytesMin === switchLimits.sectorBytes,
+  "Copy-buffer entries are accounted per sector",
+);
+assert(
+  limits.writeBytesMax <= switchLimits.linkBatchBytesMax,
+  "A WRITE batch must hold the largest write",
+);
+assert(
+  switchLimits.linkBackoffMsMin > 0 && switchLimits.linkBackoffMsMin <= switchLimits.linkBackoffMsMax,
+  "The reconnect backoff must grow from its minimum to its cap",
+);
+assert(
+  switchLimits.splitterLeaveMarkingFreeFraction > 0 && switchLimits.splitterLeaveMarkingFreeFraction <= 1,
+  "The free fraction that ends marking mode is a fraction",
+);

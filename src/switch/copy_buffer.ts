@@ -30,7 +30,7 @@
  * ```
  */
 import { assert } from "../core/assert.ts";
-import { switchLimits } from "./switch_limits.ts";
+import { switchLimits } from "../core/limits.ts";
 
 /** A write to keep: the data is copied into the ring. */
 export interface CopyBufferWrite {

@@ -44,9 +44,8 @@
  */
 import { assert } from "../core/assert.ts";
 import { type Checksum, createChecksum } from "../core/checksum.ts";
-import { limits } from "../core/limits.ts";
+import { limits, switchLimits } from "../core/limits.ts";
 import type { DurableCell } from "../io/durable_cell.ts";
-import { switchLimits } from "./switch_limits.ts";
 
 /** The persisted form's magic, `ADRL` read as a little-endian u32. */
 const drlMagic = 0x4c524441;

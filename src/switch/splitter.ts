@@ -50,14 +50,13 @@
  */
 import { assert } from "../core/assert.ts";
 import { type Checksum, createChecksum } from "../core/checksum.ts";
-import { limits } from "../core/limits.ts";
+import { limits, switchLimits } from "../core/limits.ts";
 import { assertBlockRange, type BlockDevice, type WriteOptions } from "../io/block_device.ts";
 import type { Clock } from "../io/clock.ts";
 import type { DurableCell } from "../io/durable_cell.ts";
 import type { MarkDetailValue, MarkKind } from "../wire/messages.ts";
 import { CopyBuffer } from "./copy_buffer.ts";
 import { DirtyRegionLog, ResetPolicy } from "./dirty_region_log.ts";
-import { switchLimits } from "./switch_limits.ts";
 
 /** The splitter's states. */
 export const splitterStates = {

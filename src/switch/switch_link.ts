@@ -38,9 +38,8 @@ import type { Transport } from "../io/transport.ts";
 import { FramedConnection } from "../wire/framed_connection.ts";
 import { switchHandshake } from "../wire/handshake.ts";
 import { checksumToBytes, type Message, messageKinds, type WriteEntry } from "../wire/messages.ts";
-import { wireLimits } from "../wire/wire_limits.ts";
+import { switchLimits, wireLimits } from "../core/limits.ts";
 import type { Splitter } from "./splitter.ts";
-import { switchLimits } from "./switch_limits.ts";
 
 assert(
   switchLimits.linkBatchBytesMax + wireLimits.writeEntriesMax * wireLimits.writeEntryEncodedBytesMax + 4096 <=

@@ -36,7 +36,7 @@
  * ```
  */
 import { Decoder, Encoder, setSizeLimits } from "cbor-x";
-import { wireLimits } from "./wire_limits.ts";
+import { wireLimits } from "../core/limits.ts";
 
 const cborOptions = {
   useRecords: false,

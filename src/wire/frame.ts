@@ -40,7 +40,7 @@ import { assert } from "../core/assert.ts";
 import { encodeCbor } from "./cbor.ts";
 import { ProtocolError } from "./errors.ts";
 import { type MessageKind, messageKindLimits, messageKindName } from "./message_kinds.ts";
-import { wireLimits } from "./wire_limits.ts";
+import { wireLimits } from "../core/limits.ts";
 
 export const frameMagic = 0x5741;
 export const frameVersion = 1;

@@ -41,7 +41,7 @@ import {
   type MessageKind,
   messageKinds,
 } from "./messages.ts";
-import { wireLimits } from "./wire_limits.ts";
+import { wireLimits } from "../core/limits.ts";
 
 /** Options of {@link FramedConnection}. */
 export interface FramedConnectionOptions {

@@ -74,7 +74,7 @@ import {
   type VolumeResume,
   wireProtocolVersion,
 } from "./messages.ts";
-import { wireLimits } from "./wire_limits.ts";
+import { wireLimits } from "../core/limits.ts";
 
 /** A volume as the appliance accepted it: the switch's offer and where to resume. */
 export interface RegisteredVolume extends VolumeOffer {

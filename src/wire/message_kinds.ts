@@ -13,7 +13,7 @@
  * messageKindLimits(messageKinds.ping)?.payloadBytesMax; // 0
  * ```
  */
-import { wireLimits } from "./wire_limits.ts";
+import { wireLimits } from "../core/limits.ts";
 
 export const messageKinds = {
   /** switch → appliance: protocol version, role, switch id, switch nonce. */

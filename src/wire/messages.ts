@@ -31,12 +31,11 @@
  */
 import { assert } from "../core/assert.ts";
 import type { Checksum } from "../core/checksum.ts";
-import { limits } from "../core/limits.ts";
+import { limits, wireLimits } from "../core/limits.ts";
 import { decodeCbor } from "./cbor.ts";
 import { ProtocolError } from "./errors.ts";
 import { encodeFrame, type Frame } from "./frame.ts";
 import { type MessageKind, messageKindName, messageKinds } from "./message_kinds.ts";
-import { wireLimits } from "./wire_limits.ts";
 
 export { type MessageKind, messageKindName, messageKinds } from "./message_kinds.ts";
 

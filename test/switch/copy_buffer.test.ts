@@ -20,7 +20,7 @@ import { AssertionError } from "../../src/core/assert.ts";
 import { createChecksum } from "../../src/core/checksum.ts";
 import { fillRandom, SeededRandom } from "../../src/io/random.ts";
 import { CopyBuffer, type CopyBufferEntry } from "../../src/switch/copy_buffer.ts";
-import { switchLimits } from "../../src/switch/switch_limits.ts";
+import { switchLimits } from "../../src/core/limits.ts";
 
 const checksum = await createChecksum();
 const KiB = 1024;

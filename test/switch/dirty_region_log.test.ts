@@ -23,7 +23,7 @@ import {
   type DirtyRegionLogOptions,
   ResetPolicy,
 } from "../../src/switch/dirty_region_log.ts";
-import { switchLimits } from "../../src/switch/switch_limits.ts";
+import { switchLimits } from "../../src/core/limits.ts";
 import { GatedDurableCell, settle } from "./gated_durable_cell.ts";
 
 const checksum = await createChecksum();

@@ -12,7 +12,7 @@ import { type Checksum, createChecksum } from "../../src/core/checksum.ts";
 import { ProtocolError } from "../../src/wire/errors.ts";
 import { encodeFrame, type Frame, FrameDecoder, frameHeaderBytes } from "../../src/wire/frame.ts";
 import { decodeMessage, encodeMessage, type Message, messageKinds, messageProblem } from "../../src/wire/messages.ts";
-import { wireLimits } from "../../src/wire/wire_limits.ts";
+import { wireLimits } from "../../src/core/limits.ts";
 import { firstDifference } from "../io/test_bytes.ts";
 import {
   concatBytes,

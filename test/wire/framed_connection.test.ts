@@ -13,7 +13,7 @@ import { ConnectionClosedError } from "../../src/io/transport.ts";
 import { ProtocolError } from "../../src/wire/errors.ts";
 import { FramedConnection } from "../../src/wire/framed_connection.ts";
 import { type Message, messageKinds } from "../../src/wire/messages.ts";
-import { wireLimits } from "../../src/wire/wire_limits.ts";
+import { wireLimits } from "../../src/core/limits.ts";
 import {
   concatBytes,
   duplexPair,

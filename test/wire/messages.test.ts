@@ -20,7 +20,7 @@ import {
   type WriteBody,
   writeChecksumProblem,
 } from "../../src/wire/messages.ts";
-import { wireLimits } from "../../src/wire/wire_limits.ts";
+import { wireLimits } from "../../src/core/limits.ts";
 import { everyKindSamples, rawFrame, sampleData } from "./wire_support.ts";
 
 let checksum: Checksum;
