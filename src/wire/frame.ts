@@ -1,5 +1,5 @@
 /**
- * Wire frames: a fixed 16-byte little-endian header, one CBOR body, then raw payload bytes.
+ * Wire frames: a fixed 20-byte little-endian header, one CBOR body, then raw payload bytes.
  *
  * | offset | size | field            | meaning                                                    |
  * | -----: | ---: | ---------------- | ---------------------------------------------------------- |
@@ -8,20 +8,27 @@
  * |      3 |    1 | kind u8          | message kind ({@link messageKinds})                         |
  * |      4 |    4 | bodyBytes u32    | length of the CBOR body that follows the header            |
  * |      8 |    4 | payloadBytes u32 | length of the raw payload that follows the body            |
- * |     12 |    4 | headerCheck u32  | XXH32 (seed 0) of header bytes 0..11                       |
+ * |     12 |    4 | bodyCheck u32    | XXH32 (seed 0) of the CBOR body                            |
+ * |     16 |    4 | headerCheck u32  | XXH32 (seed 0) of header bytes 0..15                       |
+ *
+ * The body check closes a hole the payload checksums leave: a WRITE entry's data carries the
+ * XXH64 the switch computed, but its offset, length and seq live in the body, and a flipped
+ * bit there would land good data in the wrong place. The body is checked when it is complete
+ * (its length is capped first), so a frame with a damaged body is refused whole.
  *
  * The payload travels by reference: {@link encodeFrame} returns it as its own chunk, never
  * copied into the CBOR buffer (DESIGN.md, "Wire protocol": copying a 64 KiB payload into a
  * CBOR buffer costs ~30x the header work).
  *
  * {@link FrameDecoder} is a byte parser with no I/O (pg-protocol's parser, with the cap it
- * lacks): every length is checked against its kind's limit as soon as the 16 header bytes are
+ * lacks): every length is checked against its kind's limit as soon as the 20 header bytes are
  * known, before a byte of the rest is buffered.
  *
- * The header check is XXH32, computed here in plain JavaScript rather than through
- * `core/checksum.ts`: for 12 bytes the WebAssembly call costs more than the hash (measured on
- * Node: ~45M headers/s in JS, ~8M/s through xxhash-wasm), and it keeps encoding and decoding
- * synchronous with no set-up. Tests check it against xxhash-wasm's XXH32.
+ * Both checks are XXH32, computed here in plain JavaScript rather than through
+ * `core/checksum.ts`: for a header the WebAssembly call costs more than the hash (measured on
+ * Node: ~45M headers/s in JS, ~8M/s through xxhash-wasm), bodies are small (a 4096-entry
+ * WRITE is ~300 KiB), and it keeps encoding and decoding synchronous with no set-up. Tests
+ * check it against xxhash-wasm's XXH32.
  *
  * @example
  * ```ts
@@ -44,9 +51,11 @@ import { wireLimits } from "../core/limits.ts";
 
 export const frameMagic = 0x5741;
 export const frameVersion = 1;
-export const frameHeaderBytes = 16;
-/** Header bytes covered by the header check. */
-const headerCheckedBytes = 12;
+export const frameHeaderBytes = 20;
+/** Where the body check sits. */
+const bodyCheckAtBytes = 12;
+/** Header bytes covered by the header check (which follows them). */
+const headerCheckedBytes = 16;
 
 /**
  * One decoded frame. `body` (CBOR, not yet decoded) and `payload` are views into the bytes
@@ -96,7 +105,8 @@ export function encodeFrame(kind: MessageKind, body: unknown, payload: Uint8Arra
   view.setUint8(3, kind);
   view.setUint32(4, bodyBytes.length, true);
   view.setUint32(8, payload.length, true);
-  view.setUint32(headerCheckedBytes, headerCheck(frame, 0), true);
+  view.setUint32(bodyCheckAtBytes, xxh32(bodyBytes, 0, bodyBytes.length), true);
+  view.setUint32(headerCheckedBytes, xxh32(frame, 0, headerCheckedBytes), true);
   frame.set(bodyBytes, frameHeaderBytes);
   return payload.length === 0 ? [frame] : [frame, payload];
 }
@@ -154,11 +164,13 @@ export class FrameDecoder implements Iterable<Frame> {
   #partialFilledBytes = 0;
   #partialKind: MessageKind = 0 as MessageKind;
   #partialBodyBytes = 0;
+  #partialBodyCheck = 0;
 
   // Fields of the last header checked (set by #checkHeader, to avoid an object per frame).
   #kind: MessageKind = 0 as MessageKind;
   #bodyBytes = 0;
   #payloadBytes = 0;
+  #bodyCheck = 0;
 
   /**
    * With `copyFrames`, the complete frames found in a pushed chunk are copied out of it (one
@@ -212,6 +224,7 @@ export class FrameDecoder implements Iterable<Frame> {
       if (!this.#checkHeader(chunk, view, atBytes)) break;
       const frameBytes = frameHeaderBytes + this.#bodyBytes + this.#payloadBytes;
       if (chunk.length - atBytes < frameBytes) break;
+      if (!this.#checkBody(chunk, atBytes + frameHeaderBytes, this.#bodyBytes, this.#bodyCheck)) break;
       atBytes += frameBytes;
     }
     if (atBytes > firstBytes && this.#copyFrames) {
@@ -311,6 +324,7 @@ export class FrameDecoder implements Iterable<Frame> {
   #allocatePartial(): void {
     this.#partialKind = this.#kind;
     this.#partialBodyBytes = this.#bodyBytes;
+    this.#partialBodyCheck = this.#bodyCheck;
     this.#partial = new Uint8Array(this.#bodyBytes + this.#payloadBytes);
     this.#partialFilledBytes = 0;
     if (this.#partial.length === 0) this.#completePartial();
@@ -319,6 +333,7 @@ export class FrameDecoder implements Iterable<Frame> {
   #completePartial(): void {
     const buffer = this.#partial;
     assert(buffer !== null && this.#spanned === null, "No frame to complete, or one not taken");
+    if (!this.#checkBody(buffer, 0, this.#partialBodyBytes, this.#partialBodyCheck)) return;
     this.#spanned = {
       kind: this.#partialKind,
       body: buffer.subarray(0, this.#partialBodyBytes),
@@ -358,7 +373,7 @@ export class FrameDecoder implements Iterable<Frame> {
       );
     }
     const storedCheck = view.getUint32(atBytes + headerCheckedBytes, true);
-    const computedCheck = headerCheck(bytes, atBytes);
+    const computedCheck = xxh32(bytes, atBytes, headerCheckedBytes);
     if (storedCheck !== computedCheck) {
       return this.#fail(
         "bad-header",
@@ -389,7 +404,18 @@ export class FrameDecoder implements Iterable<Frame> {
     this.#kind = kind as MessageKind;
     this.#bodyBytes = bodyBytes;
     this.#payloadBytes = payloadBytes;
+    this.#bodyCheck = view.getUint32(atBytes + bodyCheckAtBytes, true);
     return true;
+  }
+
+  /** Checks a complete body against its header's body check; false (with #fault) when bad. */
+  #checkBody(bytes: Uint8Array, atBytes: number, lengthBytes: number, storedCheck: number): boolean {
+    const computedCheck = xxh32(bytes, atBytes, lengthBytes);
+    if (computedCheck === storedCheck) return true;
+    return this.#fail(
+      "bad-body",
+      `Frame body check 0x${hex(storedCheck, 8)} does not match its ${lengthBytes} bytes (0x${hex(computedCheck, 8)})`,
+    );
   }
 
   #fail(code: ProtocolError["code"], message: string): false {
@@ -408,13 +434,36 @@ const prime32n3 = 0xc2b2ae3d;
 const prime32n4 = 0x27d4eb2f;
 const prime32n5 = 0x165667b1;
 
-/** XXH32 (seed 0) of the 12 header bytes at `atBytes`: the short-input path of the spec. */
-function headerCheck(bytes: Uint8Array, atBytes: number): number {
-  let hash = (prime32n5 + headerCheckedBytes) | 0;
-  for (let i = atBytes; i < atBytes + headerCheckedBytes; i += 4) {
-    const word = bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
-    hash = (hash + Math.imul(word, prime32n3)) | 0;
-    hash = Math.imul((hash << 17) | (hash >>> 15), prime32n4);
+const prime32n1 = 0x9e3779b1;
+
+/** XXH32 (seed 0) of `lengthBytes` bytes at `atBytes` (the reference algorithm, in 32-bit ints). */
+function xxh32(bytes: Uint8Array, atBytes: number, lengthBytes: number): number {
+  const endBytes = atBytes + lengthBytes;
+  let i = atBytes;
+  let hash: number;
+  if (lengthBytes >= 16) {
+    let v1 = (prime32n1 + prime32n2) | 0;
+    let v2 = prime32n2;
+    let v3 = 0;
+    let v4 = (0 - prime32n1) | 0;
+    for (; i + 16 <= endBytes; i += 16) {
+      v1 = round(v1, readUint32(bytes, i));
+      v2 = round(v2, readUint32(bytes, i + 4));
+      v3 = round(v3, readUint32(bytes, i + 8));
+      v4 = round(v4, readUint32(bytes, i + 12));
+    }
+    hash = (rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18)) | 0;
+  } else {
+    hash = prime32n5;
+  }
+  hash = (hash + lengthBytes) | 0;
+  for (; i + 4 <= endBytes; i += 4) {
+    hash = (hash + Math.imul(readUint32(bytes, i), prime32n3)) | 0;
+    hash = Math.imul(rotl(hash, 17), prime32n4);
+  }
+  for (; i < endBytes; i++) {
+    hash = (hash + Math.imul(bytes[i], prime32n5)) | 0;
+    hash = Math.imul(rotl(hash, 11), prime32n1);
   }
   hash ^= hash >>> 15;
   hash = Math.imul(hash, prime32n2);
@@ -422,4 +471,16 @@ function headerCheck(bytes: Uint8Array, atBytes: number): number {
   hash = Math.imul(hash, prime32n3);
   hash ^= hash >>> 16;
   return hash >>> 0;
+}
+
+function round(accumulator: number, input: number): number {
+  return Math.imul(rotl((accumulator + Math.imul(input, prime32n2)) | 0, 13), prime32n1);
+}
+
+function rotl(value: number, bits: number): number {
+  return (value << bits) | (value >>> (32 - bits));
+}
+
+function readUint32(bytes: Uint8Array, atBytes: number): number {
+  return bytes[atBytes] | (bytes[atBytes + 1] << 8) | (bytes[atBytes + 2] << 16) | (bytes[atBytes + 3] << 24);
 }

@@ -114,8 +114,25 @@ function expectSafeOutcome(outcome: Outcome): void {
   }
 }
 
+describe("frame body check", () => {
+  test("a body changed after encoding — even into other valid CBOR — is refused whole", () => {
+    // A WRITE entry's offset lives in the body; flip it from 1024 to 1536, both valid.
+    const chunks = encodeFrame(messageKinds.ack, { volume: "db", durableSeq: 1024 });
+    const frame = chunks[0].slice();
+    const body = frame.subarray(frameHeaderBytes);
+    const at = body.findIndex((b, i) => b === 0x04 && body[i + 1] === 0x00);
+    expect(at).toBeGreaterThan(0);
+    body[at] = 0x06;
+    const decoder = new FrameDecoder();
+    expect(() => decoder.push(frame)).toThrow(/body check/);
+    const split = new FrameDecoder();
+    split.push(frame.subarray(0, 25));
+    expect(() => split.push(frame.subarray(25))).toThrow(/body check/);
+  });
+});
+
 describe("frame encoding", () => {
-  test("the header is 16 little-endian bytes and its check is XXH32 of bytes 0..11", () => {
+  test("the header is 20 little-endian bytes: a body check (XXH32 of the body) and a header check (XXH32 of bytes 0..15)", () => {
     const payload = new Uint8Array(1024);
     const chunks = encodeFrame(messageKinds.write, { any: "body" }, payload);
     expect(chunks.length).toBe(2);
@@ -127,17 +144,20 @@ describe("frame encoding", () => {
     expect(view.getUint8(3)).toBe(messageKinds.write);
     expect(view.getUint32(4, true)).toBe(chunks[0].length - frameHeaderBytes);
     expect(view.getUint32(8, true)).toBe(1024);
-    expect(view.getUint32(12, true)).toBe(checksum.hash32(header.subarray(0, 12)));
+    expect(view.getUint32(12, true)).toBe(checksum.hash32(chunks[0].subarray(frameHeaderBytes)));
+    expect(view.getUint32(16, true)).toBe(checksum.hash32(header.subarray(0, 16)));
   });
 
-  test("the header check agrees with xxhash-wasm for any header", () => {
+  test("both checks agree with xxhash-wasm for any header and body", () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 40_000 }),
         fc.integer({ min: 0, max: 100_000 }),
         (bodyFill, payloadBytes) => {
           const chunks = encodeFrame(messageKinds.write, "x".repeat(bodyFill % 1000), new Uint8Array(payloadBytes));
-          expect(new DataView(chunks[0].buffer).getUint32(12, true)).toBe(checksum.hash32(chunks[0].subarray(0, 12)));
+          const view = new DataView(chunks[0].buffer);
+          expect(view.getUint32(12, true)).toBe(checksum.hash32(chunks[0].subarray(frameHeaderBytes)));
+          expect(view.getUint32(16, true)).toBe(checksum.hash32(chunks[0].subarray(0, 16)));
         },
       ),
       { numRuns: 200 },

@@ -6,6 +6,7 @@
 // mismatch, a refused volume, messages out of order and a peer that hangs up all end in the
 // named errors; and fuzzed handshake messages (random valid messages, random bytes, mutated
 // transcripts) always end in a named error or a valid handshake, never anything else.
+import { frameHeaderBytes } from "../../src/wire/frame.ts";
 import fc from "fast-check";
 import { beforeAll, describe, expect, test } from "vitest";
 import { AssertionError } from "../../src/core/assert.ts";
@@ -74,10 +75,10 @@ function kindsIn(end: TestConnection): number[] {
   const kinds: number[] = [];
   const bytes = end.sentBytes;
   let atBytes = 0;
-  while (atBytes + 16 <= bytes.length) {
+  while (atBytes + frameHeaderBytes <= bytes.length) {
     const view = new DataView(bytes.buffer, bytes.byteOffset + atBytes);
     kinds.push(view.getUint8(3));
-    atBytes += 16 + view.getUint32(4, true) + view.getUint32(8, true);
+    atBytes += frameHeaderBytes + view.getUint32(4, true) + view.getUint32(8, true);
   }
   return kinds;
 }

@@ -4,6 +4,7 @@
 // too deep or not JSON-like) are refused with ProtocolError "bad-body" naming the field, and
 // the sender refuses to encode them (assertion); a HELLO of another protocol version is
 // refused with "version" naming both versions; the checksum helpers agree with XXH64.
+import { frameHeaderBytes } from "../../src/wire/frame.ts";
 import { beforeAll, describe, expect, test } from "vitest";
 import { AssertionError } from "../../src/core/assert.ts";
 import { type Checksum, createChecksum } from "../../src/core/checksum.ts";
@@ -420,7 +421,7 @@ describe("invalid bodies", () => {
       })),
     };
     const [frame] = encodeMessage(messageKinds.write, body, new Uint8Array(512 * wireLimits.writeEntriesMax));
-    expect(frame.length - 16).toBeLessThanOrEqual(wireLimits.writeEntriesMax * wireLimits.writeEntryEncodedBytesMax);
+    expect(frame.length - frameHeaderBytes).toBeLessThanOrEqual(wireLimits.writeEntriesMax * wireLimits.writeEntryEncodedBytesMax);
   });
 });
 

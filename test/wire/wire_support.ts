@@ -152,6 +152,8 @@ export function rawHeader(
     magic?: number;
     version?: number;
     headerCheck?: number;
+    /** XXH32 of the body; 0 unless given (headers-only tests fail before the body). */
+    bodyCheck?: number;
   },
 ): Uint8Array {
   const header = new Uint8Array(frameHeaderBytes);
@@ -161,7 +163,8 @@ export function rawHeader(
   view.setUint8(3, fields.kind);
   view.setUint32(4, fields.bodyBytes, true);
   view.setUint32(8, fields.payloadBytes ?? 0, true);
-  view.setUint32(12, fields.headerCheck ?? checksum.hash32(header.subarray(0, 12)), true);
+  view.setUint32(12, fields.bodyCheck ?? 0, true);
+  view.setUint32(16, fields.headerCheck ?? checksum.hash32(header.subarray(0, 16)), true);
   return header;
 }
 
@@ -182,7 +185,12 @@ export function rawFrameOfBodyBytes(
   bodyBytes: Uint8Array,
   payload: Uint8Array = new Uint8Array(0),
 ): Uint8Array {
-  const header = rawHeader(checksum, { kind, bodyBytes: bodyBytes.length, payloadBytes: payload.length });
+  const header = rawHeader(checksum, {
+    kind,
+    bodyBytes: bodyBytes.length,
+    payloadBytes: payload.length,
+    bodyCheck: checksum.hash32(bodyBytes),
+  });
   return concatBytes([header, bodyBytes, payload]);
 }
 
