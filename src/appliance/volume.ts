@@ -250,7 +250,7 @@ export class Volume {
       throw new ConflictError(`Cannot append to the base of volume "${this.name}": writes have started`);
     }
     this.#checkWrite(offsetBytes, data);
-    return this.#append(RecordKind.baseline, 0, this.#deps.clock.nowUs(), offsetBytes, data, undefined);
+    return this.#append(RecordKind.baseline, { seq: 0, timeUs: this.#deps.clock.nowUs(), offsetBytes, data });
   }
 
   /**
@@ -296,7 +296,7 @@ export class Volume {
   appendWrite(write: WriteInput): Promise<number> {
     this.#checkSeq(write.seq);
     this.#checkWrite(write.offsetBytes, write.data);
-    return this.#append(RecordKind.write, write.seq, write.timeUs, write.offsetBytes, write.data, write.checksum, write.checksumVerified);
+    return this.#append(RecordKind.write, write);
   }
 
   /**
@@ -309,15 +309,7 @@ export class Volume {
   tryAppendWrite(write: WriteInput): number {
     this.#checkSeq(write.seq);
     this.#checkWrite(write.offsetBytes, write.data);
-    return this.#tryAppend(
-      RecordKind.write,
-      write.seq,
-      write.timeUs,
-      write.offsetBytes,
-      write.data,
-      write.checksum,
-      write.checksumVerified,
-    );
+    return this.#tryAppend(RecordKind.write, write);
   }
 
   /** Appends a marker (snapshot, gap, ...) with a small JSON payload. */
@@ -328,7 +320,7 @@ export class Volume {
     if (payload.length > limits.markerPayloadBytesMax) {
       throw new RangeError(`Cannot append a marker of ${payload.length} bytes: the limit is ${limits.markerPayloadBytesMax}`);
     }
-    return this.#append(marker.kind, marker.seq, marker.timeUs, 0, payload, undefined);
+    return this.#append(marker.kind, { seq: marker.seq, timeUs: marker.timeUs, offsetBytes: 0, data: payload });
   }
 
   /**
@@ -391,86 +383,69 @@ export class Volume {
     assertBlockRange(this.sizeBytes, offsetBytes, data.length);
   }
 
-  /** Fast path: appends now or returns -1 when the journal's buffers are full. */
-  #tryAppend(
-    kind: number,
-    seq: number,
-    timeUs: number,
-    offsetBytes: number,
-    payload: Uint8Array,
-    checksum: bigint | undefined,
-    checksumVerified = false,
-  ): number {
+  /**
+   * Fast path: appends now or returns -1 when the journal's buffers are full. `record` is a
+   * write as the caller passed it (no copy, no allocation); for markers `data` is the payload.
+   */
+  #tryAppend(kind: number, record: WriteInput): number {
     // SPEC: timestamps are non-decreasing per volume; a switch clock that steps back is clamped.
-    const clampedTimeUs = Math.max(timeUs, this.#lastTimeUs);
-    this.#record.kind = kind;
-    this.#record.seq = seq;
-    this.#record.timeUs = clampedTimeUs;
-    this.#record.offsetBytes = offsetBytes;
-    this.#record.payload = payload;
-    this.#record.payloadChecksum = checksum;
-    this.#record.payloadChecksumVerified = checksumVerified;
+    const clampedTimeUs = Math.max(record.timeUs, this.#lastTimeUs);
+    const input = this.#record;
+    input.kind = kind;
+    input.seq = record.seq;
+    input.timeUs = clampedTimeUs;
+    input.offsetBytes = record.offsetBytes;
+    input.payload = record.data;
+    input.payloadChecksum = record.checksum;
+    input.payloadChecksumVerified = record.checksumVerified ?? false;
     let addressBytes: number;
     try {
-      addressBytes = this.#journal.tryAppend(this.#record);
+      addressBytes = this.#journal.tryAppend(input);
     } finally {
-      this.#record.payload = emptyPayload;
+      input.payload = emptyPayload;
     }
-    if (addressBytes >= 0) this.#indexRecord(kind, seq, clampedTimeUs, offsetBytes, payload, addressBytes);
+    if (addressBytes >= 0) this.#indexRecord(kind, record, clampedTimeUs, addressBytes);
     return addressBytes;
   }
 
-  async #append(
-    kind: number,
-    seq: number,
-    timeUs: number,
-    offsetBytes: number,
-    payload: Uint8Array,
-    checksum: bigint | undefined,
-    checksumVerified = false,
-  ): Promise<number> {
-    const fastAddressBytes = this.#tryAppend(kind, seq, timeUs, offsetBytes, payload, checksum, checksumVerified);
+  async #append(kind: number, record: WriteInput): Promise<number> {
+    const fastAddressBytes = this.#tryAppend(kind, record);
     if (fastAddressBytes >= 0) return fastAddressBytes;
     // Slow path: wait for buffer space. Seq and time are taken now, so a caller may pipeline
     // the next seq while this one waits; the journal keeps waiters in order.
-    const clampedTimeUs = Math.max(timeUs, this.#lastTimeUs);
+    const clampedTimeUs = Math.max(record.timeUs, this.#lastTimeUs);
     this.#lastTimeUs = clampedTimeUs;
-    if (kind !== RecordKind.baseline) this.#nextSeq = seq + 1;
-    const record = {
+    if (kind !== RecordKind.baseline) this.#nextSeq = record.seq + 1;
+    const addressBytes = await this.#journal.append({
       kind,
-      seq,
+      seq: record.seq,
       timeUs: clampedTimeUs,
-      offsetBytes,
-      payload,
-      payloadChecksum: checksum,
-      payloadChecksumVerified: checksumVerified,
-    };
-    const addressBytes = await this.#journal.append(record);
-    this.#indexRecord(kind, seq, clampedTimeUs, offsetBytes, payload, addressBytes);
+      offsetBytes: record.offsetBytes,
+      payload: record.data,
+      payloadChecksum: record.checksum,
+      payloadChecksumVerified: record.checksumVerified ?? false,
+    });
+    this.#indexRecord(kind, record, clampedTimeUs, addressBytes);
     return addressBytes;
   }
 
-  /** Adds an appended record to the write index (journal order). */
-  #indexRecord(
-    kind: number,
-    seq: number,
-    timeUs: number,
-    offsetBytes: number,
-    payload: Uint8Array,
-    addressBytes: number,
-  ): void {
+  /**
+   * Adds an appended record to the write index (journal order). Positional arguments on
+   * purpose: this runs once per write, and an options object would allocate each time.
+   */
+  #indexRecord(kind: number, record: WriteInput, timeUs: number, addressBytes: number): void {
     const isWrite = kind === RecordKind.write || kind === RecordKind.baseline;
     const row = this.#index.push(
       kind,
-      seq,
+      record.seq,
       timeUs,
-      isWrite ? offsetBytes : payload.length,
-      isWrite ? payload.length : 0,
+      isWrite ? record.offsetBytes : record.data.length,
+      isWrite ? record.data.length : 0,
       addressBytes,
     );
-    if (!isWrite) this.#pendingMarkers.set(row, { kind, payload: payload.slice() });
+    if (!isWrite) this.#pendingMarkers.set(row, { kind, payload: record.data.slice() });
     if (timeUs > this.#lastTimeUs) this.#lastTimeUs = timeUs;
-    if (kind !== RecordKind.baseline && seq >= this.#nextSeq) this.#nextSeq = seq + 1;
+    if (kind !== RecordKind.baseline && record.seq >= this.#nextSeq) this.#nextSeq = record.seq + 1;
   }
 
   #onDurable(durableAddressBytes: number): void {
