@@ -1,0 +1,576 @@
+/**
+ * An NBD server over the {@link Connection} seam (NetworkBlockDevice/nbd `doc/proto.md`):
+ * fixed newstyle handshake (NBD_FLAG_NO_ZEROES honoured); options NBD_OPT_GO, NBD_OPT_INFO,
+ * NBD_OPT_LIST, NBD_OPT_EXPORT_NAME and NBD_OPT_ABORT, anything else NBD_REP_ERR_UNSUP;
+ * simple replies to READ, WRITE (with FUA), FLUSH, TRIM, WRITE_ZEROES and DISC.
+ *
+ * How it stays safe with many clients:
+ * - Exports are resolved per connection (`resolveExport` on GO / EXPORT_NAME), so an image
+ *   opens on connect and closes when its connection ends.
+ * - Each request is checked once, before any I/O ({@link checkRequest}); device failures map
+ *   to error values in the same module ({@link errorValueOf}). A rejected request writes
+ *   nothing.
+ * - Requests run concurrently and reply out of order, but a connection holds at most
+ *   `requestsInFlightMax` requests and `requestBytesInFlightMax` payload bytes: at the limit
+ *   the server stops reading the socket, so a client that does not read its replies stalls
+ *   only itself. Every reply is one `send` call, which the seam never interleaves.
+ * - A stream that cannot be resynchronized (bad magic, unknown client flags) closes that
+ *   connection only; nothing a client sends can throw out of {@link NbdServer.handle}.
+ *
+ * @example
+ * ```ts
+ * import { MemoryBlockDevice } from "../io/memory_block_device.ts";
+ * import { NbdServer } from "./nbd_server.ts";
+ *
+ * const device = new MemoryBlockDevice(4 * 1024 * 1024);
+ * const server = new NbdServer({
+ *   resolveExport: async (name) => name === "disk" ? { device, readOnly: false } : undefined,
+ *   listExports: () => [{ name: "disk" }],
+ * });
+ * // await server.serve(await transport.listen("127.0.0.1:10809"));
+ * ```
+ *
+ * @module
+ */
+import { assert } from "../core/assert.ts";
+import type { BlockDevice } from "../io/block_device.ts";
+import { type Connection, ConnectionClosedError, type Listener } from "../io/transport.ts";
+import { checkRequest, errorValueOf } from "./nbd_errors.ts";
+import { nbdLimits } from "./nbd_limits.ts";
+import {
+  ByteQueue,
+  type DecodedOption,
+  type DecodedRequest,
+  decodeClientFlags,
+  decodeInfoRequest,
+  decodeName,
+  decodeOption,
+  decodeRequest,
+  encodeExportNameReply,
+  encodeGreeting,
+  encodeInfoBlockSize,
+  encodeInfoExport,
+  encodeInfoText,
+  encodeOptionErrorReply,
+  encodeOptionReply,
+  encodeServerListing,
+  encodeSimpleReplyHeader,
+  nbdClientFlags,
+  nbdCommandFlags,
+  nbdCommands,
+  type NbdError,
+  nbdErrors,
+  nbdInfoTypes,
+  nbdOptionReplies,
+  nbdOptions,
+  NbdProtocolError,
+  nbdTransmissionFlags,
+  simpleReplyHeaderBytes,
+} from "./protocol.ts";
+
+/** What a name resolves to, for one connection. */
+export interface NbdExport {
+  readonly device: BlockDevice;
+  /** Served with NBD_FLAG_READ_ONLY; writes get EPERM (also when the device is not writable). */
+  readonly readOnly: boolean;
+  readonly description?: string;
+  /** Called once when the connection (or the NBD_OPT_INFO that resolved it) is done with it. */
+  close?(): Promise<void>;
+}
+
+/** One entry of NBD_OPT_LIST. */
+export interface NbdExportListing {
+  readonly name: string;
+  readonly description?: string;
+}
+
+/** Something worth a log line; `error` when it came from a throw. */
+export interface NbdLogEvent {
+  readonly remoteAddress: string;
+  readonly message: string;
+  readonly error?: unknown;
+}
+
+/** What the server needs from its owner. */
+export interface NbdServerDeps {
+  /** The export for `name`, opened for this connection, or undefined if there is none. */
+  resolveExport(name: string): Promise<NbdExport | undefined>;
+  listExports(): readonly NbdExportListing[] | Promise<readonly NbdExportListing[]>;
+  log?: (event: NbdLogEvent) => void;
+}
+
+/** Options of {@link NbdServer}; defaults from {@link nbdLimits}. */
+export interface NbdServerOptions {
+  readonly requestsInFlightMax?: number;
+  readonly requestBytesInFlightMax?: number;
+}
+
+/** The NBD server; see the module doc. */
+export class NbdServer {
+  readonly #deps: NbdServerDeps;
+  readonly #requestsInFlightMax: number;
+  readonly #requestBytesInFlightMax: number;
+  /** Zeros for WRITE_ZEROES, allocated once and never written to. */
+  readonly #zeros = new Uint8Array(nbdLimits.zeroChunkBytes);
+  readonly #sessions = new Map<Connection, Promise<void>>();
+
+  constructor(deps: NbdServerDeps, options: NbdServerOptions = {}) {
+    this.#deps = deps;
+    this.#requestsInFlightMax = options.requestsInFlightMax ?? nbdLimits.requestsInFlightMax;
+    this.#requestBytesInFlightMax = options.requestBytesInFlightMax ?? nbdLimits.requestBytesInFlightMax;
+    if (!Number.isSafeInteger(this.#requestsInFlightMax) || this.#requestsInFlightMax < 1) {
+      throw new RangeError(`Cannot use requestsInFlightMax ${this.#requestsInFlightMax}: not a positive integer`);
+    }
+    if (!Number.isSafeInteger(this.#requestBytesInFlightMax) || this.#requestBytesInFlightMax < 1) {
+      throw new RangeError(
+        `Cannot use requestBytesInFlightMax ${this.#requestBytesInFlightMax}: not a positive integer`,
+      );
+    }
+  }
+
+  /** Connections being served now. */
+  get connectionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /** Accepts connections until the listener closes; each is served on its own. */
+  async serve(listener: Listener): Promise<void> {
+    for await (const connection of listener) void this.handle(connection);
+  }
+
+  /**
+   * Serves one connection to its end: handshake, then requests until NBD_CMD_DISC or the
+   * peer goes. Never rejects; closes the connection and the export when done.
+   */
+  handle(connection: Connection): Promise<void> {
+    const session = this.#serveConnection(connection).finally(() => this.#sessions.delete(connection));
+    this.#sessions.set(connection, session);
+    return session;
+  }
+
+  /** Closes every connection being served and waits until each is done. */
+  async close(): Promise<void> {
+    const sessions = [...this.#sessions];
+    await Promise.all(sessions.map(([connection]) => connection.close()));
+    await Promise.all(sessions.map(([, session]) => session));
+  }
+
+  async #serveConnection(connection: Connection): Promise<void> {
+    const reader = new ConnectionReader(connection);
+    let chosen: NbdExport | undefined;
+    try {
+      await connection.send(encodeGreeting());
+      const negotiated = await this.#negotiate(connection, reader);
+      if (negotiated !== undefined) {
+        chosen = negotiated;
+        await this.#transmit(connection, reader, negotiated);
+      }
+    } catch (error) {
+      this.#logError(connection, error);
+    } finally {
+      await connection.close();
+      if (chosen?.close !== undefined) await this.#closeExport(connection, chosen);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Handshake
+
+  /** Option haggling; the chosen export, or undefined when the session ended without one. */
+  async #negotiate(connection: Connection, reader: ConnectionReader): Promise<NbdExport | undefined> {
+    const flagsBytes = await reader.take(4);
+    if (flagsBytes === undefined) return undefined;
+    const clientFlags = decodeClientFlags(flagsBytes);
+    const noZeroes = (clientFlags & nbdClientFlags.noZeroes) !== 0;
+    for (let count = 0; count < nbdLimits.optionsPerConnectionMax; count++) {
+      const option = await reader.nextOption();
+      if (option === undefined) return undefined;
+      const outcome = await this.#answerOption(connection, option, noZeroes);
+      if (outcome === "abort") return undefined;
+      if (outcome !== "continue") return outcome;
+    }
+    throw new NbdProtocolError(`Cannot go on: more than ${nbdLimits.optionsPerConnectionMax} options`);
+  }
+
+  /** Answers one option: go on haggling, end the session, or the export chosen. */
+  async #answerOption(
+    connection: Connection,
+    decoded: DecodedOption,
+    noZeroes: boolean,
+  ): Promise<NbdExport | "continue" | "abort"> {
+    const { option } = decoded;
+    if (decoded.oversize) {
+      // NBD_OPT_EXPORT_NAME cannot be answered with an error: hang up, as the document says.
+      if (option === nbdOptions.exportName) {
+        throw new NbdProtocolError(`Cannot choose an export whose name has ${decoded.dataBytes} bytes`);
+      }
+      await connection.send(
+        encodeOptionErrorReply(
+          option,
+          nbdOptionReplies.errorTooBig,
+          `Option data of ${decoded.dataBytes} bytes is more than ${nbdLimits.optionDataBytesMax}`,
+        ),
+      );
+      return "continue";
+    }
+    const { data } = decoded;
+    switch (option) {
+      case nbdOptions.exportName:
+        return await this.#exportName(connection, data, noZeroes);
+      case nbdOptions.abort:
+        await connection.send(encodeOptionReply(option, nbdOptionReplies.ack));
+        return "abort";
+      case nbdOptions.list:
+        await this.#list(connection, data);
+        return "continue";
+      case nbdOptions.info:
+      case nbdOptions.go:
+        return await this.#infoOrGo(connection, option, data);
+      default:
+        await connection.send(
+          encodeOptionErrorReply(option, nbdOptionReplies.errorUnsupported, `Option ${option} is not supported`),
+        );
+        return "continue";
+    }
+  }
+
+  async #exportName(connection: Connection, data: Uint8Array, noZeroes: boolean): Promise<NbdExport | "abort"> {
+    // No error reply exists for NBD_OPT_EXPORT_NAME: an unknown name ends the session.
+    let name: string;
+    try {
+      name = decodeName(data);
+    } catch (error) {
+      if (!(error instanceof SyntaxError)) throw error;
+      this.#log(connection, `Hanging up: ${error.message}`);
+      return "abort";
+    }
+    const resolved = await this.#resolve(connection, name);
+    if (typeof resolved === "string") {
+      this.#log(connection, `Hanging up after NBD_OPT_EXPORT_NAME: ${resolved}`);
+      return "abort";
+    }
+    try {
+      await connection.send(
+        encodeExportNameReply(resolved.device.sizeBytes, transmissionFlagsOf(resolved), noZeroes),
+      );
+    } catch (error) {
+      await this.#closeExport(connection, resolved);
+      throw error;
+    }
+    return resolved;
+  }
+
+  async #list(connection: Connection, data: Uint8Array): Promise<void> {
+    if (data.length !== 0) {
+      await connection.send(
+        encodeOptionErrorReply(nbdOptions.list, nbdOptionReplies.errorInvalid, "NBD_OPT_LIST takes no data"),
+      );
+      return;
+    }
+    const listings = (await this.#deps.listExports()).slice(0, nbdLimits.listedExportsMax);
+    const replies = listings.map((listing) =>
+      encodeOptionReply(nbdOptions.list, nbdOptionReplies.server, encodeServerListing(listing.name, listing.description))
+    );
+    replies.push(encodeOptionReply(nbdOptions.list, nbdOptionReplies.ack));
+    await connection.send(replies);
+  }
+
+  async #infoOrGo(connection: Connection, option: number, data: Uint8Array): Promise<NbdExport | "continue"> {
+    let name: string;
+    let infoTypes: readonly number[];
+    try {
+      ({ name, infoTypes } = decodeInfoRequest(data, nbdLimits.exportNameBytesMax));
+    } catch (error) {
+      if (!(error instanceof SyntaxError)) throw error;
+      await connection.send(encodeOptionErrorReply(option, nbdOptionReplies.errorInvalid, error.message));
+      return "continue";
+    }
+    const resolved = await this.#resolve(connection, name);
+    if (typeof resolved === "string") {
+      await connection.send(encodeOptionErrorReply(option, nbdOptionReplies.errorUnknown, resolved));
+      return "continue";
+    }
+    const { device } = resolved;
+    const replies = [
+      encodeOptionReply(option, nbdOptionReplies.info, encodeInfoExport(device.sizeBytes, transmissionFlagsOf(resolved))),
+      // Sent whether asked for or not: the server cannot serve requests below 512 bytes.
+      encodeOptionReply(
+        option,
+        nbdOptionReplies.info,
+        encodeInfoBlockSize(nbdLimits.blockBytesMin, nbdLimits.blockBytesPreferred, nbdLimits.payloadBytesMax),
+      ),
+    ];
+    if (infoTypes.includes(nbdInfoTypes.name)) {
+      replies.push(encodeOptionReply(option, nbdOptionReplies.info, encodeInfoText(nbdInfoTypes.name, name)));
+    }
+    if (infoTypes.includes(nbdInfoTypes.description) && resolved.description !== undefined) {
+      replies.push(
+        encodeOptionReply(
+          option,
+          nbdOptionReplies.info,
+          encodeInfoText(nbdInfoTypes.description, resolved.description),
+        ),
+      );
+    }
+    replies.push(encodeOptionReply(option, nbdOptionReplies.ack));
+    try {
+      await connection.send(replies);
+    } catch (error) {
+      await this.#closeExport(connection, resolved);
+      throw error;
+    }
+    if (option === nbdOptions.go) return resolved;
+    await this.#closeExport(connection, resolved);
+    return "continue";
+  }
+
+  /** The export for `name`, or why there is none (a message for the client). */
+  async #resolve(connection: Connection, name: string): Promise<NbdExport | string> {
+    try {
+      const resolved = await this.#deps.resolveExport(name);
+      return resolved ?? `Unknown export "${name}"`;
+    } catch (error) {
+      this.#log(connection, `Cannot open export "${name}"`, error);
+      return `Cannot open export "${name}": ${error instanceof Error ? error.message : String(error)}`;
+    }
+  }
+
+  async #closeExport(connection: Connection, chosen: NbdExport): Promise<void> {
+    try {
+      await chosen.close?.();
+    } catch (error) {
+      this.#log(connection, "Cannot close the export", error);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Transmission
+
+  async #transmit(connection: Connection, reader: ConnectionReader, chosen: NbdExport): Promise<void> {
+    const shape = { sizeBytes: chosen.device.sizeBytes, readOnly: isReadOnly(chosen) };
+    const window = new InFlightWindow(this.#requestsInFlightMax, this.#requestBytesInFlightMax);
+    try {
+      for (;;) {
+        const request = await reader.nextRequest();
+        if (request === undefined) return;
+        // Soft disconnect: no reply; the outstanding requests finish in `finally`.
+        if (request.header.type === nbdCommands.disconnect) return;
+        const costBytes = costBytesOf(request);
+        await window.admit(costBytes);
+        window.track(this.#serveRequest(connection, chosen, shape, request), costBytes);
+      }
+    } finally {
+      await window.drain();
+    }
+  }
+
+  /** Runs one request and sends its reply; never rejects. */
+  async #serveRequest(
+    connection: Connection,
+    chosen: NbdExport,
+    shape: { sizeBytes: number; readOnly: boolean },
+    request: DecodedRequest,
+  ): Promise<void> {
+    const { header } = request;
+    let errorValue: NbdError = checkRequest(request, shape);
+    let reply: Uint8Array;
+    if (errorValue === nbdErrors.none && header.type === nbdCommands.read) {
+      // Header and data in one buffer: one send, no copy.
+      reply = new Uint8Array(simpleReplyHeaderBytes + header.lengthBytes);
+    } else {
+      reply = new Uint8Array(simpleReplyHeaderBytes);
+    }
+    if (errorValue === nbdErrors.none) {
+      try {
+        await this.#execute(chosen.device, request, reply.subarray(simpleReplyHeaderBytes));
+      } catch (error) {
+        errorValue = errorValueOf(error);
+        this.#log(connection, `Request of type ${header.type} failed with error ${errorValue}`, error);
+        reply = reply.subarray(0, simpleReplyHeaderBytes);
+      }
+    }
+    encodeSimpleReplyHeader(reply, errorValue, header.cookie);
+    try {
+      await connection.send(reply);
+    } catch (error) {
+      // The peer went away with requests in flight; the session ends on its own.
+      if (!(error instanceof ConnectionClosedError)) this.#logError(connection, error);
+    }
+  }
+
+  /** Does what a checked request asks; `readTarget` is where READ data goes. */
+  async #execute(device: BlockDevice, request: DecodedRequest, readTarget: Uint8Array): Promise<void> {
+    const { type, flags, offsetBytes, lengthBytes } = request.header;
+    const fua = (flags & nbdCommandFlags.fua) !== 0;
+    switch (type) {
+      case nbdCommands.read:
+        if (lengthBytes > 0) await device.read(offsetBytes, readTarget);
+        return;
+      case nbdCommands.write:
+        assert(request.payload !== undefined && request.payload.length === lengthBytes, "A WRITE has its payload");
+        if (lengthBytes > 0) await writeDurably(device, offsetBytes, request.payload, fua);
+        return;
+      case nbdCommands.flush:
+        await device.flush();
+        return;
+      case nbdCommands.trim:
+        // A hint the document lets the server ignore ("MAY discard"); FUA then has nothing to persist.
+        return;
+      case nbdCommands.writeZeroes:
+        await this.#writeZeroes(device, offsetBytes, lengthBytes, fua);
+        return;
+    }
+    assert(false, `checkRequest let through request type ${type}`);
+  }
+
+  async #writeZeroes(device: BlockDevice, offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void> {
+    for (let doneBytes = 0; doneBytes < lengthBytes; doneBytes += this.#zeros.length) {
+      const pieceBytes = Math.min(this.#zeros.length, lengthBytes - doneBytes);
+      await writeDurably(device, offsetBytes + doneBytes, this.#zeros.subarray(0, pieceBytes), fua);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Logging
+
+  #log(connection: Connection, message: string, error?: unknown): void {
+    this.#deps.log?.({ remoteAddress: connection.remoteAddress, message, error });
+  }
+
+  #logError(connection: Connection, error: unknown): void {
+    if (error instanceof NbdProtocolError) {
+      this.#log(connection, `Hanging up: ${error.message}`);
+    } else if (error instanceof ConnectionClosedError) {
+      this.#log(connection, "The connection ended", error);
+    } else {
+      this.#log(connection, "Unexpected failure serving the connection", error);
+    }
+  }
+}
+
+/** NBD_FLAG_READ_ONLY when the export or its device says so. */
+function isReadOnly(chosen: NbdExport): boolean {
+  return chosen.readOnly || !chosen.device.capabilities.writable;
+}
+
+/** The transmission flags of an export. */
+function transmissionFlagsOf(chosen: NbdExport): number {
+  const base = nbdTransmissionFlags.hasFlags | nbdTransmissionFlags.sendFlush;
+  if (isReadOnly(chosen)) return base | nbdTransmissionFlags.readOnly;
+  return base | nbdTransmissionFlags.sendFua | nbdTransmissionFlags.sendTrim | nbdTransmissionFlags.sendWriteZeroes;
+}
+
+/** Payload bytes a request holds while in flight (READ data, WRITE payload). */
+function costBytesOf(request: DecodedRequest): number {
+  if (request.header.type === nbdCommands.read) return Math.min(request.header.lengthBytes, nbdLimits.payloadBytesMax);
+  return request.payload?.length ?? 0;
+}
+
+/** A write that is durable when it resolves if `fua` (by FUA or, failing that, a flush). */
+async function writeDurably(device: BlockDevice, offsetBytes: number, source: Uint8Array, fua: boolean): Promise<void> {
+  if (fua && device.capabilities.fua) {
+    await device.write(offsetBytes, source, { fua: true });
+    return;
+  }
+  await device.write(offsetBytes, source);
+  if (fua && device.capabilities.flush) await device.flush();
+}
+
+/**
+ * Reads a connection into a {@link ByteQueue}, one chunk at a time and only while a decoder
+ * needs more bytes, so the queue never holds more than one message plus one chunk.
+ */
+class ConnectionReader {
+  readonly #iterator: AsyncIterator<Uint8Array>;
+  readonly #queue = new ByteQueue();
+
+  constructor(connection: Connection) {
+    this.#iterator = connection[Symbol.asyncIterator]();
+  }
+
+  /** Exactly `lengthBytes` bytes, or undefined if the stream ended first. */
+  async take(lengthBytes: number): Promise<Uint8Array | undefined> {
+    for (;;) {
+      const bytes = this.#queue.take(lengthBytes);
+      if (bytes !== undefined) return bytes;
+      if (!(await this.#pull())) return undefined;
+    }
+  }
+
+  /** The next option, or undefined if the stream ended first. */
+  async nextOption(): Promise<DecodedOption | undefined> {
+    for (;;) {
+      const option = decodeOption(this.#queue, nbdLimits.optionDataBytesMax);
+      if (option !== undefined) return option;
+      if (!(await this.#pull())) return undefined;
+    }
+  }
+
+  /** The next request, or undefined if the stream ended first. */
+  async nextRequest(): Promise<DecodedRequest | undefined> {
+    for (;;) {
+      const request = decodeRequest(this.#queue, nbdLimits.payloadBytesMax);
+      if (request !== undefined) return request;
+      if (!(await this.#pull())) return undefined;
+    }
+  }
+
+  /** Queues one more chunk; false when the stream ended (in order or broken). */
+  async #pull(): Promise<boolean> {
+    let result: IteratorResult<Uint8Array>;
+    try {
+      result = await this.#iterator.next();
+    } catch (error) {
+      if (error instanceof ConnectionClosedError) return false;
+      throw error;
+    }
+    if (result.done) return false;
+    this.#queue.push(result.value);
+    return true;
+  }
+}
+
+/** Bounds the requests (and their payload bytes) one connection has in flight. */
+class InFlightWindow {
+  readonly #requestsMax: number;
+  readonly #bytesMax: number;
+  readonly #pending = new Set<Promise<void>>();
+  #bytes = 0;
+  #waiter: (() => void) | null = null;
+
+  constructor(requestsMax: number, bytesMax: number) {
+    this.#requestsMax = requestsMax;
+    this.#bytesMax = bytesMax;
+  }
+
+  /** Waits until a request of `costBytes` fits; one always fits when nothing is in flight. */
+  async admit(costBytes: number): Promise<void> {
+    while (
+      this.#pending.size > 0 &&
+      (this.#pending.size >= this.#requestsMax || this.#bytes + costBytes > this.#bytesMax)
+    ) {
+      await new Promise<void>((resolve) => {
+        assert(this.#waiter === null, "One reader waits on the window");
+        this.#waiter = resolve;
+      });
+    }
+  }
+
+  /** Counts a started request until it settles (it never rejects). */
+  track(request: Promise<void>, costBytes: number): void {
+    this.#bytes += costBytes;
+    const tracked = request.finally(() => {
+      this.#pending.delete(tracked);
+      this.#bytes -= costBytes;
+      const waiter = this.#waiter;
+      this.#waiter = null;
+      waiter?.();
+    });
+    this.#pending.add(tracked);
+  }
+
+  /** Waits for every request in flight. */
+  async drain(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all(this.#pending);
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * Proves the NBD codec (`src/nbd/protocol.ts`) and the request checks (`nbd_errors.ts`):
+ * option and request streams decode to the same messages however TCP cuts them (every
+ * split point, and one byte at a time); oversize option data and WRITE payloads are dropped
+ * as they stream in, never buffered, and the stream stays in sync after them; bad magic is
+ * a protocol error; every rejection maps to the error value the NBD document names.
+ */
+import { describe, expect, it } from "vitest";
+import { SECTOR_BYTES } from "../../src/io/block_device.ts";
+import { checkRequest } from "../../src/nbd/nbd_errors.ts";
+import { nbdLimits } from "../../src/nbd/nbd_limits.ts";
+import {
+  ByteQueue,
+  decodeClientFlags,
+  decodeInfoRequest,
+  decodeOption,
+  decodeRequest,
+  type DecodedRequest,
+  encodeInfoRequest,
+  encodeOption,
+  encodeRequest,
+  nbdCommandFlags,
+  nbdCommands,
+  nbdErrors,
+  nbdOptions,
+  NbdProtocolError,
+  type RequestFields,
+} from "../../src/nbd/protocol.ts";
+import { concatBytes, patternBytes, requestBytes } from "./nbd_support.ts";
+
+const sampleRequests: RequestFields[] = [
+  { type: nbdCommands.read, cookie: 1n, offsetBytes: 4096, lengthBytes: 1024 },
+  { type: nbdCommands.write, flags: nbdCommandFlags.fua, cookie: 2n, offsetBytes: 512, lengthBytes: 1024, payload: patternBytes(1024, 1) },
+  { type: nbdCommands.flush, cookie: 3n, offsetBytes: 0, lengthBytes: 0 },
+  { type: nbdCommands.writeZeroes, cookie: 0xffff_ffff_ffff_ffffn, offsetBytes: 2 ** 40, lengthBytes: 2 ** 32 - 512 },
+  { type: nbdCommands.write, cookie: 5n, offsetBytes: 0, lengthBytes: 0, payload: new Uint8Array(0) },
+  { type: nbdCommands.trim, cookie: 6n, offsetBytes: 8192, lengthBytes: 512 },
+  { type: nbdCommands.disconnect, cookie: 7n, offsetBytes: 0, lengthBytes: 0 },
+];
+
+function summary(request: DecodedRequest) {
+  return {
+    type: request.header.type,
+    flags: request.header.flags,
+    cookie: new DataView(request.header.cookie.buffer, request.header.cookie.byteOffset, 8).getBigUint64(0),
+    offsetBytes: request.header.offsetBytes,
+    lengthBytes: request.header.lengthBytes,
+    payload: request.payload === undefined ? undefined : [...request.payload],
+    payloadDiscarded: request.payloadDiscarded,
+  };
+}
+
+const expectedRequests = sampleRequests.map((request) => ({
+  type: request.type,
+  flags: request.flags ?? 0,
+  cookie: request.cookie,
+  offsetBytes: request.offsetBytes,
+  lengthBytes: request.lengthBytes,
+  payload: request.type === nbdCommands.write ? [...request.payload!] : undefined,
+  payloadDiscarded: false,
+}));
+
+function decodeAllRequests(pieces: readonly Uint8Array[], payloadBytesMax = 4096) {
+  const queue = new ByteQueue();
+  const decoded: ReturnType<typeof summary>[] = [];
+  for (const piece of pieces) {
+    queue.push(piece);
+    for (let request = decodeRequest(queue, payloadBytesMax); request; request = decodeRequest(queue, payloadBytesMax)) {
+      decoded.push(summary(request));
+    }
+  }
+  return { decoded, queue };
+}
+
+describe("NBD request decoding", () => {
+  const stream = requestBytes(sampleRequests);
+
+  it("decodes the same requests whatever byte the stream is split at", () => {
+    for (let splitBytes = 0; splitBytes <= stream.length; splitBytes++) {
+      const { decoded, queue } = decodeAllRequests([stream.subarray(0, splitBytes), stream.subarray(splitBytes)]);
+      expect(decoded, `split at ${splitBytes}`).toEqual(expectedRequests);
+      expect(queue.lengthBytes).toBe(0);
+    }
+  });
+
+  it("decodes the same requests fed one byte at a time", () => {
+    const pieces = Array.from({ length: stream.length }, (_, index) => stream.subarray(index, index + 1));
+    expect(decodeAllRequests(pieces).decoded).toEqual(expectedRequests);
+  });
+
+  it("copies what it keeps, so the sender may reuse its buffer", () => {
+    const bytes = encodeRequest(sampleRequests[1]);
+    const queue = new ByteQueue();
+    queue.push(bytes.subarray(0, 40));
+    bytes.fill(0, 0, 40); // the connection lends its buffer and gets it back
+    queue.push(encodeRequest(sampleRequests[1]).subarray(40));
+    expect(summary(decodeRequest(queue, 4096)!)).toEqual(expectedRequests[1]);
+  });
+
+  it("drops an oversize WRITE payload as it arrives and stays in sync after it", () => {
+    const oversizeBytes = nbdLimits.payloadBytesMax + SECTOR_BYTES;
+    const header = encodeRequest({ type: nbdCommands.write, cookie: 9n, offsetBytes: 0, lengthBytes: oversizeBytes });
+    const after = encodeRequest(sampleRequests[0]);
+    const queue = new ByteQueue();
+    queue.push(header);
+    const first = decodeRequest(queue, nbdLimits.payloadBytesMax)!;
+    expect(first.payloadDiscarded).toBe(true);
+    expect(first.payload).toBeUndefined();
+    const chunk = new Uint8Array(64 * 1024);
+    let peakBytes = 0;
+    for (let sentBytes = 0; sentBytes < oversizeBytes; sentBytes += chunk.length) {
+      queue.push(chunk.subarray(0, Math.min(chunk.length, oversizeBytes - sentBytes)));
+      peakBytes = Math.max(peakBytes, queue.lengthBytes);
+      expect(decodeRequest(queue, nbdLimits.payloadBytesMax)).toBeUndefined();
+    }
+    expect(peakBytes).toBe(0);
+    queue.push(after);
+    expect(summary(decodeRequest(queue, nbdLimits.payloadBytesMax)!)).toEqual(expectedRequests[0]);
+  });
+
+  it("buffers a WRITE of the maximum payload whole", () => {
+    const payload = patternBytes(nbdLimits.payloadBytesMax, 2);
+    const bytes = encodeRequest({ type: nbdCommands.write, cookie: 1n, offsetBytes: 0, lengthBytes: payload.length, payload });
+    const { decoded } = decodeAllRequests([bytes.subarray(0, 1000), bytes.subarray(1000)], nbdLimits.payloadBytesMax);
+    expect(decoded).toHaveLength(1);
+    expect(decoded[0].payload!.length).toBe(payload.length);
+  });
+
+  it("throws a protocol error on a bad request magic", () => {
+    const bytes = encodeRequest(sampleRequests[0]);
+    bytes[0] ^= 0xff;
+    const queue = new ByteQueue();
+    queue.push(bytes);
+    expect(() => decodeRequest(queue, 4096)).toThrow(NbdProtocolError);
+  });
+});
+
+describe("NBD option decoding", () => {
+  const options = [
+    encodeOption(nbdOptions.list),
+    encodeOption(nbdOptions.info, encodeInfoRequest("disk", [0, 3])),
+    encodeOption(nbdOptions.go, encodeInfoRequest("vol@snap:before-upgrade", [])),
+  ];
+  const stream = concatBytes(options);
+
+  it("decodes the same options whatever byte the stream is split at", () => {
+    for (let splitBytes = 0; splitBytes <= stream.length; splitBytes++) {
+      const queue = new ByteQueue();
+      const decoded = [];
+      for (const piece of [stream.subarray(0, splitBytes), stream.subarray(splitBytes)]) {
+        queue.push(piece);
+        for (let option = decodeOption(queue, 1024); option; option = decodeOption(queue, 1024)) decoded.push(option);
+      }
+      expect(decoded.map((option) => option.option), `split at ${splitBytes}`).toEqual([
+        nbdOptions.list,
+        nbdOptions.info,
+        nbdOptions.go,
+      ]);
+      const go = decoded[2];
+      expect(go.oversize).toBe(false);
+      if (!go.oversize) expect(decodeInfoRequest(go.data, 4096)).toEqual({ name: "vol@snap:before-upgrade", infoTypes: [] });
+    }
+  });
+
+  it("drops oversize option data as it arrives and reads the next option", () => {
+    const queue = new ByteQueue();
+    const big = encodeOption(nbdOptions.go, new Uint8Array(nbdLimits.optionDataBytesMax + 1));
+    queue.push(big.subarray(0, 100));
+    const first = decodeOption(queue, nbdLimits.optionDataBytesMax)!;
+    expect(first).toEqual({ option: nbdOptions.go, dataBytes: nbdLimits.optionDataBytesMax + 1, oversize: true });
+    queue.push(big.subarray(100));
+    expect(queue.lengthBytes).toBe(0);
+    queue.push(options[0]);
+    expect(decodeOption(queue, nbdLimits.optionDataBytesMax)).toMatchObject({ option: nbdOptions.list, oversize: false });
+  });
+
+  it("rejects info requests whose lengths do not add up, and names that are not UTF-8", () => {
+    const good = encodeInfoRequest("disk", [3]);
+    expect(decodeInfoRequest(good, 4096)).toEqual({ name: "disk", infoTypes: [3] });
+    expect(() => decodeInfoRequest(good.subarray(0, good.length - 1), 4096)).toThrow(SyntaxError);
+    expect(() => decodeInfoRequest(concatBytes([good, new Uint8Array(1)]), 4096)).toThrow(SyntaxError);
+    expect(() => decodeInfoRequest(good, 3)).toThrow(SyntaxError);
+    const badName = encodeInfoRequest("disk", []);
+    badName[4] = 0xff;
+    expect(() => decodeInfoRequest(badName, 4096)).toThrow(SyntaxError);
+    expect(() => decodeInfoRequest(encodeInfoRequest("a\0b", []), 4096)).toThrow(SyntaxError);
+  });
+
+  it("refuses client flags the server did not offer", () => {
+    expect(decodeClientFlags(new Uint8Array([0, 0, 0, 3]))).toBe(3);
+    expect(() => decodeClientFlags(new Uint8Array([0, 0, 0, 4]))).toThrow(NbdProtocolError);
+  });
+});
+
+describe("NBD request checks", () => {
+  const shape = { sizeBytes: 1024 * 1024, readOnly: false };
+  const readOnly = { ...shape, readOnly: true };
+  const request = (fields: Partial<DecodedRequest["header"]> & { payloadDiscarded?: boolean }): DecodedRequest => ({
+    header: { flags: 0, type: nbdCommands.read, cookie: new Uint8Array(8), offsetBytes: 0, lengthBytes: 512, ...fields },
+    payloadDiscarded: fields.payloadDiscarded ?? false,
+  });
+
+  it("maps each rejection to the error value the NBD document names", () => {
+    const cases: [DecodedRequest, typeof shape, number][] = [
+      [request({}), shape, nbdErrors.none],
+      [request({ type: nbdCommands.write }), readOnly, nbdErrors.permission],
+      [request({ type: nbdCommands.trim }), readOnly, nbdErrors.permission],
+      [request({ type: nbdCommands.writeZeroes }), readOnly, nbdErrors.permission],
+      [request({}), readOnly, nbdErrors.none],
+      [request({ type: nbdCommands.write, offsetBytes: shape.sizeBytes }), shape, nbdErrors.noSpace],
+      [request({ type: nbdCommands.writeZeroes, offsetBytes: 0, lengthBytes: shape.sizeBytes + 512 }), shape, nbdErrors.noSpace],
+      [request({ offsetBytes: shape.sizeBytes - 256 }), shape, nbdErrors.invalid],
+      [request({ offsetBytes: shape.sizeBytes }), shape, nbdErrors.invalid],
+      [request({ offsetBytes: 2 ** 63 }), shape, nbdErrors.invalid],
+      [request({ offsetBytes: 100 }), shape, nbdErrors.invalid],
+      [request({ type: nbdCommands.write, lengthBytes: 100 }), shape, nbdErrors.invalid],
+      [request({ type: nbdCommands.write, payloadDiscarded: true, lengthBytes: 8 * 1024 * 1024 }), shape, nbdErrors.overflow],
+      [request({ lengthBytes: nbdLimits.payloadBytesMax + 512 }), shape, nbdErrors.overflow],
+      [request({ type: nbdCommands.blockStatus }), shape, nbdErrors.invalid],
+      [request({ type: 99 }), shape, nbdErrors.invalid],
+      [request({ flags: nbdCommandFlags.df }), shape, nbdErrors.invalid],
+      [request({ type: nbdCommands.write, flags: nbdCommandFlags.noHole }), shape, nbdErrors.invalid],
+      [request({ type: nbdCommands.writeZeroes, flags: nbdCommandFlags.noHole | nbdCommandFlags.fua }), shape, nbdErrors.none],
+      [request({ type: nbdCommands.flush, lengthBytes: 0 }), shape, nbdErrors.none],
+      [request({ type: nbdCommands.flush, lengthBytes: 512 }), shape, nbdErrors.invalid],
+    ];
+    for (const [input, against, expected] of cases) {
+      expect(checkRequest(input, against), JSON.stringify({ ...input.header, cookie: undefined })).toBe(expected);
+    }
+  });
+});
