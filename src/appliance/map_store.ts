@@ -25,6 +25,7 @@ import type { Checksum } from "../core/checksum.ts";
 import { DeltaMap } from "../core/delta_map.ts";
 import type { SegmentStore } from "../io/segment_store.ts";
 import type { LevelZeroMap, MapKey } from "./map_hierarchy.ts";
+import type { TimelineMarker } from "./volume_timeline.ts";
 import type { WriteIndexSlice } from "./write_index.ts";
 
 const LEVEL_ZERO_MAGIC = 0x304c4d41; // "AML0"
@@ -50,6 +51,10 @@ export interface VolumeCatalogue {
   readonly levelZeroCount: number;
   readonly pointBoundaries: readonly number[];
   readonly snapshots: readonly SnapshotEntry[];
+  /** The timeline's markers up to the last sealed map (absent in catalogues of version 0.1). */
+  readonly markers?: readonly TimelineMarker[];
+  /** The retention policy as set (absent: the default). */
+  readonly retention?: { readonly window: string; readonly keep: string };
 }
 
 /** A snapshot marker: a name for a seq (SPEC: no data moved). */

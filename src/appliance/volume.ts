@@ -24,6 +24,7 @@ import { Journal } from "./journal.ts";
 import { journalRecordKindName, journalRecordKinds as RecordKind } from "./journal_record.ts";
 import { type LevelZeroMap, MapHierarchy, type MapKey } from "./map_hierarchy.ts";
 import { mapSegmentId, MapStore, type SnapshotEntry, type VolumeCatalogue } from "./map_store.ts";
+import { type MarkerDetail, type TimelineInterval, type TimelineMarker, VolumeTimeline } from "./volume_timeline.ts";
 import { WriteIndex } from "./write_index.ts";
 
 /** What a volume needs from outside. */
@@ -80,6 +81,8 @@ export class Volume {
   readonly #levelZeroWritesMax: number;
   readonly #catalogueBase: Omit<VolumeCatalogue, "levelZeroCount" | "pointBoundaries" | "snapshots">;
   readonly #snapshots = new Map<string, SnapshotEntry>();
+  readonly #timeline = new VolumeTimeline();
+  #retention: { window: string; keep: string } | undefined;
   /** Markers whose payload matters once durable: row index → payload. */
   readonly #pendingMarkers = new Map<number, { kind: number; payload: Uint8Array }>();
   #durableRows = 0;
@@ -120,12 +123,14 @@ export class Volume {
     this.#maps = init.maps;
     this.#index = init.index;
     this.#hierarchy = init.hierarchy;
-    const { levelZeroCount: _count, pointBoundaries: _points, snapshots, ...base } = init.catalogue;
+    const { levelZeroCount: _count, pointBoundaries: _points, snapshots, markers, retention, ...base } = init.catalogue;
     this.#catalogueBase = base;
     this.name = base.name;
     this.sizeBytes = base.sizeBytes;
     this.#levelZeroWritesMax = base.levelZeroWritesMax;
     for (const snapshot of snapshots) this.#snapshots.set(snapshot.name, snapshot);
+    for (const marker of markers ?? []) this.#timeline.add(marker);
+    this.#retention = retention;
     this.#durableRows = init.index.count;
     const last = init.index.count - 1;
     this.#lastTimeUs = last >= 0 ? init.index.timeUs[last] : base.createdTimeUs;
@@ -464,8 +469,19 @@ export class Volume {
   }
 
   #applyMarker(row: number, kind: number, payload: Uint8Array): void {
+    const detail = parseMarkerDetail(payload);
+    this.#timeline.add({
+      seq: this.#index.seq[row],
+      timeUs: this.#index.timeUs[row],
+      kind: journalRecordKindName(kind) ?? `kind ${kind}`,
+      detail,
+    });
     if (kind !== RecordKind.snapshot && kind !== RecordKind.snapshotRemoved) return;
-    const { name } = JSON.parse(new TextDecoder().decode(payload)) as { name: string };
+    const name = detail.name;
+    if (typeof name !== "string") {
+      this.#deps.log?.(`Volume ${this.name}: ignoring a snapshot marker without a name at seq ${this.#index.seq[row]}`);
+      return;
+    }
     if (kind === RecordKind.snapshot) {
       this.#snapshots.set(name, { name, seq: this.#index.seq[row], timeUs: this.#index.timeUs[row] });
     } else {
@@ -533,6 +549,8 @@ export class Volume {
       levelZeroCount: this.#hierarchy.levelZeroCount,
       pointBoundaries: this.#hierarchy.points.map((p) => p.boundary),
       snapshots: this.snapshots(),
+      markers: this.#timeline.markers,
+      retention: this.#retention,
     };
   }
 
@@ -561,6 +579,48 @@ export class Volume {
   /** Journal bytes in use. */
   get journalBytes(): number {
     return this.#journal.endAddressBytes;
+  }
+
+  // ---- Timeline, gaps, suspect intervals, retention policy ---------------------------------
+
+  /** Durable markers with `fromSeq <= seq <= toSeq` (at most `limit`), oldest first. */
+  markers(options: { fromSeq?: number; toSeq?: number; limit?: number } = {}): TimelineMarker[] {
+    return this.#timeline.between(options.fromSeq ?? 0, options.toSeq ?? Infinity, options.limit ?? Infinity);
+  }
+
+  /** Intervals whose writes were missed (SPEC guarantee 3), oldest first. */
+  gaps(): TimelineInterval[] {
+    return this.#timeline.gaps((seq) => {
+      const row = this.#index.lastIndexAtOrBeforeSeq(seq - 1, this.#durableRows);
+      return row < 0 ? this.window().from : { seq: this.#index.seq[row], timeUs: this.#index.timeUs[row] };
+    });
+  }
+
+  /** States that open only with a warning: from each gap to the fix-up that repaired it. */
+  suspectIntervals(): TimelineInterval[] {
+    return this.#timeline.suspectIntervals();
+  }
+
+  /**
+   * Why the image at a resolved point is suspect, or undefined. Pass the time the POINT named
+   * when it was a time (a time inside a gap resolves to a write that is not what the primary
+   * held then).
+   */
+  suspectReason(point: { seq: number }, requestedTimeUs?: number): string | undefined {
+    return this.#timeline.suspectReason(point.seq, requestedTimeUs);
+  }
+
+  /** The retention policy as set, or undefined for the default. */
+  get retention(): { window: string; keep: string } | undefined {
+    return this.#retention;
+  }
+
+  /** Records a retention policy (validated by the caller) durably in the catalogue. */
+  async setRetention(policy: { window: string; keep: string }): Promise<void> {
+    this.#retention = { window: policy.window, keep: policy.keep };
+    const catalogue = this.#catalogue();
+    this.#persist(() => this.#maps.writeCatalogue(catalogue));
+    await this.settled();
   }
 
   /** Maps, runs and bytes of the delta-map hierarchy, and the write index's memory. */
@@ -720,6 +780,26 @@ function isAllZero(bytes: Uint8Array): boolean {
   }
   for (; i < bytes.length; i++) if (bytes[i] !== 0) return false;
   return true;
+}
+
+/** A marker's JSON payload as an object of scalars; anything else is kept as `{raw}` text. */
+function parseMarkerDetail(payload: Uint8Array): MarkerDetail {
+  const text = new TextDecoder().decode(payload);
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) {
+      const detail: { [key: string]: string | number | boolean | null } = {};
+      for (const [key, value] of Object.entries(parsed)) {
+        if (value === null || ["string", "number", "boolean"].includes(typeof value)) {
+          detail[key] = value as string | number | boolean | null;
+        }
+      }
+      return detail;
+    }
+  } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
+  }
+  return { raw: text.slice(0, 256) };
 }
 
 export { RecordKind };

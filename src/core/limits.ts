@@ -39,6 +39,8 @@ export const limits = {
   pointMapGrowthDivisor: 4,
   /** Snapshot name length. */
   snapshotNameBytesMax: 200,
+  /** Markers a volume's timeline keeps (gaps and fix-up ends are never dropped first). */
+  timelineMarkersMax: 65_536,
 } as const;
 
 assert(limits.journalGroupBytesMax + 4096 <= limits.journalSegmentBytes, "A group must fit a segment");
