@@ -46,6 +46,8 @@ export class ApplianceLink {
   readonly #log: (line: string) => void;
   readonly #options: ApplianceLinkOptions;
   readonly #sessions = new Set<FramedConnection>();
+  /** Volume name → sessions streaming it now (a reconnect may overlap the old session's end). */
+  readonly #linked = new Map<string, number>();
 
   constructor(deps: { appliance: Appliance; clock: Clock; log?: (line: string) => void }, options: ApplianceLinkOptions) {
     this.#appliance = deps.appliance;
@@ -57,6 +59,11 @@ export class ApplianceLink {
   /** Switches connected now. */
   get sessionCount(): number {
     return this.#sessions.size;
+  }
+
+  /** Whether a switch streaming `volumeName` is connected now. */
+  isLinked(volumeName: string): boolean {
+    return (this.#linked.get(volumeName) ?? 0) > 0;
   }
 
   /** Serves every connection the listener accepts until it closes. */
@@ -73,7 +80,15 @@ export class ApplianceLink {
       const { switchId, volumes } = await this.#handshake(framed);
       this.#log(`Switch ${switchId} connected from ${framed.remoteAddress} with ${volumes.map((v) => v.name).join(", ")}`);
       const session = new Set(volumes.map((v) => v.name));
-      for (const name of session) unsubscribes.push(this.#acknowledge(framed, this.#appliance.volume(name)));
+      for (const name of session) {
+        unsubscribes.push(this.#acknowledge(framed, this.#appliance.volume(name)));
+        this.#linked.set(name, (this.#linked.get(name) ?? 0) + 1);
+        unsubscribes.push(() => {
+          const count = (this.#linked.get(name) ?? 1) - 1;
+          if (count > 0) this.#linked.set(name, count);
+          else this.#linked.delete(name);
+        });
+      }
       for await (const message of framed) {
         const done = await this.#dispatch(framed, session, message);
         if (done) break;

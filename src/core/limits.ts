@@ -242,3 +242,22 @@ assert(
   switchLimits.splitterLeaveMarkingFreeFraction > 0 && switchLimits.splitterLeaveMarkingFreeFraction <= 1,
   "The free fraction that ends marking mode is a fraction",
 );
+
+// ---- The processes (src/server) ----
+
+export const serverLimits = {
+  /** How long a snapshot through the switch waits for the appliance's acknowledgement. */
+  acknowledgeWaitMs: 30_000,
+  /** Poll interval while waiting for an acknowledgement. */
+  acknowledgePollMs: 2,
+  /** How long a clean stop lets held records drain to the appliance. */
+  stopDrainMs: 5_000,
+  /** DRL upkeep interval (each splitter's reset policy decides whether to reset). */
+  maintainIntervalMs: 1_000,
+  /** Chunk of the initial full copy (read from the primary, journaled as baseline records). */
+  baselineChunkBytes: 1024 * 1024,
+  /** Entries one timeline request returns at most. */
+  timelineEntriesMax: 10_000,
+} as const;
+
+assert(serverLimits.baselineChunkBytes <= limits.writeBytesMax, "A baseline chunk is one journal record");

@@ -1,0 +1,366 @@
+/**
+ * The {@link ControlPlane} of a running process, over the parts it has: the appliance
+ * (volumes, journal, images; `anytime appliance` and `serve`), the switch (splitters, DRL,
+ * link; `anytime switch` and `serve`), or both. What a part this process lacks would answer is
+ * reported as {@link UnavailableError} (503) with where to ask instead.
+ *
+ * Volume state (SPEC): `stopped` when no switch streams it; `marking` while the splitter
+ * only marks the DRL; else `protecting`. Lag (RPO) comes from the switch: the age of the
+ * oldest record it holds unacknowledged (0 when none). An appliance alone cannot see what
+ * hosts were acknowledged: it reports 0 while a switch is linked and the time since the last
+ * durable write while none is (an upper bound of what may be missing).
+ *
+ * @module
+ */
+import type { Appliance } from "../appliance/appliance.ts";
+import type { ApplianceLink } from "../appliance/appliance_link.ts";
+import type { Volume } from "../appliance/volume.ts";
+import type { TimelineInterval } from "../appliance/volume_timeline.ts";
+import {
+  ConflictError,
+  type ControlPlane,
+  type DiffJson,
+  type ImageJson,
+  type IntervalJson,
+  type JobJson,
+  type MetricFamily,
+  NotFoundError,
+  NotImplementedError,
+  type PointJson,
+  type ProcessJson,
+  type ResolvedPointJson,
+  type RetentionJson,
+  type SnapshotJson,
+  type TimelineJson,
+  UnavailableError,
+  type VolumeState,
+  type VolumeStatusJson,
+} from "../api/control_plane.ts";
+import { serverLimits } from "../core/limits.ts";
+import { parsePoint } from "../core/point.ts";
+import { parseRetention, RETENTION_DEFAULT } from "../core/retention.ts";
+import { formatTimeUs } from "../core/units.ts";
+import type { Clock } from "../io/clock.ts";
+import { checkSnapshotName } from "../core/point.ts";
+import type { Splitter } from "../switch/splitter.ts";
+import type { SwitchNode } from "./switch_node.ts";
+
+/** What the control plane reads. */
+export interface ProductControlPlaneDeps {
+  readonly clock: Clock;
+  readonly process: ProcessJson;
+  readonly appliance?: Appliance;
+  readonly applianceLink?: ApplianceLink;
+  readonly switchNode?: SwitchNode;
+  /** `host:port` of the NBD listener serving images (appliance side), if any. */
+  readonly nbdAddress?: string;
+  /** NBD connections open now (metrics). */
+  readonly nbdConnections?: () => number;
+}
+
+/** See the module doc. */
+export class ProductControlPlane implements ControlPlane {
+  readonly #deps: ProductControlPlaneDeps;
+
+  constructor(deps: ProductControlPlaneDeps) {
+    this.#deps = deps;
+  }
+
+  process(): ProcessJson {
+    return this.#deps.process;
+  }
+
+  volumes(): readonly VolumeStatusJson[] {
+    return this.#volumeNames().map((name) => this.volume(name));
+  }
+
+  volume(name: string): VolumeStatusJson {
+    const appliance = this.#deps.appliance;
+    const splitter = this.#deps.switchNode?.splitters.get(name);
+    const volume = appliance === undefined ? undefined : this.#volume(name);
+    if (volume === undefined && splitter === undefined) this.#unknownVolume(name);
+    const nowUs = this.#deps.clock.nowUs();
+    const linked = this.#linked(name, splitter);
+    const state = this.#state(splitter, linked);
+    const head = volume !== undefined ? volume.head : splitter !== undefined
+      ? { seq: splitter.acknowledgedSeq, timeUs: nowUs }
+      : { seq: 0, timeUs: nowUs };
+    const window = volume?.window() ?? { from: head, to: head };
+    const lagSeconds = splitter !== undefined
+      ? lagOf(splitter, nowUs)
+      : linked
+      ? 0
+      : Math.max(0, (nowUs - head.timeUs) / 1e6);
+    return {
+      name,
+      size: volume?.sizeBytes ?? splitter!.sizeBytes,
+      state,
+      head: pointJson(head),
+      window: { from: pointJson(window.from), to: pointJson(window.to) },
+      lagSeconds,
+      journalBytes: volume?.journalBytes ?? 0,
+      suspect: volume?.suspectIntervals().map((i) => intervalJson(i, head)) ?? [],
+      gaps: volume?.gaps().map((i) => intervalJson(i, head)) ?? [],
+      ...(volume !== undefined
+        ? { writesIngested: volume.durableRecords, snapshots: volume.snapshots().length }
+        : {}),
+      ...(splitter !== undefined ? { regionSize: splitter.regionBytes, dirtyRegions: splitter.dirtyRegionCount } : {}),
+      linked,
+    };
+  }
+
+  timeline(name: string, options: { from?: string; to?: string; limit?: number } = {}): TimelineJson {
+    const volume = this.#needVolume(name, "timeline");
+    const fromSeq = options.from === undefined ? 0 : volume.resolvePoint(options.from).seq;
+    const toSeq = options.to === undefined ? Infinity : volume.resolvePoint(options.to).seq;
+    const limit = Math.min(options.limit ?? serverLimits.timelineEntriesMax, serverLimits.timelineEntriesMax);
+    const window = volume.window();
+    return {
+      volume: name,
+      window: { from: pointJson(window.from), to: pointJson(window.to) },
+      entries: volume.markers({ fromSeq, toSeq, limit }).map((marker) => ({
+        seq: marker.seq,
+        time: formatTimeUs(marker.timeUs),
+        kind: marker.kind,
+        detail: marker.detail,
+      })),
+    };
+  }
+
+  snapshots(name: string): readonly SnapshotJson[] {
+    return this.#needVolume(name, "snapshots").snapshots().map((s) => ({ name: s.name, seq: s.seq, time: formatTimeUs(s.timeUs) }));
+  }
+
+  async createSnapshot(name: string, snapshotName: string): Promise<SnapshotJson> {
+    checkSnapshotName(snapshotName);
+    const switchNode = this.#deps.switchNode;
+    const volume = this.#deps.appliance === undefined ? undefined : this.#volume(name);
+    if (volume?.snapshots().some((s) => s.name === snapshotName)) {
+      throw new ConflictError(`Snapshot "${snapshotName}" of volume "${name}" exists`);
+    }
+    if (switchNode?.splitters.has(name)) {
+      // In the write stream: after every write the host saw acknowledged before the request.
+      const { seq, timeUs } = await switchNode.snapshot(name, snapshotName);
+      await this.#waitIndexed(volume, seq);
+      return { name: snapshotName, seq, time: formatTimeUs(timeUs) };
+    }
+    if (volume === undefined) this.#unknownVolume(name);
+    if (this.#deps.applianceLink?.isLinked(name)) {
+      throw new UnavailableError(
+        `Cannot take snapshot "${snapshotName}" of volume "${name}" here while its switch streams it: ` +
+          `take it through the switch's API (anytime switch --http), so it lands in the write stream`,
+      );
+    }
+    // No switch streams the volume: nothing can race the marker for its seq.
+    const entry = await volume.snapshot(snapshotName);
+    return { name: entry.name, seq: entry.seq, time: formatTimeUs(entry.timeUs) };
+  }
+
+  async removeSnapshot(name: string, snapshotName: string): Promise<void> {
+    const volume = this.#needVolume(name, "snapshots");
+    if (this.#linked(name, this.#deps.switchNode?.splitters.get(name))) {
+      throw new UnavailableError(
+        `Cannot remove snapshot "${snapshotName}" of volume "${name}" while its switch streams it (the marker needs a seq of ` +
+          `the write stream); stop the switch or try again after this release adds stream-side removal`,
+      );
+    }
+    await volume.removeSnapshot(snapshotName);
+  }
+
+  retention(name: string): RetentionJson {
+    const volume = this.#needVolume(name, "retention");
+    return volume.retention ?? { ...RETENTION_DEFAULT };
+  }
+
+  async setRetention(name: string, policy: Partial<RetentionJson>): Promise<RetentionJson> {
+    const volume = this.#needVolume(name, "retention");
+    const current = volume.retention ?? RETENTION_DEFAULT;
+    const parsed = parseRetention({ window: policy.window ?? current.window, keep: policy.keep ?? current.keep });
+    await volume.setRetention({ window: parsed.window, keep: parsed.keep });
+    return { window: parsed.window, keep: parsed.keep };
+  }
+
+  async openImage(name: string, options: { at: string; writable: boolean }): Promise<ImageJson> {
+    const volume = this.#needVolume(name, "images");
+    const parsed = parsePoint(options.at);
+    const report = volume.resolvePoint(parsed);
+    const nbdAddress = this.#deps.nbdAddress;
+    if (nbdAddress === undefined) {
+      throw new UnavailableError("Cannot serve images: this process has no NBD listener (start it with --nbd HOST:PORT)");
+    }
+    const requestedTimeUs = parsed.kind === "time"
+      ? parsed.timeUs
+      : parsed.kind === "relative"
+      ? this.#deps.clock.nowUs() - parsed.agoUs
+      : undefined;
+    const reason = volume.suspectReason(report, requestedTimeUs);
+    const exportName = `${name}@seq:${report.seq}${options.writable ? "+rw" : ""}`;
+    return {
+      uri: `nbd://${nbdAddress}/${exportName}`,
+      export: exportName,
+      point: resolvedJson(report),
+      suspect: reason !== undefined,
+      writable: options.writable,
+      ...(reason !== undefined ? { warning: `The image of volume "${name}" at seq:${report.seq} is suspect: ${reason}` } : {}),
+    };
+  }
+
+  diff(name: string, from: string, to: string): DiffJson {
+    const volume = this.#needVolume(name, "diff");
+    const result = volume.diff(from, to);
+    let changedBytes = 0;
+    const extents = result.extents.map((extent) => {
+      changedBytes += extent.lengthBytes;
+      return { offset: extent.offsetBytes, length: extent.lengthBytes };
+    });
+    return { from: resolvedJson(result.from), to: resolvedJson(result.to), extents, changedBytes };
+  }
+
+  restore(name: string, _options: { at: string; instant: boolean; full?: boolean; force?: boolean }): Promise<JobJson> {
+    this.volume(name);
+    return Promise.reject(new NotImplementedError(`Restore of volume "${name}" is not available in this release yet`));
+  }
+
+  resync(name: string, _options: { full: boolean }): Promise<JobJson> {
+    this.volume(name);
+    return Promise.reject(new NotImplementedError(`Resync of volume "${name}" is not available in this release yet`));
+  }
+
+  jobs(): readonly JobJson[] {
+    return [];
+  }
+
+  job(id: string): JobJson {
+    throw new NotFoundError(`Job "${id}" does not exist`);
+  }
+
+  cancelJob(id: string): Promise<JobJson> {
+    return Promise.reject(new NotFoundError(`Job "${id}" does not exist`));
+  }
+
+  metrics(): readonly MetricFamily[] {
+    const statuses = this.volumes();
+    const gauge = (
+      name: string,
+      help: string,
+      value: (status: VolumeStatusJson) => number | undefined,
+      type: "gauge" | "counter" = "gauge",
+    ): MetricFamily => ({
+      name,
+      help,
+      type,
+      samples: statuses.flatMap((status) => {
+        const sample = value(status);
+        return sample === undefined ? [] : [{ labels: { volume: status.name }, value: sample }];
+      }),
+    });
+    const states: VolumeState[] = ["protecting", "marking", "resyncing", "restoring", "initializing", "stopped"];
+    const families: MetricFamily[] = [
+      gauge("anytime_volume_head_seq", "Newest seq durable on the appliance.", (s) => s.head.seq),
+      gauge("anytime_volume_lag_seconds", "Current RPO: age of the oldest acknowledged write not yet durable on the appliance.", (s) => s.lagSeconds),
+      gauge("anytime_volume_window_start_seconds", "Oldest point that opens, seconds since the epoch.", (s) => Date.parse(s.window.from.time) / 1000),
+      gauge("anytime_volume_window_length_seconds", "Length of the protected window.", (s) => (Date.parse(s.window.to.time) - Date.parse(s.window.from.time)) / 1000),
+      gauge("anytime_volume_journal_bytes", "Journal bytes in use.", (s) => s.journalBytes),
+      gauge("anytime_volume_writes_ingested_total", "Records journaled (writes, baseline chunks, markers).", (s) => s.writesIngested, "counter"),
+      gauge("anytime_volume_gaps", "Recorded gaps (intervals whose writes were missed).", (s) => s.gaps.length),
+      gauge("anytime_volume_suspect_intervals", "Suspect intervals (after a gap, until resync repaired it).", (s) => s.suspect.length),
+      gauge("anytime_volume_dirty_regions", "Dirty regions in the switch's dirty region log.", (s) => s.dirtyRegions),
+      {
+        name: "anytime_volume_state",
+        help: "The volume's state (1 for the current one).",
+        type: "gauge",
+        samples: statuses.flatMap((s) => states.map((state) => ({ labels: { volume: s.name, state }, value: s.state === state ? 1 : 0 }))),
+      },
+    ];
+    const switchNode = this.#deps.switchNode;
+    if (switchNode !== undefined) {
+      families.push({
+        name: "anytime_switch_buffer_used_bytes",
+        help: "Copy buffer bytes held for the appliance.",
+        type: "gauge",
+        samples: [...switchNode.splitters.values()].map((s) => ({ labels: { volume: s.name }, value: s.bufferUsedBytes })),
+      });
+    }
+    if (this.#deps.nbdConnections !== undefined) {
+      families.push({ name: "anytime_nbd_connections", help: "NBD connections open now.", type: "gauge", samples: [{ labels: {}, value: this.#deps.nbdConnections() }] });
+    }
+    return families;
+  }
+
+  // -------------------------------------------------------------------------------------
+
+  #volumeNames(): string[] {
+    const names = new Set<string>();
+    for (const volume of this.#deps.appliance?.volumes() ?? []) names.add(volume.name);
+    for (const name of this.#deps.switchNode?.splitters.keys() ?? []) names.add(name);
+    return [...names].sort();
+  }
+
+  #volume(name: string): Volume | undefined {
+    try {
+      return this.#deps.appliance?.volume(name);
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  /** The appliance's volume, or why this process cannot answer. */
+  #needVolume(name: string, what: string): Volume {
+    if (this.#deps.appliance === undefined) {
+      if (this.#deps.switchNode?.splitters.has(name)) {
+        throw new UnavailableError(`Cannot answer ${what} of volume "${name}" on the switch: ask the appliance's API`);
+      }
+      this.#unknownVolume(name);
+    }
+    const volume = this.#volume(name);
+    if (volume === undefined) this.#unknownVolume(name);
+    return volume;
+  }
+
+  #unknownVolume(name: string): never {
+    const names = this.#volumeNames();
+    throw new NotFoundError(
+      `Volume "${name}" is not protected here` + (names.length > 0 ? `; volumes: ${names.join(", ")}` : "; no volumes yet"),
+    );
+  }
+
+  #linked(name: string, splitter: Splitter | undefined): boolean {
+    if (splitter !== undefined) return this.#deps.switchNode?.link.state === "streaming";
+    return this.#deps.applianceLink?.isLinked(name) ?? false;
+  }
+
+  #state(splitter: Splitter | undefined, linked: boolean): VolumeState {
+    if (splitter !== undefined) {
+      if (splitter.state === "closed") return "stopped";
+      return splitter.state === "marking" ? "marking" : "protecting";
+    }
+    return linked ? "protecting" : "stopped";
+  }
+
+  /** In one process the appliance indexes a record when durable: wait for that too. */
+  async #waitIndexed(volume: Volume | undefined, seq: number): Promise<void> {
+    if (volume === undefined) return;
+    const deadlineUs = this.#deps.clock.nowUs() + serverLimits.acknowledgeWaitMs * 1000;
+    while (volume.head.seq < seq && this.#deps.clock.nowUs() < deadlineUs) {
+      await this.#deps.clock.sleep(serverLimits.acknowledgePollMs);
+    }
+  }
+}
+
+function lagOf(splitter: Splitter, nowUs: number): number {
+  const oldestUs = splitter.oldestUnacknowledgedTimeUs;
+  return oldestUs === undefined ? 0 : Math.max(0, (nowUs - oldestUs) / 1e6);
+}
+
+function pointJson(point: { seq: number; timeUs: number }): PointJson {
+  return { seq: point.seq, time: formatTimeUs(point.timeUs) };
+}
+
+function resolvedJson(report: { seq: number; timeUs: number; landedOn: string }): ResolvedPointJson {
+  return { seq: report.seq, time: formatTimeUs(report.timeUs), landedOn: report.landedOn };
+}
+
+function intervalJson(interval: TimelineInterval, head: { seq: number; timeUs: number }): IntervalJson {
+  return { from: pointJson(interval.from), to: pointJson(interval.to ?? head), reason: interval.reason };
+}

@@ -1,0 +1,149 @@
+/**
+ * Proves the control plane of a running product over real parts in memory: a SwitchNode
+ * (splitter + link) streaming over the in-process transport to an Appliance. Volume status
+ * has SPEC's fields and values (head, window, lag 0 once acknowledged, state); a snapshot
+ * goes through the write stream and is durable and indexed when it resolves; images are
+ * pinned to the resolved seq; diff, timeline, retention and metrics answer; bad input and
+ * unknown names get the error classes the API maps (and change nothing); an appliance alone
+ * refuses a snapshot while a switch streams the volume, and a switch alone sends the
+ * appliance's questions away with UnavailableError.
+ */
+import { describe, expect, it } from "vitest";
+import { Appliance } from "../../src/appliance/appliance.ts";
+import { ApplianceLink } from "../../src/appliance/appliance_link.ts";
+import { NotFoundError, NotImplementedError, PointUnavailableError, UnavailableError } from "../../src/api/control_plane.ts";
+import { ConflictError } from "../../src/appliance/errors.ts";
+import { ManualClock } from "../../src/io/clock.ts";
+import { MemoryBlockDevice } from "../../src/io/memory_block_device.ts";
+import { MemoryDurableCell } from "../../src/io/memory_durable_cell.ts";
+import { MemorySegmentStore } from "../../src/io/memory_segment_store.ts";
+import { MemoryTransport } from "../../src/io/memory_transport.ts";
+import { ProductControlPlane } from "../../src/server/product_control_plane.ts";
+import { SwitchNode } from "../../src/server/switch_node.ts";
+
+const secret = new TextEncoder().encode("a shared secret of some length");
+const volumeBytes = 4 * 1024 * 1024;
+const process = { role: "serve" as const, version: "test", runtime: "test", startedAt: "2026-12-01T00:00:00.000Z" };
+
+/** A clock whose sleeps pass real (short) time, so in-process streaming makes progress. */
+class TickingClock extends ManualClock {
+  override sleep(ms: number): Promise<void> {
+    this.advanceUs(ms * 1000);
+    return new Promise((resolve) => setTimeout(resolve, 0));
+  }
+}
+
+async function setUp() {
+  const clock = new TickingClock();
+  const appliance = await Appliance.open({
+    clock,
+    registry: new MemoryDurableCell(),
+    storesFor: () => Promise.resolve({ journalStore: new MemorySegmentStore(), mapStore: new MemorySegmentStore() }),
+  }, { segmentSizeBytes: 1024 * 1024, groupBytesMax: 256 * 1024 });
+  await appliance.register({ name: "db", sizeBytes: volumeBytes, regionBytes: 65536 });
+  const transport = new MemoryTransport();
+  const listener = await transport.listen("appliance");
+  const applianceLink = new ApplianceLink({ appliance, clock }, { secret });
+  const serving = applianceLink.serve(listener);
+  const primary = new MemoryBlockDevice(volumeBytes);
+  const switchNode = await SwitchNode.open(
+    { clock, transport },
+    [{ name: "db", primary, drlCell: new MemoryDurableCell() }],
+    { applianceAddress: "appliance", secret, switchId: "sw", bufferBytes: 1024 * 1024, regionBytes: 65536 },
+  );
+  switchNode.start();
+  const controlPlane = new ProductControlPlane({
+    clock,
+    process,
+    appliance,
+    applianceLink,
+    switchNode,
+    nbdAddress: "127.0.0.1:10809",
+    nbdConnections: () => 0,
+  });
+  const splitter = switchNode.splitter("db");
+  const tearDown = async () => {
+    await switchNode.stop(1000);
+    await listener.close();
+    await applianceLink.close();
+    await serving;
+    await appliance.close();
+  };
+  return { clock, appliance, applianceLink, switchNode, splitter, controlPlane, tearDown };
+}
+
+describe("ProductControlPlane over a switch and an appliance in one process", () => {
+  it("reports status, takes snapshots in the stream, pins images, diffs and lists the timeline", async () => {
+    const { splitter, switchNode, controlPlane, tearDown } = await setUp();
+    await splitter.write(0, new Uint8Array(4096).fill(1));
+    await splitter.write(65536, new Uint8Array(8192).fill(2));
+    const snapshot = await controlPlane.createSnapshot("db", "before");
+    expect(snapshot).toMatchObject({ name: "before", seq: 3 });
+    await splitter.write(0, new Uint8Array(4096).fill(3));
+    await switchNode.waitAcknowledged("db", 4);
+
+    const status = controlPlane.volume("db");
+    expect(status).toMatchObject({ name: "db", size: volumeBytes, state: "protecting", head: { seq: 4 }, lagSeconds: 0, linked: true });
+    expect(status.window.from.seq).toBe(0);
+    expect(status.head.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+    expect(status.gaps).toEqual([]);
+    expect(status.suspect).toEqual([]);
+    expect(status.dirtyRegions).toBeGreaterThanOrEqual(0);
+    expect(controlPlane.volumes().map((v) => v.name)).toEqual(["db"]);
+
+    expect(controlPlane.snapshots("db")).toEqual([{ name: "before", seq: 3, time: snapshot.time }]);
+    await expect(controlPlane.createSnapshot("db", "before")).rejects.toThrow(ConflictError);
+    await expect(controlPlane.createSnapshot("db", "bad name")).rejects.toThrow(SyntaxError);
+
+    const image = await controlPlane.openImage("db", { at: "snap:before", writable: false });
+    expect(image).toMatchObject({ uri: "nbd://127.0.0.1:10809/db@seq:3", export: "db@seq:3", suspect: false, point: { seq: 3, landedOn: "snapshot" } });
+    expect((await controlPlane.openImage("db", { at: "head", writable: true })).uri).toBe("nbd://127.0.0.1:10809/db@seq:4+rw");
+    await expect(controlPlane.openImage("db", { at: "seq:99" })).rejects.toThrow(PointUnavailableError);
+    await expect(controlPlane.openImage("db", { at: "yesterday", writable: false })).rejects.toThrow(SyntaxError);
+
+    const diff = controlPlane.diff("db", "snap:before", "head");
+    expect(diff.extents).toEqual([{ offset: 0, length: 4096 }]);
+    expect(diff.changedBytes).toBe(4096);
+    expect(controlPlane.timeline("db").entries.map((e) => [e.seq, e.kind, e.detail.name])).toEqual([[3, "snapshot", "before"]]);
+
+    expect(controlPlane.retention("db")).toEqual({ window: "48h", keep: "24x1h,14x1d,8x1w" });
+    expect(await controlPlane.setRetention("db", { window: "72h" })).toEqual({ window: "72h", keep: "24x1h,14x1d,8x1w" });
+    await expect(controlPlane.setRetention("db", { keep: "24 hourly" })).rejects.toThrow(SyntaxError);
+    expect(controlPlane.retention("db").window).toBe("72h");
+
+    const families = controlPlane.metrics();
+    const head = families.find((f) => f.name === "anytime_volume_head_seq");
+    expect(head?.samples).toEqual([{ labels: { volume: "db" }, value: 4 }]);
+    const state = families.find((f) => f.name === "anytime_volume_state");
+    expect(state?.samples.find((s) => s.labels.state === "protecting")?.value).toBe(1);
+
+    expect(() => controlPlane.volume("nope")).toThrow(NotFoundError);
+    await expect(controlPlane.restore("db", { at: "head", instant: false })).rejects.toThrow(NotImplementedError);
+    expect(() => controlPlane.job("j1")).toThrow(NotFoundError);
+    await tearDown();
+  });
+
+  it("reports a lag while the appliance has not acknowledged, and the switch's state", async () => {
+    const { clock, splitter, switchNode, controlPlane, tearDown } = await setUp();
+    await switchNode.link.stop(); // the link goes away; writes are held
+    await splitter.write(0, new Uint8Array(512).fill(9));
+    clock.advanceUs(3_000_000);
+    const status = controlPlane.volume("db");
+    expect(status.lagSeconds).toBeCloseTo(3, 1);
+    expect(status.linked).toBe(false);
+    await tearDown();
+  });
+
+  it("sends what only the other side knows to the other side", async () => {
+    const { appliance, applianceLink, switchNode, clock, tearDown } = await setUp();
+    const applianceOnly = new ProductControlPlane({ clock, process: { ...process, role: "appliance" }, appliance, applianceLink });
+    await switchNode.waitAcknowledged("db", 0);
+    for (let turn = 0; turn < 100 && !applianceLink.isLinked("db"); turn++) await clock.sleep(1);
+    await expect(applianceOnly.createSnapshot("db", "x")).rejects.toThrow(UnavailableError);
+    await expect(applianceOnly.openImage("db", { at: "head", writable: false })).rejects.toThrow(UnavailableError);
+    const switchOnly = new ProductControlPlane({ clock, process: { ...process, role: "switch" }, switchNode });
+    expect(() => switchOnly.snapshots("db")).toThrow(UnavailableError);
+    expect(switchOnly.volume("db").state).toBe("protecting");
+    await tearDown();
+  });
+});
