@@ -15,6 +15,7 @@
  * @module
  */
 import { ReadOnlyDeviceError, SECTOR_BYTES } from "../io/block_device.ts";
+import { OverlayFullError } from "../io/overlay_block_device.ts";
 import { nbdLimits } from "./nbd_limits.ts";
 import { type DecodedRequest, nbdCommandFlags, nbdCommands, type NbdError, nbdErrors } from "./protocol.ts";
 
@@ -64,11 +65,13 @@ export function checkRequest(request: DecodedRequest, shape: ExportShape): NbdEr
 }
 
 /**
- * Maps what the device threw to an error value: a read-only device → EPERM; a range the
- * device refused (it checks too) → EINVAL; anything else is a device failure → EIO.
+ * Maps what the device threw to an error value: a read-only device → EPERM; a scratch
+ * overlay at its limit → ENOSPC (the document: "a write ... that ... runs out of space");
+ * a range the device refused (it checks too) → EINVAL; anything else is a device failure → EIO.
  */
 export function errorValueOf(error: unknown): NbdError {
   if (error instanceof ReadOnlyDeviceError) return nbdErrors.permission;
+  if (error instanceof OverlayFullError) return nbdErrors.noSpace;
   if (error instanceof RangeError) return nbdErrors.invalid;
   return nbdErrors.io;
 }
