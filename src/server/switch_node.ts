@@ -175,7 +175,17 @@ export class SwitchNode {
     await this.#maintaining;
     for (const splitter of this.splitters.values()) {
       const held = splitter.unacknowledgedCount;
-      if (held > 0) this.#deps.log?.(`Volume ${splitter.name}: ${held} records not acknowledged at stop; the DRL covers them`);
+      if (held > 0) {
+        this.#deps.log?.(`Volume ${splitter.name}: ${held} records not acknowledged at stop; the DRL covers them`);
+        continue;
+      }
+      // Everything reached the appliance: settle the DRL, so the next start is in sync
+      // (a reset clears only regions with nothing in flight, and never while out of sync).
+      try {
+        await splitter.dirtyRegionLog.reset();
+      } catch (error) {
+        this.#deps.log?.(`Volume ${splitter.name}: cannot settle the DRL at stop: ${(error as Error).message}`);
+      }
     }
     for (const volume of this.#volumes) {
       await volume.primary.flush();

@@ -25,16 +25,23 @@ const secret = new TextEncoder().encode("a shared secret of some length");
 const volumeBytes = 4 * 1024 * 1024;
 const process = { role: "serve" as const, version: "test", runtime: "test", startedAt: "2026-12-01T00:00:00.000Z" };
 
-/** A clock whose sleeps pass real (short) time, so in-process streaming makes progress. */
-class TickingClock extends ManualClock {
+/** Real time (sleeps really wait, so timeouts keep their meaning) plus a jump a test can add. */
+class OffsetClock extends ManualClock {
+  readonly #startMs = performance.now();
+  #offsetUs = 0;
+  override nowUs(): number {
+    return super.nowUs() + Math.round((performance.now() - this.#startMs) * 1000) + this.#offsetUs;
+  }
+  override advanceUs(us: number): void {
+    this.#offsetUs += us;
+  }
   override sleep(ms: number): Promise<void> {
-    this.advanceUs(ms * 1000);
-    return new Promise((resolve) => setTimeout(resolve, 0));
+    return new Promise((resolve) => setTimeout(resolve, ms));
   }
 }
 
 async function setUp() {
-  const clock = new TickingClock();
+  const clock = new OffsetClock();
   const appliance = await Appliance.open({
     clock,
     registry: new MemoryDurableCell(),
@@ -98,7 +105,7 @@ describe("ProductControlPlane over a switch and an appliance in one process", ()
     const image = await controlPlane.openImage("db", { at: "snap:before", writable: false });
     expect(image).toMatchObject({ uri: "nbd://127.0.0.1:10809/db@seq:3", export: "db@seq:3", suspect: false, point: { seq: 3, landedOn: "snapshot" } });
     expect((await controlPlane.openImage("db", { at: "head", writable: true })).uri).toBe("nbd://127.0.0.1:10809/db@seq:4+rw");
-    await expect(controlPlane.openImage("db", { at: "seq:99" })).rejects.toThrow(PointUnavailableError);
+    await expect(controlPlane.openImage("db", { at: "seq:99", writable: false })).rejects.toThrow(PointUnavailableError);
     await expect(controlPlane.openImage("db", { at: "yesterday", writable: false })).rejects.toThrow(SyntaxError);
 
     const diff = controlPlane.diff("db", "snap:before", "head");
