@@ -20,6 +20,7 @@ import type { Clock } from "../../src/io/clock.ts";
 import type { DurableCell } from "../../src/io/durable_cell.ts";
 import type { SegmentStore } from "../../src/io/segment_store.ts";
 import type { Transport } from "../../src/io/transport.ts";
+import type { ServerRuntime } from "../../src/server/processes.ts";
 
 /** A target's `FileSegmentStore`, as tests see it. */
 export interface TargetSegmentStore extends SegmentStore {
@@ -53,6 +54,21 @@ export interface TargetModule {
   FileDurableCell: { open(path: string): Promise<TargetDurableCell> };
   SystemClock: new () => Clock;
   TcpTransport: new (options?: { receiveQueueBytesMax?: number; closeLingerMs?: number }) => Transport;
+  /** The runtime's parts for the processes of `src/server` (files, TCP, HTTP, clock). */
+  createServerRuntime(options?: { log?: (line: string) => void }): ServerRuntime;
+  HttpServer: {
+    listen(
+      handler: { fetch(request: Request): Response | Promise<Response> },
+      address: string,
+      options?: { closeLingerMs?: number },
+    ): Promise<TargetHttpServer>;
+  };
+}
+
+/** A target's `HttpServer` (serving a Web-standard app on a TCP address), as tests see it. */
+export interface TargetHttpServer {
+  readonly address: string;
+  close(): Promise<void>;
 }
 
 /** The runtime's target plus file-system helpers for tests. */
@@ -142,5 +158,7 @@ function pick(target: TargetModule): TargetModule {
     FileDurableCell: target.FileDurableCell,
     SystemClock: target.SystemClock,
     TcpTransport: target.TcpTransport,
+    HttpServer: target.HttpServer,
+    createServerRuntime: target.createServerRuntime,
   };
 }
