@@ -106,7 +106,7 @@ export const routes = {
     method: "get",
     path: "/v1/status",
     summary: "What this process is and where it listens.",
-    responses: { 200: json(processSchema, "The process."), ...errors() },
+    responses: { 200: json(processSchema, "This process: role, version, listeners."), ...errors() },
   }),
   listVolumes: createRoute({
     method: "get",
