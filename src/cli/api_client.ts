@@ -53,6 +53,22 @@ export class ApiError extends Error {
   }
 }
 
+/** `GET /v1/volumes`. */
+export interface VolumeListJson {
+  readonly volumes: readonly VolumeStatusJson[];
+}
+
+/** `GET /v1/volumes/:vol/snapshots`. */
+export interface SnapshotListJson {
+  readonly volume: string;
+  readonly snapshots: readonly SnapshotJson[];
+}
+
+/** `GET /v1/jobs`. */
+export interface JobListJson {
+  readonly jobs: readonly JobJson[];
+}
+
 /** Where the API is and how to authenticate (see `api_connection.ts`). */
 export interface ApiClientOptions {
   /** `http://127.0.0.1:7380`, without a trailing slash. */
@@ -88,8 +104,8 @@ export class ApiClient {
   }
 
   /** `GET /v1/volumes`. */
-  async volumes(): Promise<VolumeStatusJson[]> {
-    return listOf(await this.#request<unknown>("GET", "/v1/volumes"), "volumes");
+  async volumes(): Promise<VolumeListJson> {
+    return listOf(await this.#request<unknown>("GET", "/v1/volumes"), "volumes", {});
   }
 
   /** `GET /v1/volumes/:vol`. */
@@ -108,8 +124,10 @@ export class ApiClient {
   }
 
   /** `GET /v1/volumes/:vol/snapshots`. */
-  async snapshots(name: string): Promise<SnapshotJson[]> {
-    return listOf(await this.#request<unknown>("GET", `/v1/volumes/${segment(name)}/snapshots`), "snapshots");
+  async snapshots(name: string): Promise<SnapshotListJson> {
+    return listOf(await this.#request<unknown>("GET", `/v1/volumes/${segment(name)}/snapshots`), "snapshots", {
+      volume: name,
+    });
   }
 
   /** `POST /v1/volumes/:vol/snapshots {name}`. */
@@ -155,8 +173,8 @@ export class ApiClient {
   }
 
   /** `GET /v1/jobs`. */
-  async jobs(): Promise<JobJson[]> {
-    return listOf(await this.#request<unknown>("GET", "/v1/jobs"), "jobs");
+  async jobs(): Promise<JobListJson> {
+    return listOf(await this.#request<unknown>("GET", "/v1/jobs"), "jobs", {});
   }
 
   /** `GET /v1/jobs/:id`. */
@@ -207,11 +225,14 @@ function segment(name: string): string {
   return encodeURIComponent(name);
 }
 
-/** Lists come as a JSON array; `{volumes: [...]}` style wrappers are unwrapped too. */
-function listOf<T>(body: unknown, key: string): T[] {
-  if (Array.isArray(body)) return body as T[];
+/**
+ * Lists come wrapped (`{volumes: [...]}`), as the API sends them and `--json` prints them; a
+ * bare array (an older or simpler server) is wrapped the same way.
+ */
+function listOf<T>(body: unknown, key: string, extra: Record<string, string>): T {
+  if (Array.isArray(body)) return { ...extra, [key]: body } as T;
   if (typeof body === "object" && body !== null && Array.isArray((body as Record<string, unknown>)[key])) {
-    return (body as Record<string, T[]>)[key];
+    return body as T;
   }
   throw new ApiError(`The API answered a list of ${key} with something else: ${quoteBody(JSON.stringify(body))}`, {
     status: 200,

@@ -23,8 +23,6 @@ export const cliLimits = {
   jobPollFailuresMax: 10,
   /** Extents `diff` lists unless told `--limit`. */
   diffExtentsShownDefault: 20,
-  /** Timeline entries `timeline` asks for unless told `--limit`. */
-  timelineEntriesDefault: 200,
   /** Largest `--limit` accepted. */
   listLimitMax: 1_000_000,
   /** Columns of the progress bar itself (the `[####....]` part). */
@@ -35,5 +33,4 @@ export const cliLimits = {
 
 assert(cliLimits.progressLineIntervalMs >= cliLimits.jobPollIntervalMs, "A progress line needs at least one poll");
 assert(cliLimits.diffExtentsShownDefault <= cliLimits.listLimitMax, "The default list fits the maximum");
-assert(cliLimits.timelineEntriesDefault <= cliLimits.listLimitMax, "The default list fits the maximum");
 assert(cliLimits.progressBarColumns < cliLimits.terminalColumnsDefault, "The bar fits a terminal");

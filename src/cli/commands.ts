@@ -101,8 +101,12 @@ const status = command({
       await out(flags.json ? json(status) : formatVolumeStatus(status, format));
       return 0;
     }
-    const [process, volumes] = await Promise.all([client.process(), client.volumes()]);
-    await out(flags.json ? json({ process, volumes }) : `${formatProcess(process, format)}\n${formatVolumesTable(volumes, format)}`);
+    const [process, list] = await Promise.all([client.process(), client.volumes()]);
+    await out(
+      flags.json
+        ? json({ process, volumes: list.volumes })
+        : `${formatProcess(process, format)}\n${formatVolumesTable(list.volumes, format)}`,
+    );
     return 0;
   },
 });
@@ -114,7 +118,7 @@ const volumes = command({
   summary: "the protected volumes: state, size, window, lag, journal",
   async run({ client, flags, format, out }) {
     const list = await client.volumes();
-    await out(flags.json ? json(list) : formatVolumesTable(list, format));
+    await out(flags.json ? json(list) : formatVolumesTable(list.volumes, format));
     return 0;
   },
 });
@@ -153,7 +157,7 @@ const snapshots = command({
   summary: "lists the snapshots of VOL",
   async run({ client, positionals: [volume], flags, format, out }) {
     const list = await client.snapshots(volume);
-    await out(flags.json ? json(list) : formatSnapshotsTable(volume, list, format));
+    await out(flags.json ? json(list) : formatSnapshotsTable(volume, list.snapshots, format));
     return 0;
   },
 });
@@ -303,11 +307,11 @@ const timeline = command({
   flags: {
     from: { kind: "string", valueName: "POINT", summary: "entries from this point" },
     to: { kind: "string", valueName: "POINT", summary: "entries up to this point" },
-    limit: { kind: "string", valueName: "N", summary: `entries at most (default ${cliLimits.timelineEntriesDefault})` },
+    limit: { kind: "string", valueName: "N", summary: "entries at most (default: the server's)" },
   },
   summary: "markers in the write stream: snapshots, gaps, restores, sync changes",
   async run({ client, positionals: [volume], flags, format, out }) {
-    const limit = limitFlag(flags.limit, cliLimits.timelineEntriesDefault);
+    const limit = flags.limit === undefined ? undefined : limitFlag(flags.limit, 0);
     const result = await client.timeline(volume, { from: flags.from, to: flags.to, limit });
     await out(flags.json ? json(result) : formatTimeline(result, format));
     return 0;
@@ -321,7 +325,7 @@ const jobs = command({
   summary: "restore and resync jobs",
   async run({ client, flags, format, out }) {
     const list = await client.jobs();
-    await out(flags.json ? json(list) : formatJobsTable(list, format));
+    await out(flags.json ? json(list) : formatJobsTable(list.jobs, format));
     return 0;
   },
 });
