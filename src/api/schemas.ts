@@ -74,6 +74,8 @@ export const timelineQuerySchema = z.object({
     .openapi({
       param: { name: "limit", in: "query" },
       type: "integer",
+      minimum: 1,
+      maximum: apiLimits.timelineEntriesMax,
       description: `Most entries to return (1 to ${apiLimits.timelineEntriesMax}).`,
     }),
 });
