@@ -101,11 +101,11 @@ const status = command({
       await out(flags.json ? json(status) : formatVolumeStatus(status, format));
       return 0;
     }
-    const [process, list] = await Promise.all([client.process(), client.volumes()]);
+    const [processInfo, list] = await Promise.all([client.process(), client.volumes()]);
     await out(
       flags.json
-        ? json({ process, volumes: list.volumes })
-        : `${formatProcess(process, format)}\n${formatVolumesTable(list.volumes, format)}`,
+        ? json({ process: processInfo, volumes: list.volumes })
+        : `${formatProcess(processInfo, format)}\n${formatVolumesTable(list.volumes, format)}`,
     );
     return 0;
   },

@@ -270,10 +270,10 @@ function intervalFields(intervals: readonly IntervalJson[], options: FormatOptio
  * formatProcess({ role: "serve", version: "0.1.0", runtime: "node 22", startedAt: "2026-11-22T10:00:00Z" }, { timeZone: "UTC" });
  * ```
  */
-export function formatProcess(process: ProcessJson, options: FormatOptions): string {
-  const listens = [process.nbd === undefined ? "" : `NBD ${process.nbd}`, process.link === undefined ? "" : `link ${process.link}`]
+export function formatProcess(info: ProcessJson, options: FormatOptions): string {
+  const listens = [info.nbd === undefined ? "" : `NBD ${info.nbd}`, info.link === undefined ? "" : `link ${info.link}`]
     .filter((text) => text !== "").join(", ");
-  return `anytime ${process.role} ${process.version} on ${process.runtime}, up since ${formatTime(process.startedAt, options)}` +
+  return `anytime ${info.role} ${info.version} on ${info.runtime}, up since ${formatTime(info.startedAt, options)}` +
     `${listens === "" ? "" : `\n${listens}`}\n`;
 }
 

@@ -76,10 +76,10 @@ async function dispatch(
     return await printHelp(deps, word === "help" ? parseArgs(rest, globalFlags).positionals : [word]);
   }
   if (isProcessCommand(word)) {
+    state.command = word;
+    // Help is answered here, the same with or without the runtime's commands.
+    if (beforeEnd(rest).some((token) => token === "--help" || token === "-h")) return await printHelp(deps, [word]);
     const run = deps.processCommands?.[word];
-    if (run === undefined && beforeEnd(rest).some((token) => token === "--help" || token === "-h")) {
-      return await printHelp(deps, [word]);
-    }
     if (run === undefined) {
       throw new UsageError(`Command "${word}" is not available in this build: it runs the product, and no runtime supplied it`);
     }
@@ -189,9 +189,12 @@ async function report(
     if (error instanceof UsageError) {
       const name = error.command ?? state.command;
       const command = commands.find((candidate) => candidate.name === name);
-      const usage = command === undefined
-        ? "Run `anytime help` for the commands.\n"
-        : `Usage: anytime ${commandSynopsis(command)}\nRun \`anytime help ${command.name}\` for its flags.\n`;
+      const processUsage = processCommandUsages.find((usage) => usage.name === name);
+      const usage = command !== undefined
+        ? `Usage: anytime ${commandSynopsis(command)}\nRun \`anytime help ${command.name}\` for its flags.\n`
+        : processUsage !== undefined
+        ? `Usage: anytime ${processUsage.synopsis}\n`
+        : "Run `anytime help` for the commands.\n";
       await deps.stderr(`anytime: ${error.message}\n${usage}`);
       return EXIT_CODES.usage;
     }

@@ -15,7 +15,8 @@ export const processCommandUsages: readonly { name: ProcessCommandName; synopsis
   {
     name: "serve",
     synopsis:
-      "serve --data DIR --volume NAME=PATH[:SIZE] [--volume ...] [--nbd HOST:PORT] [--http HOST:PORT] [--no-initial-copy] [--token-file F] [--secret-file F]",
+      "serve --data DIR --volume NAME=PATH[:SIZE] [--volume ...] [--nbd HOST:PORT] [--http HOST:PORT] [--no-initial-copy]" +
+      " [--buffer SIZE] [--region SIZE] [--on-full mark|wait] [--token-file F] [--secret-file F]",
     summary: "all-in-one: switch and appliance in one process; creates PATH of SIZE if missing",
   },
   {
@@ -26,12 +27,13 @@ export const processCommandUsages: readonly { name: ProcessCommandName; synopsis
   {
     name: "switch",
     synopsis:
-      "switch --state DIR --appliance HOST:PORT --volume NAME=PATH[:SIZE] [--nbd HOST:PORT] [--http HOST:PORT] [--token-file F] [--secret-file F]",
+      "switch --state DIR --appliance HOST:PORT --volume NAME=PATH[:SIZE] [--volume ...] [--nbd HOST:PORT] [--http HOST:PORT]" +
+      " [--buffer SIZE] [--region SIZE] [--on-full mark|wait] [--token-file F] [--secret-file F]",
     summary: "the splitter: serves volumes over NBD, copies each write to the appliance",
   },
   {
     name: "demo",
-    synopsis: "demo",
+    synopsis: "demo [--keep]",
     summary: "a scripted tour: writes, snapshot, simulated corruption, finding and restoring the last good point",
   },
 ];

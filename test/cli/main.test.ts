@@ -8,6 +8,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
+import { UsageError } from "../../src/cli/args.ts";
 import { CLI_VERSION } from "../../src/cli/version.ts";
 import { cli } from "./cli_harness.ts";
 import { createFakeApi, FAKE_TOKEN, fakeProcess } from "./fake_api.ts";
@@ -182,7 +183,7 @@ describe("help and version", () => {
           "anytime serve --data DIR --volume NAME=PATH[:SIZE]",
           "anytime appliance --data DIR",
           "anytime switch --state DIR --appliance HOST:PORT",
-          "anytime demo",
+          "anytime demo [--keep]",
           "anytime status [VOL]",
           "anytime volumes",
           "anytime snapshot VOL NAME",
@@ -478,8 +479,19 @@ describe("commands that run the product", () => {
     const missing = await cli(["switch", "--state", "/s"], { processCommands });
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('Command "switch" is not available in this build');
-    const help = await cli(["appliance", "--help"], { processCommands });
+    const help = await cli(["serve", "--help"], { processCommands });
     expect(help).toMatchObject({ code: 0 });
-    expect(help.stdout).toMatch(/^Usage: anytime appliance --data DIR/);
+    expect(help.stdout).toMatch(/^Usage: anytime serve --data DIR/);
+    expect(calls).toHaveLength(2);
+  });
+
+  it("a usage error thrown by one of them exits 2 with its usage", async () => {
+    const processCommands = {
+      appliance: () => Promise.reject(new UsageError("anytime appliance needs --data", { flag: "--data", command: "appliance" })),
+    };
+    const run = await cli(["appliance"], { processCommands });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe("anytime: anytime appliance needs --data\nUsage: anytime appliance --data DIR [--listen HOST:PORT]" +
+      " [--http HOST:PORT] [--nbd HOST:PORT] [--token-file F] [--secret-file F]\n");
   });
 });
