@@ -25,3 +25,4 @@ export {
 export { SystemClock, WALL_CLOCK_DRIFT_US_MAX } from "./system_clock.ts";
 export { TcpConnection, TcpListener, TcpTransport, type TcpTransportOptions } from "./tcp_transport.ts";
 export { HTTP_CLOSE_LINGER_MS_DEFAULT, HttpServer, type HttpHandler, type HttpServerOptions } from "./http_server.ts";
+export { denoServerRuntime as createServerRuntime } from "./server_runtime.ts";
