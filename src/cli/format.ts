@@ -59,7 +59,14 @@ export function formatDuration(seconds: number): string {
   return `${whole}s`;
 }
 
-/** A rate for people: `120 MiB/s`. */
+/**
+ * A rate for people.
+ *
+ * @example
+ * ```ts
+ * formatRate(120 * 1024 * 1024); // "120 MiB/s"
+ * ```
+ */
 export function formatRate(bytesPerSecond: number): string {
   return `${formatBytes(Math.round(bytesPerSecond))}/s`;
 }
@@ -216,8 +223,8 @@ function volumeNotes(volume: VolumeStatusJson): string {
  */
 export function formatVolumeStatus(volume: VolumeStatusJson, options: FormatOptions): string {
   const linked = volume.linked === undefined ? "" : volume.linked ? ", switch linked" : ", switch NOT linked";
-  const header = `Volume ${volume.name}: ${volume.state}, ${formatBytes(volume.size)}${linked}\n` +
-    `Times in ${options.timeZone}, UTC in brackets.\n\n`;
+  const zone = isUtc(options.timeZone) ? "Times in UTC." : `Times in ${options.timeZone}, UTC in brackets.`;
+  const header = `Volume ${volume.name}: ${volume.state}, ${formatBytes(volume.size)}${linked}\n${zone}\n\n`;
   const fields: [string, string][] = [
     ["Head", pointCell(volume.head, options)],
     ["Window from", pointCell(volume.window.from, options)],
@@ -233,6 +240,10 @@ export function formatVolumeStatus(volume: VolumeStatusJson, options: FormatOpti
     ...intervalFields(volume.suspect, options),
   ];
   return header + renderFields(fields);
+}
+
+function isUtc(timeZone: string): boolean {
+  return ["UTC", "Etc/UTC", "Etc/GMT", "GMT", "Etc/Universal", "Universal", "Zulu"].includes(timeZone);
 }
 
 function pointCell(point: PointJson, options: FormatOptions): string {
@@ -460,7 +471,14 @@ export function formatJob(job: JobJson, options: FormatOptions): string {
   return `Job ${job.id}: ${job.kind} of ${job.volume}\n` + renderFields(fields);
 }
 
-/** `45.0%`; never shows 100% before the job says 1. */
+/**
+ * A job's progress (0 to 1) as a percentage; never 100% before the job says 1.
+ *
+ * @example
+ * ```ts
+ * formatPercent(0.9999); // "99.9%"
+ * ```
+ */
 export function formatPercent(progress: number): string {
   const clamped = Math.min(1, Math.max(0, Number.isFinite(progress) ? progress : 0));
   const tenths = clamped < 1 ? Math.min(999, Math.floor(clamped * 1000)) : 1000;

@@ -19,7 +19,14 @@ import { CLI_VERSION } from "./version.ts";
 
 export type { CliDeps, ProcessCommand, ProcessCommandName } from "./cli_deps.ts";
 
-/** Exit codes scripts rely on. */
+/**
+ * Exit codes scripts rely on (SPEC.md, "Command line").
+ *
+ * @example
+ * ```ts
+ * if (await runCli(argv, deps) === EXIT_CODES.usage) console.error("see anytime help");
+ * ```
+ */
 export const EXIT_CODES = { ok: 0, refused: 1, usage: 2 } as const;
 
 /** Subcommands: `snapshot rm VOL NAME`, `job cancel ID`. */
@@ -211,7 +218,15 @@ async function report(
   }
 }
 
-/** `anytime: refused (404 not_found): Unknown volume "nope"`, with what to do for 401 and 422. */
+/**
+ * The message for a refused request, with what to do for 401 and the range for 422.
+ *
+ * @example
+ * ```ts
+ * describeApiError(new ApiError('Unknown volume "nope"', { status: 404, code: "not_found" }));
+ * // 'anytime: refused (404 not_found): Unknown volume "nope"\n'
+ * ```
+ */
 export function describeApiError(error: ApiError, connection?: ApiConnection): string {
   if (error.status === 0) return `anytime: ${error.message}\n`;
   let text = `anytime: refused (${error.status} ${error.code}): ${error.message}\n`;

@@ -38,7 +38,14 @@ export const processCommandUsages: readonly { name: ProcessCommandName; synopsis
   },
 ];
 
-/** `image VOL --at POINT [--writable]`. */
+/**
+ * A command's one-line synopsis, from its arguments and flags.
+ *
+ * @example
+ * ```ts
+ * commandSynopsis(commands.find((command) => command.name === "image")!); // "image VOL --at POINT [--writable]"
+ * ```
+ */
 export function commandSynopsis(command: Command): string {
   const positionals = command.arguments.map((name) => name.endsWith("?") ? `[${name.slice(0, -1)}]` : name);
   const flags = Object.entries(command.flags as FlagSpecs).map(([name, spec]) => {

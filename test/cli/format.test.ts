@@ -121,6 +121,7 @@ describe("tables and screens", () => {
     expect(text).toContain("    seq:50 .. seq:60  2026-11-22 09:30:00 +01:00 → 2026-11-22 09:35:00 +01:00  (5m)  marking mode\n");
     const lagging = formatVolumeStatus({ ...volume, lagSeconds: 12.5, linked: false, dirtyRegions: undefined }, utc);
     expect(lagging).toContain("switch NOT linked");
+    expect(lagging).toContain("\nTimes in UTC.\n");
     expect(lagging).toContain("  Lag (RPO)    12s behind\n");
     expect(lagging).toContain("  DRL dirty    not known here (the switch reports it)\n");
   });

@@ -284,6 +284,15 @@ describe("snapshots, images, diff, timeline, retention", () => {
     expect(again.stderr).toContain('No snapshot "before-migration" of db');
   });
 
+  it("names with ':' and '.' travel escaped in the path and come back whole", async () => {
+    const fake = createFakeApi();
+    expect((await cli(["snapshot", "db", "release:1.2", ...auth], { fake })).code).toBe(0);
+    const removed = await cli(["snapshot", "rm", "db", "release:1.2", ...auth], { fake });
+    expect(removed.code).toBe(0);
+    expect(fake.requests.at(-1)?.path).toBe("/v1/volumes/db/snapshots/release%3A1.2");
+    expect(fake.snapshots.get("db")?.map((snapshot) => snapshot.name)).toEqual(["nightly", "before-upgrade"]);
+  });
+
   it("image prints only the URI on stdout; the point and any warning go to stderr", async () => {
     const run = await cli(["image", "logs", "--at", "seq:55", ...auth]);
     expect(run.code).toBe(0);
