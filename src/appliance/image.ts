@@ -4,9 +4,10 @@
  * portions of the write log such that the resulting point-in-time image is the same as if
  * the log were played back one write at a time"). Opening copies no data; a read resolves
  * its range through the layers (newest first) and reads the journal where they point. What
- * no layer maps was never written: zeros.
+ * no layer maps was never written: zeros. A zero run (a restore to a point where those bytes
+ * were never written, seed 003 [0075]) reads as zeros too, and hides what older layers map.
  */
-import { HOLE } from "../core/delta_map.ts";
+import { HOLE, isZeroAddress } from "../core/delta_map.ts";
 import type { DeltaMap } from "../core/delta_map.ts";
 import { resolveLayers } from "../core/layered_lookup.ts";
 import {
@@ -62,7 +63,7 @@ export class ImageDevice implements BlockDevice {
     let many: Promise<void>[] | undefined;
     resolveLayers(this.#layers, offsetBytes, target.length, (pieceOffsetBytes, pieceLengthBytes, addressBytes) => {
       const from = pieceOffsetBytes - offsetBytes;
-      if (addressBytes === HOLE) {
+      if (addressBytes === HOLE || isZeroAddress(addressBytes)) {
         target.fill(0, from, from + pieceLengthBytes);
         return;
       }

@@ -13,17 +13,25 @@
  * | bytes | level-0 blob | merged / point blob |
  * | --- | --- | --- |
  * | 0-3 | magic `AML0` | magic `AMMP` |
- * | 4-7 | version 1 | version 1 |
- * | 8-15 | rows (u32), reserved | — |
+ * | 4-7 | version 1, or 2 with restore deltas | version 1 |
+ * | 8-15 | rows (u32), restore deltas R (u32; 0 in version 1) | — |
  * | 16-47 | fromIndex, firstSeq, lastSeq, endAddressBytes (f64) | — |
  * | 48- | columns seq, timeUs, offsetBytes, lengthBytes, addressBytes (f64 × rows), kind (u8 × rows, padded to 8) | — |
  * | then | the encoded {@link DeltaMap} | the encoded {@link DeltaMap} (from byte 8) |
+ * | then | R × (row within the blob (f64), the encoded delta of that restore row) | — |
  * | last 8 | XXH64 of all before | XXH64 of all before |
+ *
+ * A restore marker's delta (seed 003 [0075]) is stored with the level-0 map of its interval
+ * because the write index needs it to cut points inside that interval, and recomputing it at
+ * start-up would need the maps of the point restored to. Version 1 is still written when a
+ * level-0 map holds no restore, so those files stay readable by the previous release; both
+ * versions are read. Encoded maps with zero runs carry their own version (see `delta_map.ts`).
  */
 import { assert } from "../core/assert.ts";
 import type { Checksum } from "../core/checksum.ts";
-import { DeltaMap } from "../core/delta_map.ts";
+import { DeltaMap, type MapRecord } from "../core/delta_map.ts";
 import type { SegmentStore } from "../io/segment_store.ts";
+import { journalRecordKinds } from "./journal_record.ts";
 import type { LevelZeroMap, MapKey } from "./map_hierarchy.ts";
 import type { TimelineMarker } from "./volume_timeline.ts";
 import type { WriteIndexSlice } from "./write_index.ts";
@@ -31,6 +39,8 @@ import type { WriteIndexSlice } from "./write_index.ts";
 const LEVEL_ZERO_MAGIC = 0x304c4d41; // "AML0"
 const MERGED_MAGIC = 0x504d4d41; // "AMMP"
 const VERSION = 1;
+/** Level-0 blobs with restore deltas. */
+const LEVEL_ZERO_VERSION_RESTORES = 2;
 const LEVEL_ZERO_HEADER_BYTES = 48;
 const CHECKSUM_BYTES = 8;
 const LEVEL_STRIDE = 2 ** 40;
@@ -104,12 +114,19 @@ export class MapStore {
     const rowCount = rows.seq.length;
     const kindBytes = align8(rowCount);
     const mapBytes = levelZero.map.encode();
-    const total = LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + kindBytes + mapBytes.length + CHECKSUM_BYTES;
+    const deltas = rows.restoreDeltas.map((record) => ({ row: record.index, bytes: record.map.encode() }));
+    let deltaBytes = 0;
+    for (const delta of deltas) {
+      assert(delta.row >= 0 && delta.row < rowCount, `Restore delta of row ${delta.row} lies in the blob's rows`);
+      deltaBytes += 8 + delta.bytes.length;
+    }
+    const total = LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + kindBytes + mapBytes.length + deltaBytes + CHECKSUM_BYTES;
     const blob = new Uint8Array(total);
     const view = new DataView(blob.buffer);
     view.setUint32(0, LEVEL_ZERO_MAGIC, true);
-    view.setUint32(4, VERSION, true);
+    view.setUint32(4, deltas.length === 0 ? VERSION : LEVEL_ZERO_VERSION_RESTORES, true);
     view.setUint32(8, rowCount, true);
+    view.setUint32(12, deltas.length, true);
     view.setFloat64(16, levelZero.fromIndex, true);
     view.setFloat64(24, levelZero.firstSeq, true);
     view.setFloat64(32, levelZero.lastSeq, true);
@@ -122,6 +139,14 @@ export class MapStore {
     blob.set(rows.kind, at);
     at += kindBytes;
     blob.set(mapBytes, at);
+    at += mapBytes.length;
+    // Encoded maps are 16 + 24n bytes, so every field here stays 8-byte aligned.
+    for (const delta of deltas) {
+      view.setFloat64(at, delta.row, true);
+      blob.set(delta.bytes, at + 8);
+      at += 8 + delta.bytes.length;
+    }
+    assert(at === total - CHECKSUM_BYTES, "Level-0 blob fields fill the blob");
     await this.#writeBlob(mapSegmentId({ kind: "levelZero", index }), blob);
   }
 
@@ -132,19 +157,34 @@ export class MapStore {
     if (blob.length < LEVEL_ZERO_HEADER_BYTES || view.getUint32(0, true) !== LEVEL_ZERO_MAGIC) {
       throw new SyntaxError(`Cannot read ${what}: bad magic`);
     }
+    const version = view.getUint32(4, true);
+    if (version !== VERSION && version !== LEVEL_ZERO_VERSION_RESTORES) {
+      throw new SyntaxError(`Cannot read ${what}: version ${version} is not ${VERSION} or ${LEVEL_ZERO_VERSION_RESTORES}`);
+    }
     const rowCount = view.getUint32(8, true);
+    const deltaCount = view.getUint32(12, true);
+    if (version === VERSION && deltaCount !== 0) {
+      throw new SyntaxError(`Cannot read ${what}: version ${version} has no restore deltas, but it counts ${deltaCount}`);
+    }
     const kindBytes = align8(rowCount);
     const mapFrom = LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + kindBytes;
     if (mapFrom > blob.length) throw new SyntaxError(`Cannot read ${what}: ${rowCount} rows do not fit`);
     const column = (i: number) =>
       new Float64Array(blob.slice(LEVEL_ZERO_HEADER_BYTES + i * rowCount * 8, LEVEL_ZERO_HEADER_BYTES + (i + 1) * rowCount * 8).buffer);
+    const kind = blob.slice(LEVEL_ZERO_HEADER_BYTES + rowCount * 40, LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + rowCount);
+    // Version 1 holds one map to the end; version 2 says how long each map is in its header.
+    const mapTo = version === VERSION ? blob.length : mapFrom + DeltaMap.encodedLengthOf(blob.subarray(mapFrom));
+    if (mapTo > blob.length) throw new SyntaxError(`Cannot read ${what}: its map does not fit`);
+    const map = DeltaMap.decode(blob.subarray(mapFrom, mapTo));
+    const restoreDeltas = decodeRestoreDeltas(blob.subarray(mapTo), { what, deltaCount, kind });
     const rows: WriteIndexSlice = {
       seq: column(0),
       timeUs: column(1),
       offsetBytes: column(2),
       lengthBytes: column(3),
       addressBytes: column(4),
-      kind: blob.slice(LEVEL_ZERO_HEADER_BYTES + rowCount * 40, LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + rowCount),
+      kind,
+      restoreDeltas,
     };
     const fromIndex = view.getFloat64(16, true);
     const levelZero: LevelZeroMap = {
@@ -153,7 +193,7 @@ export class MapStore {
       firstSeq: view.getFloat64(24, true),
       lastSeq: view.getFloat64(32, true),
       endAddressBytes: view.getFloat64(40, true),
-      map: DeltaMap.decode(blob.subarray(mapFrom)),
+      map,
     };
     return { levelZero, rows };
   }
@@ -212,6 +252,34 @@ export class MapStore {
     }
     return body;
   }
+}
+
+/**
+ * Decodes the restore deltas that follow a level-0 blob's map: exactly `deltaCount` of them,
+ * filling `bytes`, each for a restore row of `kind` (ascending).
+ */
+function decodeRestoreDeltas(
+  bytes: Uint8Array,
+  options: { what: string; deltaCount: number; kind: Uint8Array },
+): MapRecord[] {
+  const { what, deltaCount, kind } = options;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const records: MapRecord[] = [];
+  let at = 0;
+  for (let i = 0; i < deltaCount; i++) {
+    if (at + 8 > bytes.length) throw new SyntaxError(`Cannot read ${what}: restore delta ${i} does not fit`);
+    const row = view.getFloat64(at, true);
+    const previous = records.length === 0 ? -1 : records[records.length - 1].index;
+    if (!Number.isSafeInteger(row) || row <= previous || row >= kind.length || kind[row] !== journalRecordKinds.restore) {
+      throw new SyntaxError(`Cannot read ${what}: restore delta ${i} names row ${row}, not a later restore row`);
+    }
+    const length = DeltaMap.encodedLengthOf(bytes.subarray(at + 8));
+    if (at + 8 + length > bytes.length) throw new SyntaxError(`Cannot read ${what}: restore delta ${i} does not fit`);
+    records.push({ index: row, map: DeltaMap.decode(bytes.subarray(at + 8, at + 8 + length)) });
+    at += 8 + length;
+  }
+  if (at !== bytes.length) throw new SyntaxError(`Cannot read ${what}: ${bytes.length - at} bytes follow its maps`);
+  return records;
 }
 
 function align8(bytes: number): number {

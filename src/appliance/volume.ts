@@ -7,11 +7,22 @@
  * to images when the journal reports them durable. Every `levelZeroWritesMax` durable records
  * seal a level-0 map; the hierarchy then merges and writes point maps; all maps are persisted
  * with a catalogue, so a restart loads maps and scans only the journal tail.
+ *
+ * Restore (seed 003 [0075]: "roll forward changes ... at the user's preference"; DESIGN.md,
+ * "Restore") is a marker that moves no data: "from here the state is the state after seq
+ * toSeq". When the marker becomes durable its delta is synthesized from the maps — for every
+ * extent where the state just before the marker and the state at toSeq read differently, a
+ * run pointing where the state at toSeq reads, or a zero run where it reads zeros — and kept
+ * with the marker's row of the write index, so the level-0 map of the interval holding it,
+ * every merged and point map above, every cut inside the interval and every diff include it
+ * like a write. The journal keeps all history, so a later restore may go back again or
+ * forward (even to a point after this marker); every point before the marker stays as it was.
  */
 import { assert } from "../core/assert.ts";
 import type { Checksum } from "../core/checksum.ts";
 import { createChecksum } from "../core/checksum.ts";
 import { DeltaMap, type Extent } from "../core/delta_map.ts";
+import { flattenLayers } from "../core/layered_lookup.ts";
 import { limits } from "../core/limits.ts";
 import { checkSnapshotName, parsePoint, type Point } from "../core/point.ts";
 import { formatTimeUs } from "../core/units.ts";
@@ -317,15 +328,50 @@ export class Volume {
     return this.#tryAppend(RecordKind.write, write);
   }
 
-  /** Appends a marker (snapshot, gap, ...) with a small JSON payload. */
+  /**
+   * Appends a marker (snapshot, gap, ...) with a small JSON payload. A `restore` marker's
+   * payload is `{toSeq}` (see {@link appendRestore}); `toSeq` may name a record appended but
+   * not yet durable, since the marker cannot become durable before it.
+   *
+   * @throws {ConflictError} for a seq that is not the next, {@link PointUnavailableError} for
+   * a restore to a seq before the retained range, RangeError for a payload over the limit or
+   * a restore without an integer `toSeq` before the marker; nothing is appended.
+   */
   appendMarker(marker: { seq: number; timeUs: number; kind: number; payload?: unknown }): Promise<number> {
     this.#checkSeq(marker.seq);
     assert(marker.kind !== RecordKind.write && marker.kind !== RecordKind.baseline, "A marker is not a write");
+    if (marker.kind === RecordKind.restore) this.#checkRestoreTarget(marker.seq, marker.payload);
     const payload = new TextEncoder().encode(JSON.stringify(marker.payload ?? {}));
     if (payload.length > limits.markerPayloadBytesMax) {
       throw new RangeError(`Cannot append a marker of ${payload.length} bytes: the limit is ${limits.markerPayloadBytesMax}`);
     }
     return this.#append(marker.kind, { seq: marker.seq, timeUs: marker.timeUs, offsetBytes: 0, data: payload });
+  }
+
+  /**
+   * Appends a restore marker at `seq`: from it on the volume's state is the state at `toPoint`
+   * (resolved now, among durable points), and later writes land on that state. No data is
+   * copied: the marker's delta is synthesized from the maps when it becomes durable (module
+   * docs). Resolves, like {@link appendMarker}, when the marker is in the journal's buffer;
+   * {@link flush} makes it durable. The payload records `{toSeq}` and, for text, the POINT.
+   *
+   * @throws {ConflictError} for a seq that is not the next, SyntaxError for text that is not
+   * a POINT, {@link PointUnavailableError} for a point outside the retained range; nothing
+   * is appended.
+   * @example
+   * ```ts
+   * await volume.appendRestore({ seq: volume.nextSeq, timeUs: clock.nowUs(), toPoint: "snap:before-upgrade" });
+   * await volume.flush();
+   * volume.openImage("head"); // reads as snap:before-upgrade did
+   * ```
+   */
+  appendRestore(restore: { seq: number; timeUs: number; toPoint: Point | string }): Promise<number> {
+    this.#checkSeq(restore.seq);
+    const target = this.resolvePoint(restore.toPoint);
+    const payload = typeof restore.toPoint === "string"
+      ? { toSeq: target.seq, point: restore.toPoint }
+      : { toSeq: target.seq };
+    return this.appendMarker({ seq: restore.seq, timeUs: restore.timeUs, kind: RecordKind.restore, payload });
   }
 
   /**
@@ -378,6 +424,23 @@ export class Volume {
     if (seq !== this.#nextSeq) {
       throw new ConflictError(`Cannot append seq ${seq} to volume "${this.name}": the next seq is ${this.#nextSeq}`);
     }
+  }
+
+  /** A restore marker at `seq` must name an integer `toSeq` in the retained range before it. */
+  #checkRestoreTarget(seq: number, payload: unknown): void {
+    const toSeq = payload !== null && typeof payload === "object" ? (payload as { toSeq?: unknown }).toSeq : undefined;
+    if (typeof toSeq !== "number" || !Number.isSafeInteger(toSeq)) {
+      throw new RangeError(
+        `Cannot append a restore marker at seq ${seq} to volume "${this.name}": its payload needs toSeq, ` +
+          `the integer seq to restore to (got ${JSON.stringify(toSeq) ?? "nothing"})`,
+      );
+    }
+    if (toSeq >= seq) {
+      throw new RangeError(
+        `Cannot restore volume "${this.name}" to seq:${toSeq} at seq ${seq}: the point restored to must come before the marker`,
+      );
+    }
+    if (toSeq < this.window().from.seq) throw this.#pointUnavailable(`seq:${toSeq}`);
   }
 
   #checkWrite(offsetBytes: number, data: Uint8Array): void {
@@ -470,6 +533,7 @@ export class Volume {
 
   #applyMarker(row: number, kind: number, payload: Uint8Array): void {
     const detail = parseMarkerDetail(payload);
+    if (kind === RecordKind.restore) this.#index.setRestoreDelta(row, this.#restoreDeltaOfRow(row, detail.toSeq));
     this.#timeline.add({
       seq: this.#index.seq[row],
       timeUs: this.#index.timeUs[row],
@@ -487,6 +551,27 @@ export class Volume {
     } else {
       this.#snapshots.delete(name);
     }
+  }
+
+  /**
+   * The delta of the restore marker at `row` (module docs). Only the extents changed between
+   * the point restored to and the marker can differ, so only those are resolved in both
+   * states; the rest of the volume is not looked at. `appendMarker` checked `toSeq`; a record
+   * that fails the check anyway (journaled before restores took effect) changes nothing.
+   */
+  #restoreDeltaOfRow(row: number, toSeq: unknown): DeltaMap {
+    const index = this.#index;
+    const seq = index.seq[row];
+    if (typeof toSeq !== "number" || !Number.isSafeInteger(toSeq) || toSeq < 0 || toSeq >= seq) {
+      this.#deps.log?.(`Volume ${this.name}: the restore marker at seq ${seq} names no earlier seq (${String(toSeq)}); it changes nothing`);
+      return DeltaMap.empty();
+    }
+    const targetRowEnd = index.lastIndexAtOrBeforeSeq(toSeq, row) + 1;
+    const changed = this.#changedExtents(targetRowEnd, row);
+    if (changed.length === 0) return DeltaMap.empty();
+    const target = flattenLayers(this.#layersForRowEnd(targetRowEnd), changed);
+    const current = flattenLayers(this.#layersForRowEnd(row), changed);
+    return DeltaMap.restoreDelta(current, target, { seq });
   }
 
   /** Seals full level-0 maps from durable rows and queues their persistence. */
@@ -637,17 +722,11 @@ export class Volume {
   resolvePoint(point: Point | string): PointReport {
     const parsed = typeof point === "string" ? parsePoint(point) : point;
     const window = this.window();
-    const unavailable = (what: string) =>
-      new PointUnavailableError(
-        `Point ${what} of volume "${this.name}" is outside the retained range ` +
-          `seq:${window.from.seq} (${formatTimeUs(window.from.timeUs)}) to seq:${window.to.seq} (${formatTimeUs(window.to.timeUs)})`,
-        { from: `seq:${window.from.seq}`, to: `seq:${window.to.seq}` },
-      );
     switch (parsed.kind) {
       case "head":
         return this.#reportForRowEnd(this.#durableRows);
       case "seq":
-        if (parsed.seq < window.from.seq || parsed.seq > window.to.seq) throw unavailable(`seq:${parsed.seq}`);
+        if (parsed.seq < window.from.seq || parsed.seq > window.to.seq) throw this.#pointUnavailable(`seq:${parsed.seq}`);
         return this.#reportForSeq(parsed.seq);
       case "snapshot": {
         const snapshot = this.#snapshots.get(parsed.name);
@@ -665,12 +744,22 @@ export class Volume {
       case "relative": {
         const timeUs = parsed.kind === "time" ? parsed.timeUs : this.#deps.clock.nowUs() - parsed.agoUs;
         if (timeUs < window.from.timeUs || timeUs > this.#deps.clock.nowUs() + 1_000_000) {
-          throw unavailable(formatTimeUs(timeUs));
+          throw this.#pointUnavailable(formatTimeUs(timeUs));
         }
         const row = this.#index.lastIndexAtOrBeforeTime(timeUs, this.#durableRows);
         return this.#reportForSeq(row < 0 ? 0 : this.#index.seq[row]);
       }
     }
+  }
+
+  /** The error for a point outside the retained range, naming the range. */
+  #pointUnavailable(what: string): PointUnavailableError {
+    const window = this.window();
+    return new PointUnavailableError(
+      `Point ${what} of volume "${this.name}" is outside the retained range ` +
+        `seq:${window.from.seq} (${formatTimeUs(window.from.timeUs)}) to seq:${window.to.seq} (${formatTimeUs(window.to.timeUs)})`,
+      { from: `seq:${window.from.seq}`, to: `seq:${window.to.seq}` },
+    );
   }
 
   #reportForSeq(seq: number): PointReport {
@@ -715,14 +804,19 @@ export class Volume {
 
   /**
    * The extents written between two points: what differs between their images (a superset
-   * when a later write put back the same bytes). Ascending, merged.
+   * when a later write put back the same bytes). Ascending, merged. A restore marker between
+   * them counts with the extents its delta changed.
    */
   diff(from: Point | string, to: Point | string): { from: PointReport; to: PointReport; extents: Extent[] } {
     const a = this.resolvePoint(from);
     const b = this.resolvePoint(to);
     const [low, high] = a.rowEnd <= b.rowEnd ? [a.rowEnd, b.rowEnd] : [b.rowEnd, a.rowEnd];
-    const layers = this.#layersBetweenRows(low, high);
-    const changed = DeltaMap.mergeAll(layers.reverse());
+    return { from: a, to: b, extents: this.#changedExtents(low, high) };
+  }
+
+  /** The extents rows [low, high) changed (writes and restore deltas), ascending, merged. */
+  #changedExtents(low: number, high: number): Extent[] {
+    const changed = DeltaMap.mergeAll(this.#layersBetweenRows(low, high).reverse());
     const extents: Extent[] = [];
     changed.forEachRun((offsetBytes, lengthBytes, addressBytes) => {
       if (addressBytes < 0) return;
@@ -730,7 +824,7 @@ export class Volume {
       if (last !== undefined && last.offsetBytes + last.lengthBytes === offsetBytes) last.lengthBytes += lengthBytes;
       else extents.push({ offsetBytes, lengthBytes });
     });
-    return { from: a, to: b, extents };
+    return extents;
   }
 
   /** Maps whose overlay is the change made by rows [low, high), newest first. */

@@ -8,11 +8,20 @@
  * Marker rows have `lengthBytes` 0 (so map builders skip them) and keep their payload length
  * in `offsetBytes` (markers have no primary offset), which locates the end of their record.
  *
- * Appliance-side memory: 41 bytes per record. It grows with retained history, not with load
- * on the switch's write path.
+ * Restore rows (seed 003 [0075]: "from here the state is POINT's") change the state by a map,
+ * not an extent: the volume synthesizes that delta when the row becomes durable and hands it
+ * to {@link WriteIndex.setRestoreDelta}; map builders then find it through
+ * {@link WriteIndex.mapRecordsBetween} (see `DeltaMap.fromWrites`). The columns stay as they
+ * are; restores are few, so they live in a short side list.
+ *
+ * Appliance-side memory: 41 bytes per record, plus 24 bytes per run of each restore delta. It
+ * grows with retained history, not with load on the switch's write path.
  */
 import { assert } from "../core/assert.ts";
-import type { WriteColumns } from "../core/delta_map.ts";
+import { DeltaMap, type MapRecord, type WriteColumns } from "../core/delta_map.ts";
+import { journalRecordKinds } from "./journal_record.ts";
+
+const noMapRecords: readonly MapRecord[] = Object.freeze([]);
 
 const INITIAL_CAPACITY = 1024;
 
@@ -25,6 +34,10 @@ export class WriteIndex implements WriteColumns {
   timeUs = new Float64Array(INITIAL_CAPACITY);
   kind = new Uint8Array(INITIAL_CAPACITY);
   #count = 0;
+  /** Rows of restore markers, ascending. */
+  readonly #restoreRows: number[] = [];
+  /** The synthesized delta of each restore row (same order), undefined until it is set. */
+  readonly #restoreDeltas: (DeltaMap | undefined)[] = [];
 
   /** Rows appended so far. */
   get count(): number {
@@ -48,6 +61,10 @@ export class WriteIndex implements WriteColumns {
     this.offsetBytes[index] = offsetBytes;
     this.lengthBytes[index] = lengthBytes;
     this.addressBytes[index] = addressBytes;
+    if (kind === journalRecordKinds.restore) {
+      this.#restoreRows.push(index);
+      this.#restoreDeltas.push(undefined);
+    }
     return index;
   }
 
@@ -55,6 +72,40 @@ export class WriteIndex implements WriteColumns {
   truncate(count: number): void {
     assert(count >= 0 && count <= this.#count, `Cannot truncate the write index to ${count}`);
     this.#count = count;
+    const keep = lowerBound(this.#restoreRows, count);
+    this.#restoreRows.length = keep;
+    this.#restoreDeltas.length = keep;
+  }
+
+  /** Sets the synthesized delta of restore row `row` (once, when the row is durable). */
+  setRestoreDelta(row: number, delta: DeltaMap): void {
+    const at = lowerBound(this.#restoreRows, row);
+    assert(this.#restoreRows[at] === row, `Row ${row} is not a restore marker`);
+    assert(this.#restoreDeltas[at] === undefined, `Restore row ${row} has its delta already`);
+    this.#restoreDeltas[at] = delta;
+  }
+
+  /** The delta of restore row `row`, or undefined while it is not synthesized yet. */
+  restoreDeltaOf(row: number): DeltaMap | undefined {
+    const at = lowerBound(this.#restoreRows, row);
+    assert(this.#restoreRows[at] === row, `Row ${row} is not a restore marker`);
+    return this.#restoreDeltas[at];
+  }
+
+  /**
+   * The restore rows in [fromIndex, toIndex) with their deltas, ascending (the map records of
+   * `DeltaMap.fromWrites`). Every one must have its delta: maps are built from durable rows.
+   */
+  mapRecordsBetween(fromIndex: number, toIndex: number): readonly MapRecord[] {
+    const rows = this.#restoreRows;
+    if (rows.length === 0 || rows[rows.length - 1] < fromIndex) return noMapRecords;
+    const records: MapRecord[] = [];
+    for (let at = lowerBound(rows, fromIndex); at < rows.length && rows[at] < toIndex; at++) {
+      const map = this.#restoreDeltas[at];
+      assert(map !== undefined, `Restore row ${rows[at]} is mapped before its delta was synthesized`);
+      records.push({ index: rows[at], map });
+    }
+    return records;
   }
 
   /**
@@ -72,7 +123,10 @@ export class WriteIndex implements WriteColumns {
 
   /** Copies rows [fromIndex, toIndex) of every column, for persisting a level-0 map. */
   slice(fromIndex: number, toIndex: number): WriteIndexSlice {
+    const restoreDeltas = this.mapRecordsBetween(fromIndex, toIndex)
+      .map((record) => ({ index: record.index - fromIndex, map: record.map }));
     return {
+      restoreDeltas,
       kind: this.kind.slice(fromIndex, toIndex),
       seq: this.seq.slice(fromIndex, toIndex),
       timeUs: this.timeUs.slice(fromIndex, toIndex),
@@ -82,7 +136,11 @@ export class WriteIndex implements WriteColumns {
     };
   }
 
-  /** Appends the rows of a persisted slice (start-up: reloading level-0 maps). */
+  /**
+   * Appends the rows of a persisted slice (start-up: reloading level-0 maps). A restore row the
+   * slice has no delta for was journaled before restores took effect (a version-1 level-0
+   * map, built without one): it changes nothing, so its delta is empty.
+   */
   pushSlice(slice: WriteIndexSlice): void {
     const rows = slice.seq.length;
     if (this.#count + rows > this.seq.length) {
@@ -96,11 +154,26 @@ export class WriteIndex implements WriteColumns {
     this.lengthBytes.set(slice.lengthBytes, at);
     this.addressBytes.set(slice.addressBytes, at);
     this.#count += rows;
+    let next = 0;
+    for (let row = 0; row < rows; row++) {
+      if (slice.kind[row] !== journalRecordKinds.restore) continue;
+      this.#restoreRows.push(at + row);
+      const record = slice.restoreDeltas[next];
+      if (record !== undefined && record.index === row) {
+        this.#restoreDeltas.push(record.map);
+        next++;
+      } else {
+        this.#restoreDeltas.push(DeltaMap.empty());
+      }
+    }
+    assert(next === slice.restoreDeltas.length, "Every restore delta of a slice belongs to a restore row");
   }
 
-  /** Memory held by the columns. */
+  /** Memory held by the columns and the restore deltas. */
   get byteLength(): number {
-    return this.seq.length * 41;
+    let deltaBytes = 0;
+    for (const delta of this.#restoreDeltas) deltaBytes += delta?.byteLength ?? 0;
+    return this.seq.length * 41 + deltaBytes;
   }
 
   #grow(capacity: number): void {
@@ -122,12 +195,26 @@ export class WriteIndex implements WriteColumns {
 
 /** A copy of some rows of a {@link WriteIndex}. */
 export interface WriteIndexSlice {
+  /** The deltas of the slice's restore rows, by index within the slice, ascending. */
+  readonly restoreDeltas: readonly MapRecord[];
   readonly kind: Uint8Array;
   readonly seq: Float64Array;
   readonly timeUs: Float64Array;
   readonly offsetBytes: Float64Array;
   readonly lengthBytes: Float64Array;
   readonly addressBytes: Float64Array;
+}
+
+/** First index of the ascending `values` whose value is >= key. */
+function lowerBound(values: readonly number[], key: number): number {
+  let low = 0;
+  let high = values.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (values[middle] < key) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 /** First index in [0, count) whose value is > key (values non-decreasing). */

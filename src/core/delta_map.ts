@@ -26,12 +26,53 @@
  * older maps); a hole in a full point map means "never written" (reads as zeros). The
  * structure is the same. Maps are immutable once built: never write into the arrays.
  *
+ * Zero runs: a restore (seed 003 [0075]; DESIGN.md, "Restore") must be able to say "from here
+ * these bytes read as zeros" where the restored point never wrote them, and that must win
+ * over older layers like any write, which a hole cannot (it falls through). So journal
+ * addresses stay below {@link ZERO_ADDRESS_BASE_BYTES} (2^52) and the addresses from there on
+ * name zeros: a zero run starting at primary offset p has address `2^52 + p`. Everything that
+ * treats addresses as "advancing one for one with the offset" (merge, overlay, diff, the
+ * canonical collapse, layered lookup) then handles zero runs with no special case; only
+ * readers of journal bytes ({@link isZeroAddress}) and the codec (version 2 marks a map that
+ * holds zero runs) know them. No extra column: still 24 bytes per run.
+ *
  * @module
  */
 import { assert } from "./assert.ts";
 
 /** `addressBytes` of a run that maps nothing (seq of such a run is -1). */
 export const HOLE = -1;
+
+/**
+ * Journal addresses lie below this; a mapped run whose address is at or above it reads as
+ * zeros, and its address is exactly this plus its primary offset (module docs: zero runs).
+ * 2^52 bytes of journal (4 PiB) and of primary offsets are the limits this leaves.
+ */
+export const ZERO_ADDRESS_BASE_BYTES = 2 ** 52;
+
+/**
+ * The address a zero run has at primary offset `offsetBytes` (module docs: zero runs).
+ *
+ * @example
+ * ```ts
+ * zeroAddressOf(4096); // 2 ** 52 + 4096
+ * ```
+ */
+export function zeroAddressOf(offsetBytes: number): number {
+  return ZERO_ADDRESS_BASE_BYTES + offsetBytes;
+}
+
+/**
+ * True when a mapped address names zeros rather than journal bytes.
+ *
+ * @example
+ * ```ts
+ * if (isZeroAddress(addressBytes)) target.fill(0);
+ * ```
+ */
+export function isZeroAddress(addressBytes: number): boolean {
+  return addressBytes >= ZERO_ADDRESS_BASE_BYTES;
+}
 
 /**
  * Write records in journal order (index order is time order), one column per field, as the
@@ -42,6 +83,20 @@ export interface WriteColumns {
   readonly lengthBytes: Float64Array;
   readonly addressBytes: Float64Array;
   readonly seq: Float64Array;
+  /**
+   * The records in [fromIndex, toIndex) whose change is a whole map rather than one extent
+   * (restore markers: their synthesized delta), ascending by index; absent or empty when
+   * there are none. Such a record is a marker row (`lengthBytes === 0`) of the columns.
+   */
+  mapRecordsBetween?(fromIndex: number, toIndex: number): readonly MapRecord[];
+}
+
+/** A record of {@link WriteColumns} whose change is a map (see `mapRecordsBetween`). */
+export interface MapRecord {
+  /** The record's index in the columns. */
+  readonly index: number;
+  /** What the record changes, newest wins like a write; its seq is the record's. */
+  readonly map: DeltaMap;
 }
 
 /** Options of {@link DeltaMap.fromWrites}. */
@@ -79,7 +134,10 @@ export const DELTA_MAP_HEADER_BYTES = 16;
 export const FROM_WRITES_RECORDS_MAX = 2 ** 24;
 
 const MAGIC = 0x4d445441; // "ATDM" read as a little-endian u32
-const VERSION = 1;
+/** The version of a map without zero runs: bytes identical to those before zero runs existed. */
+const VERSION_PLAIN = 1;
+/** The version of a map that holds zero runs, which a version-1 reader would take for journal bytes. */
+const VERSION_ZERO_RUNS = 2;
 const RUN_COUNT_MAX = 0xffff_ffff; // the header's u32 field
 
 // Encoding copies the float64 arrays byte for byte, which is little-endian only on a
@@ -165,12 +223,53 @@ export class DeltaMap {
   }
 
   /**
+   * The map of the pieces `emit` passes to `add`, in ascending order and not overlapping
+   * (a {@link PieceVisitor}'s calls: offset, length, address or HOLE, seq); what no piece
+   * covers is a hole. Pieces that continue each other are joined. This is how a resolution
+   * through several layers ({@link resolveLayers}) becomes one map.
+   *
+   * @throws {RangeError} when the pieces are out of order or overlap, or the result is not a
+   * valid map (a bad address or seq).
+   * @example
+   * ```ts
+   * const map = DeltaMap.fromPieces((add) => {
+   *   add(0, 4096, 8192, 7);
+   *   add(8192, 512, HOLE, -1);
+   * });
+   * ```
+   */
+  static fromPieces(emit: (add: PieceVisitor) => void): DeltaMap {
+    const builder = new RunBuilder(16, { growable: true });
+    let endBytes = 0;
+    emit((offsetBytes, lengthBytes, addressBytes, seq) => {
+      if (!isSafeCount(offsetBytes) || !isSafeCount(lengthBytes) || offsetBytes < endBytes) {
+        throw new RangeError(
+          `Cannot add ${lengthBytes} bytes at offset ${offsetBytes} to a map: pieces must be ascending from ${endBytes}`,
+        );
+      }
+      if (lengthBytes === 0) return;
+      if (offsetBytes > endBytes && builder.count > 0) builder.push(endBytes, HOLE, -1);
+      builder.push(offsetBytes, addressBytes, addressBytes === HOLE ? -1 : seq);
+      endBytes = offsetBytes + lengthBytes;
+    });
+    if (builder.count > 0) builder.push(endBytes, HOLE, -1);
+    const [startBytes, addressBytes, seq] = builder.finish();
+    const map = new DeltaMap(startBytes, addressBytes, seq);
+    const violation = map.findViolation();
+    if (violation !== undefined) throw new RangeError(`Cannot build a delta map from pieces: ${violation}`);
+    return map;
+  }
+
+  /**
    * The map of the write records in [fromIndex, toIndex) of `columns`: the newest record (the
    * highest index) wins where records overlap; markers (`lengthBytes === 0`) and records with
    * a seq above `seqMax` are left out. O(W log W) for W records: the 2W endpoints are sorted,
-   * then swept with a max-heap of the records covering the sweep position.
+   * then swept with a max-heap of the records covering the sweep position. A map record
+   * (`columns.mapRecordsBetween`: a restore's delta) takes part as what it is, a map laid over
+   * the records before it and under those after it.
    *
-   * @throws {RangeError} when the index range or a record is out of bounds.
+   * @throws {RangeError} when the index range or a record is out of bounds (a journal address
+   * must end at or below {@link ZERO_ADDRESS_BASE_BYTES}).
    * @example
    * ```ts
    * const map = DeltaMap.fromWrites(columns, { fromIndex: 0, toIndex: 4096, seqMax: 1200 });
@@ -181,6 +280,30 @@ export class DeltaMap {
     const seqMax = options.seqMax ?? Infinity;
     checkWriteRange(columns, fromIndex, toIndex);
     if (Number.isNaN(seqMax)) throw new RangeError("Cannot map writes up to seqMax NaN: not a number");
+    const mapRecords = columns.mapRecordsBetween?.(fromIndex, toIndex);
+    if (mapRecords === undefined || mapRecords.length === 0) {
+      return DeltaMap.#fromWriteRange(columns, fromIndex, toIndex, seqMax);
+    }
+    // A map record (a restore's delta) splits the range: the writes before it, its map, the
+    // writes after it, laid over each other oldest first. Its row is a marker, so the sweeps
+    // leave it out by themselves.
+    const layers: DeltaMap[] = [];
+    let rangeFromIndex = fromIndex;
+    for (const record of mapRecords) {
+      assert(
+        record.index >= rangeFromIndex && record.index < toIndex && columns.lengthBytes[record.index] === 0,
+        `Map record ${record.index} is a marker inside [${rangeFromIndex}, ${toIndex}), in order`,
+      );
+      if (columns.seq[record.index] > seqMax) continue;
+      layers.push(DeltaMap.#fromWriteRange(columns, rangeFromIndex, record.index, seqMax), record.map);
+      rangeFromIndex = record.index + 1;
+    }
+    layers.push(DeltaMap.#fromWriteRange(columns, rangeFromIndex, toIndex, seqMax));
+    return DeltaMap.mergeAll(layers);
+  }
+
+  /** {@link fromWrites} over a range without map records (checked by the caller). */
+  static #fromWriteRange(columns: WriteColumns, fromIndex: number, toIndex: number, seqMax: number): DeltaMap {
     const recordCount = toIndex - fromIndex;
     // Event codes are (local record index << 1) | isEnd; the limit keeps them in a u32.
     const eventPositions = new Float64Array(2 * recordCount);
@@ -308,6 +431,61 @@ export class DeltaMap {
   }
 
   /**
+   * The delta of a restore (seed 003 [0075]; DESIGN.md, "Restore"): what must be laid over a
+   * volume whose full map is `current` so that it reads as `target` reads. Where the two read
+   * alike it is a hole; where they differ it maps what `target` maps there (with its seq), or
+   * zeros ({@link zeroAddressOf}, with `options.seq`) where `target` has a hole — a hole of a
+   * full map reads as zeros, and a zero run wins over older layers as a write would. Holes
+   * and zero runs read alike, so a zero run laid over a hole is left out. One linear walk of
+   * both breakpoint arrays.
+   *
+   * Both maps may be restricted to the same extents (holes elsewhere): outside them they agree,
+   * so the delta is a hole there too.
+   *
+   * @throws {RangeError} when `options.seq` is not a non-negative integer, or either map
+   * reaches past primary offset 2^52 (zero addresses would not be exact there).
+   * @example
+   * ```ts
+   * const delta = DeltaMap.restoreDelta(mapOfNow, mapOfPoint, { seq: restoreSeq });
+   * DeltaMap.overlay(mapOfNow, delta); // reads as mapOfPoint
+   * ```
+   */
+  static restoreDelta(current: DeltaMap, target: DeltaMap, options: { readonly seq: number }): DeltaMap {
+    const zeroSeq = options.seq;
+    if (!isCount(zeroSeq)) throw new RangeError(`Cannot build a restore delta with seq ${zeroSeq}: not a non-negative integer`);
+    const currentStarts = current.startBytes;
+    const targetStarts = target.startBytes;
+    for (const starts of [currentStarts, targetStarts]) {
+      const lastBytes = starts.length === 0 ? 0 : starts[starts.length - 1];
+      if (lastBytes > ZERO_ADDRESS_BASE_BYTES) {
+        throw new RangeError(`Cannot build a restore delta of a map that reaches ${lastBytes}: past 2^52`);
+      }
+    }
+    const builder = new RunBuilder(currentStarts.length + targetStarts.length);
+    let currentNext = 0;
+    let targetNext = 0;
+    let currentRun = -1;
+    let targetRun = -1;
+    while (currentNext < currentStarts.length || targetNext < targetStarts.length) {
+      const currentStart = currentNext < currentStarts.length ? currentStarts[currentNext] : Infinity;
+      const targetStart = targetNext < targetStarts.length ? targetStarts[targetNext] : Infinity;
+      const positionBytes = currentStart < targetStart ? currentStart : targetStart;
+      if (currentStart === positionBytes) currentRun = currentNext++;
+      if (targetStart === positionBytes) targetRun = targetNext++;
+      // As in diff: both sides advance one for one with the offset (a hole read as zeros does
+      // too), so one comparison decides the whole stretch to the next breakpoint.
+      if (current.readAddressAt(currentRun, positionBytes) === target.readAddressAt(targetRun, positionBytes)) {
+        builder.push(positionBytes, HOLE, -1);
+      } else if (targetRun >= 0 && target.addressBytes[targetRun] !== HOLE) {
+        builder.pushRunOf(target, targetRun, positionBytes);
+      } else {
+        builder.push(positionBytes, zeroAddressOf(positionBytes), zeroSeq);
+      }
+    }
+    return DeltaMap.#adopt(builder);
+  }
+
+  /**
    * Decodes {@link DeltaMap.encode}'s bytes, validating all of them.
    *
    * @throws {SyntaxError} when the bytes are not a whole, intact, canonical delta map.
@@ -317,7 +495,7 @@ export class DeltaMap {
    * ```
    */
   static decode(bytes: Uint8Array): DeltaMap {
-    const runCount = decodeHeader(bytes);
+    const { runCount, version } = decodeHeader(bytes);
     // Copy into a fresh, aligned buffer: `bytes` may sit at any offset, and the map must not
     // alias the caller's buffer.
     const body = new Uint8Array(DELTA_MAP_RUN_BYTES * runCount);
@@ -329,7 +507,35 @@ export class DeltaMap {
     );
     const violation = map.findViolation();
     if (violation !== undefined) throw new SyntaxError(`Cannot decode delta map: ${violation}`);
+    // The version is a function of the content, so that one map has one encoding.
+    const zeroRun = map.firstZeroRun();
+    if (version === VERSION_PLAIN && zeroRun >= 0) {
+      throw new SyntaxError(`Cannot decode delta map: version ${version} has no zero runs, but run ${zeroRun} is one`);
+    }
+    if (version === VERSION_ZERO_RUNS && zeroRun < 0) {
+      throw new SyntaxError(`Cannot decode delta map: version ${version} is for maps with zero runs, and it has none`);
+    }
     return map;
+  }
+
+  /**
+   * Bytes of the encoded map that `bytes` begins with (header and runs), read from its header,
+   * so a container can hold several maps one after another.
+   *
+   * @throws {SyntaxError} when `bytes` does not begin with a whole delta map header.
+   * @example
+   * ```ts
+   * const first = DeltaMap.decode(bytes.subarray(0, DeltaMap.encodedLengthOf(bytes)));
+   * ```
+   */
+  static encodedLengthOf(bytes: Uint8Array): number {
+    if (bytes.length < DELTA_MAP_HEADER_BYTES) {
+      throw new SyntaxError(
+        `Cannot decode delta map: ${bytes.length} bytes is shorter than its ${DELTA_MAP_HEADER_BYTES}-byte header`,
+      );
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return DELTA_MAP_HEADER_BYTES + DELTA_MAP_RUN_BYTES * view.getUint32(8, true);
   }
 
   /** Number of breakpoints (entries); the map's size is this times 24 bytes. */
@@ -454,7 +660,8 @@ export class DeltaMap {
   }
 
   /**
-   * Total bytes of the mapped runs (the journal bytes this map keeps alive).
+   * Total bytes of the runs mapped to the journal (the journal bytes this map keeps alive);
+   * zero runs keep nothing alive and are not counted.
    *
    * @example
    * ```ts
@@ -465,9 +672,19 @@ export class DeltaMap {
     const starts = this.startBytes;
     let totalBytes = 0;
     for (let run = 0; run + 1 < starts.length; run++) {
-      if (this.addressBytes[run] !== HOLE) totalBytes += starts[run + 1] - starts[run];
+      const addressBytes = this.addressBytes[run];
+      if (addressBytes !== HOLE && !isZeroAddress(addressBytes)) totalBytes += starts[run + 1] - starts[run];
     }
     return totalBytes;
+  }
+
+  /** Index of the first zero run, or -1 when the map has none. */
+  firstZeroRun(): number {
+    const addresses = this.addressBytes;
+    for (let run = 0; run < addresses.length; run++) {
+      if (addresses[run] !== HOLE && isZeroAddress(addresses[run])) return run;
+    }
+    return -1;
   }
 
   /**
@@ -500,7 +717,8 @@ export class DeltaMap {
   }
 
   /**
-   * The compact binary form: a 16-byte header (magic "ATDM", u16 version 1, u16 zero, u32 run
+   * The compact binary form: a 16-byte header (magic "ATDM", u16 version — 1, or 2 when the
+   * map holds zero runs, so a reader that predates them refuses it —, u16 zero, u32 run
    * count, u32 zero), then the starts, addresses and seqs as float64 little-endian: 16 + 24 ×
    * runCount bytes, the body 8-byte aligned. No checksum here: the container (the map store's
    * blob) carries one over these bytes, and checking twice would only cost time. Decode still
@@ -522,7 +740,7 @@ export class DeltaMap {
     bytes.set(float64Bytes(this.seq), DELTA_MAP_HEADER_BYTES + 16 * runCount);
     const view = new DataView(bytes.buffer);
     view.setUint32(0, MAGIC, true);
-    view.setUint16(4, VERSION, true);
+    view.setUint16(4, this.firstZeroRun() < 0 ? VERSION_PLAIN : VERSION_ZERO_RUNS, true);
     view.setUint16(6, 0, true);
     view.setUint32(8, runCount, true);
     view.setUint32(12, 0, true);
@@ -540,6 +758,12 @@ export class DeltaMap {
     if (run < 0) return HOLE;
     const addressBytes = this.addressBytes[run];
     return addressBytes === HOLE ? HOLE : addressBytes + (positionBytes - this.startBytes[run]);
+  }
+
+  /** What `positionBytes` reads as in a full map: its address, a hole read as zeros. */
+  private readAddressAt(run: number, positionBytes: number): number {
+    const addressBytes = this.addressAt(run, positionBytes);
+    return addressBytes === HOLE ? zeroAddressOf(positionBytes) : addressBytes;
   }
 
   /** What breaks the canonical form, in a sentence, or undefined when nothing does. */
@@ -581,6 +805,8 @@ const Problem = {
   addressPastMax: 6,
   adjacentHoles: 7,
   continues: 8,
+  journalPastMax: 9,
+  zeroNotAligned: 10,
 } as const;
 type Problem = (typeof Problem)[keyof typeof Problem];
 
@@ -602,8 +828,12 @@ function runProblem(starts: Float64Array, addresses: Float64Array, seqs: Float64
     if (!isCount(addressBytes)) return Problem.addressNotCount;
     if (!isCount(seq)) return Problem.seqNotCount;
     // The last run is a hole, so a mapped run always has a successor.
-    if (!(addressBytes + (starts[run + 1] - starts[run]) <= Number.MAX_SAFE_INTEGER)) {
-      return Problem.addressPastMax;
+    const endAddressBytes = addressBytes + (starts[run + 1] - starts[run]);
+    if (!(endAddressBytes <= Number.MAX_SAFE_INTEGER)) return Problem.addressPastMax;
+    if (addressBytes < ZERO_ADDRESS_BASE_BYTES) {
+      if (endAddressBytes > ZERO_ADDRESS_BASE_BYTES) return Problem.journalPastMax;
+    } else if (addressBytes !== zeroAddressOf(starts[run])) {
+      return Problem.zeroNotAligned;
     }
   }
   if (run === 0) return Problem.none;
@@ -639,6 +869,10 @@ function describeProblem(problem: Problem, map: DeltaMap, run: number): string {
       return `runs ${run - 1} and ${run} are adjacent holes`;
     case Problem.continues:
       return `runs ${run - 1} and ${run} continue each other (seq ${seq}) and must be one run`;
+    case Problem.journalPastMax:
+      return `run ${run} maps journal bytes past 2^52, where zero addresses begin`;
+    case Problem.zeroNotAligned:
+      return `zero run ${run} has address ${addressBytes}, not 2^52 + its start ${startBytes}`;
   }
 }
 
@@ -654,15 +888,23 @@ function isCount(value: number): boolean {
  * entry both terminates a run and originates the next).
  */
 class RunBuilder {
-  readonly #startBytes: Float64Array;
-  readonly #addressBytes: Float64Array;
-  readonly #seq: Float64Array;
+  #startBytes: Float64Array;
+  #addressBytes: Float64Array;
+  #seq: Float64Array;
   #count = 0;
+  /** Whether the buffers may grow (pieces of unknown number); else the capacity is a bound. */
+  readonly #growable: boolean;
 
-  constructor(capacity: number) {
+  constructor(capacity: number, options: { growable?: boolean } = {}) {
     this.#startBytes = new Float64Array(capacity);
     this.#addressBytes = new Float64Array(capacity);
     this.#seq = new Float64Array(capacity);
+    this.#growable = options.growable ?? false;
+  }
+
+  /** Runs pushed so far. */
+  get count(): number {
+    return this.#count;
   }
 
   push(startBytes: number, addressBytes: number, seq: number): void {
@@ -681,12 +923,25 @@ class RunBuilder {
     } else if (addressBytes === HOLE) {
       return;
     }
-    assert(this.#count < this.#startBytes.length, "Run builder capacity suffices");
+    if (this.#count === this.#startBytes.length) this.#grow();
     // `+ 0` turns a -0 from the inputs into +0, so equal maps encode to equal bytes.
     this.#startBytes[this.#count] = startBytes + 0;
     this.#addressBytes[this.#count] = addressBytes + 0;
     this.#seq[this.#count] = seq + 0;
     this.#count++;
+  }
+
+  #grow(): void {
+    assert(this.#growable, "Run builder capacity suffices");
+    const capacity = Math.max(16, 2 * this.#startBytes.length);
+    const grow = (column: Float64Array) => {
+      const next = new Float64Array(capacity);
+      next.set(column);
+      return next;
+    };
+    this.#startBytes = grow(this.#startBytes);
+    this.#addressBytes = grow(this.#addressBytes);
+    this.#seq = grow(this.#seq);
   }
 
   /** Pushes run `run` of `map` from `positionBytes` on (inside that run). */
@@ -785,7 +1040,7 @@ function checkWrite(columns: WriteColumns, recordIndex: number): void {
   const addressBytes = columns.addressBytes[recordIndex];
   const valid = isSafeCount(offsetBytes) && isSafeCount(lengthBytes) && isSafeCount(addressBytes) &&
     isSafeCount(columns.seq[recordIndex]) && offsetBytes + lengthBytes <= Number.MAX_SAFE_INTEGER &&
-    addressBytes + lengthBytes <= Number.MAX_SAFE_INTEGER;
+    addressBytes + lengthBytes <= ZERO_ADDRESS_BASE_BYTES;
   // The message is built elsewhere: see Problem for why hot checks hold no template strings.
   if (!valid) rejectWrite(columns, recordIndex);
 }
@@ -805,7 +1060,7 @@ function rejectWrite(columns: WriteColumns, recordIndex: number): never {
     ? `seq ${seq} is not a non-negative integer`
     : !(offsetBytes + lengthBytes <= Number.MAX_SAFE_INTEGER)
     ? "it ends past 2^53 on the primary"
-    : "it ends past 2^53 in the journal";
+    : "it ends past 2^52 in the journal (zero addresses begin there)";
   throw new RangeError(`Cannot map write record ${recordIndex}: ${problem}`);
 }
 
@@ -968,8 +1223,8 @@ function heapPop(heap: Int32Array, size: number): number {
   return newSize;
 }
 
-/** Validates the header and total length; returns the run count. */
-function decodeHeader(bytes: Uint8Array): number {
+/** Validates the header and total length; returns the run count and version. */
+function decodeHeader(bytes: Uint8Array): { runCount: number; version: number } {
   if (bytes.length < DELTA_MAP_HEADER_BYTES) {
     throw new SyntaxError(
       `Cannot decode delta map: ${bytes.length} bytes is shorter than its ${DELTA_MAP_HEADER_BYTES}-byte header`,
@@ -981,8 +1236,8 @@ function decodeHeader(bytes: Uint8Array): number {
     throw new SyntaxError(`Cannot decode delta map: magic ${hex32(magic)} is not ${hex32(MAGIC)}`);
   }
   const version = view.getUint16(4, true);
-  if (version !== VERSION) {
-    throw new SyntaxError(`Cannot decode delta map: version ${version} is not ${VERSION}`);
+  if (version !== VERSION_PLAIN && version !== VERSION_ZERO_RUNS) {
+    throw new SyntaxError(`Cannot decode delta map: version ${version} is not ${VERSION_PLAIN} or ${VERSION_ZERO_RUNS}`);
   }
   const reserved = view.getUint16(6, true);
   if (reserved !== 0) {
@@ -999,7 +1254,7 @@ function decodeHeader(bytes: Uint8Array): number {
       `Cannot decode delta map: ${runCount} runs take ${expectedBytes} bytes, got ${bytes.length}`,
     );
   }
-  return runCount;
+  return { runCount, version };
 }
 
 function hex32(value: number): string {

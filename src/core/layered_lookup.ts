@@ -4,9 +4,12 @@
  * 204 t0-t3 and delta map 204 t3-t4" together; DESIGN.md, "Merge": a point touches O(log n)
  * stored maps plus part of one level-0 map).
  *
+ * Zero runs (a restore's "reads as zeros here", see `delta_map.ts`) are mapped runs like any
+ * other: they stop the fall-through and are visited with their zero address.
+ *
  * @module
  */
-import { type DeltaMap, HOLE, type PieceVisitor } from "./delta_map.ts";
+import { DeltaMap, type Extent, HOLE, type PieceVisitor } from "./delta_map.ts";
 
 /**
  * Most layers one lookup walks. A point needs about `mapLevelsMax × mapFanOut` maps (128 with
@@ -110,4 +113,23 @@ function resolveFrom(
     run++;
   }
   return pendingHoleBytes;
+}
+
+/**
+ * The map that resolves like the stack `layers` (newest first) on `extents` and is a hole
+ * everywhere else: the part of a point's state a restore compares (DESIGN.md, "Restore"),
+ * without merging every layer in full. `extents` must be ascending and not overlapping.
+ * O(pieces + extents × layers × log runs).
+ *
+ * @throws {RangeError} for extents out of order or out of range, or too many layers.
+ * @example
+ * ```ts
+ * import { flattenLayers } from "./layered_lookup.ts";
+ * const part = flattenLayers([levelZeroCut, levelOneMap, pointMap], [{ offsetBytes: 0, lengthBytes: 1 << 20 }]);
+ * ```
+ */
+export function flattenLayers(layers: readonly DeltaMap[], extents: readonly Extent[]): DeltaMap {
+  return DeltaMap.fromPieces((add) => {
+    for (const extent of extents) resolveLayers(layers, extent.offsetBytes, extent.lengthBytes, add);
+  });
 }
