@@ -20,7 +20,10 @@ import { patternBytes } from "./nbd_support.ts";
 
 const secret = new TextEncoder().encode("volume exports test shared secret");
 
-/** An appliance on memory stores. */
+/**
+ * An appliance on memory stores: 16 MiB journal segments and the default group size (a group
+ * must hold the largest write), level-0 maps of 8 writes so small tests cross map boundaries.
+ */
 export async function memoryAppliance(clock: Clock): Promise<Appliance> {
   const stores = new Map<string, { journalStore: MemorySegmentStore; mapStore: MemorySegmentStore }>();
   return await Appliance.open({
@@ -30,7 +33,7 @@ export async function memoryAppliance(clock: Clock): Promise<Appliance> {
       if (!stores.has(name)) stores.set(name, { journalStore: new MemorySegmentStore(), mapStore: new MemorySegmentStore() });
       return Promise.resolve(stores.get(name)!);
     },
-  }, { segmentSizeBytes: 1024 * 1024, groupBytesMax: 256 * 1024, levelZeroWritesMax: 8 });
+  }, { segmentSizeBytes: 16 * 1024 * 1024, levelZeroWritesMax: 8 });
 }
 
 /** Write times of {@link fillVolume} count from here (ManualClock's default start). */
