@@ -148,6 +148,12 @@ assert(
 // ---- The switch (src/switch) ----
 
 export const switchLimits = {
+  /** Restore copies the primary back in chunks of this size (a host read waits for at most one). */
+  restoreChunkBytesDefault: 256 * 1024,
+  /** Largest restore chunk (the session's one copy buffer). */
+  restoreChunkBytesMax: 64 * 1024 * 1024,
+  /** Chunks one restore tracks at most (a state byte and a piece index each); chunks grow to fit. */
+  restoreChunksMax: 2 ** 24,
   /** The smallest unit of a write (and so of a region and a copy-buffer entry's accounting). */
   sectorBytes: 512,
   /** Default DRL region: 1 MiB (DESIGN.md, "Data model"). */
@@ -258,6 +264,10 @@ export const serverLimits = {
   baselineChunkBytes: 1024 * 1024,
   /** Entries one timeline request returns at most. */
   timelineEntriesMax: 10_000,
+  /** Jobs a process keeps for `GET /v1/jobs` (finished ones are forgotten first). */
+  jobsKeptMax: 100,
+  /** A job's rate is measured over at least this long. */
+  jobRateWindowUs: 2_000_000,
 } as const;
 
 assert(serverLimits.baselineChunkBytes <= limits.writeBytesMax, "A baseline chunk is one journal record");

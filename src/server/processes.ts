@@ -41,6 +41,7 @@ import type { Listener, Transport } from "../io/transport.ts";
 import { NbdServer } from "../nbd/nbd_server.ts";
 import { VolumeExports, type VolumeExportsDeps } from "../nbd/volume_exports.ts";
 import type { OnFull } from "../switch/splitter.ts";
+import { Jobs } from "./jobs.ts";
 import { ProductControlPlane } from "./product_control_plane.ts";
 import { SwitchNode, type SwitchVolume } from "./switch_node.ts";
 import { CLI_VERSION as ANYTIME_VERSION } from "../cli/version.ts";
@@ -172,12 +173,16 @@ export async function startServe(runtime: ServerRuntime, options: ServeOptions):
     stops.add("switch", () => switchNode.stop());
     switchNode.start();
     const nbd = await startNbd(runtime, stops, options.nbdAddress, { appliance, splitters: switchNode.splitters });
+    const jobs = new Jobs(runtime.clock);
+    stops.add("jobs", () => jobs.stopAll());
     const controlPlane = new ProductControlPlane({
       clock: runtime.clock,
       process: processJson(runtime, "serve", { nbd: nbd.address }),
       appliance,
       applianceLink,
       switchNode,
+      jobs,
+      log: runtime.log,
       nbdAddress: nbd.address,
       nbdConnections: () => nbd.server.connectionCount,
     });

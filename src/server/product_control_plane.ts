@@ -43,6 +43,8 @@ import { formatTimeUs } from "../core/units.ts";
 import type { Clock } from "../io/clock.ts";
 import { checkSnapshotName } from "../core/point.ts";
 import type { Splitter } from "../switch/splitter.ts";
+import type { Jobs } from "./jobs.ts";
+import { restoreLocally } from "./restore_job.ts";
 import type { SwitchNode } from "./switch_node.ts";
 
 /** What the control plane reads. */
@@ -56,6 +58,9 @@ export interface ProductControlPlaneDeps {
   readonly nbdAddress?: string;
   /** NBD connections open now (metrics). */
   readonly nbdConnections?: () => number;
+  /** The process's jobs (restore, resync); none: jobs are not run here. */
+  readonly jobs?: Jobs;
+  readonly log?: (line: string) => void;
 }
 
 /** See the module doc. */
@@ -216,9 +221,22 @@ export class ProductControlPlane implements ControlPlane {
     return { from: resolvedJson(result.from), to: resolvedJson(result.to), extents, changedBytes };
   }
 
-  restore(name: string, _options: { at: string; instant: boolean; full?: boolean; force?: boolean }): Promise<JobJson> {
+  async restore(name: string, options: { at: string; instant: boolean; full?: boolean; force?: boolean }): Promise<JobJson> {
     this.volume(name);
-    return Promise.reject(new NotImplementedError(`Restore of volume "${name}" is not available in this release yet`));
+    const { appliance, switchNode, jobs } = this.#deps;
+    if (appliance === undefined || switchNode === undefined || jobs === undefined || !switchNode.splitters.has(name)) {
+      throw new NotImplementedError(
+        `Restore of volume "${name}" between separate switch and appliance processes is not in this release yet; ` +
+          `anytime serve restores in one process`,
+      );
+    }
+    const running = jobs.runningFor(name);
+    if (running !== undefined) throw new ConflictError(`Volume "${name}" has job ${running.id} (${running.kind}) running`);
+    const request = { volume: name, at: options.at, instant: options.instant, full: options.full, force: options.force };
+    return await jobs.start(
+      { kind: "restore", volume: name },
+      (handle, ready) => restoreLocally({ clock: this.#deps.clock, appliance, switchNode, log: this.#deps.log }, handle, ready, request),
+    );
   }
 
   resync(name: string, _options: { full: boolean }): Promise<JobJson> {
@@ -227,15 +245,19 @@ export class ProductControlPlane implements ControlPlane {
   }
 
   jobs(): readonly JobJson[] {
-    return [];
+    return this.#deps.jobs?.list() ?? [];
   }
 
   job(id: string): JobJson {
-    throw new NotFoundError(`Job "${id}" does not exist`);
+    if (this.#deps.jobs === undefined) throw new NotFoundError(`Job "${id}" does not exist: this process runs no jobs`);
+    return this.#deps.jobs.get(id);
   }
 
   cancelJob(id: string): Promise<JobJson> {
-    return Promise.reject(new NotFoundError(`Job "${id}" does not exist`));
+    return Promise.resolve().then(() => {
+      if (this.#deps.jobs === undefined) throw new NotFoundError(`Job "${id}" does not exist: this process runs no jobs`);
+      return this.#deps.jobs.cancel(id);
+    });
   }
 
   metrics(): readonly MetricFamily[] {
@@ -333,6 +355,7 @@ export class ProductControlPlane implements ControlPlane {
   #state(splitter: Splitter | undefined, linked: boolean): VolumeState {
     if (splitter !== undefined) {
       if (splitter.state === "closed") return "stopped";
+      if (splitter.restoring) return "restoring";
       return splitter.state === "marking" ? "marking" : "protecting";
     }
     return linked ? "protecting" : "stopped";

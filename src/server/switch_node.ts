@@ -74,6 +74,8 @@ export class SwitchNode {
   readonly #volumes: readonly SwitchVolume[];
   #maintaining: Promise<void> | null = null;
   #stopped = false;
+  /** Ends the upkeep loop's sleep early on stop. */
+  #wakeMaintain: (() => void) | null = null;
 
   private constructor(deps: SwitchNodeDeps, volumes: readonly SwitchVolume[], splitters: Splitter[], link: SwitchLink) {
     this.#deps = deps;
@@ -125,6 +127,17 @@ export class SwitchNode {
   }
 
   /**
+   * The primary device of a volume (restore writes it directly: restored data is not a host write).
+   *
+   * @throws {NotFoundError} naming the volumes this switch protects.
+   */
+  primary(name: string): BlockDevice {
+    this.splitter(name);
+    const volume = this.#volumes.find((v) => v.name === name);
+    return volume!.primary;
+  }
+
+  /**
    * Takes a snapshot in the write stream (after every write copied so far) and waits until
    * the appliance holds it durably.
    *
@@ -172,6 +185,7 @@ export class SwitchNode {
       await this.#deps.clock.sleep(serverLimits.acknowledgePollMs);
     }
     await this.link.stop();
+    this.#wakeMaintain?.();
     await this.#maintaining;
     for (const splitter of this.splitters.values()) {
       const held = splitter.unacknowledgedCount;
@@ -195,7 +209,11 @@ export class SwitchNode {
 
   async #maintainLoop(): Promise<void> {
     while (!this.#stopped) {
-      await this.#deps.clock.sleep(serverLimits.maintainIntervalMs);
+      await Promise.race([
+        this.#deps.clock.sleep(serverLimits.maintainIntervalMs),
+        new Promise<void>((resolve) => (this.#wakeMaintain = resolve)),
+      ]);
+      this.#wakeMaintain = null;
       if (this.#stopped) break;
       for (const splitter of this.splitters.values()) {
         try {

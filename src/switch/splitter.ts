@@ -57,6 +57,7 @@ import type { DurableCell } from "../io/durable_cell.ts";
 import type { MarkDetailValue, MarkKind } from "../wire/messages.ts";
 import { CopyBuffer } from "./copy_buffer.ts";
 import { DirtyRegionLog, ResetPolicy } from "./dirty_region_log.ts";
+import type { RestoreSession } from "./restore_session.ts";
 
 /** The splitter's states. */
 export const splitterStates = {
@@ -190,6 +191,11 @@ export class Splitter {
   readonly #markers: (SplitterMarker | null)[];
   #markersHead = 0;
   #markersCount = 0;
+
+  // Restore (see `attachRestore`): host I/O goes through the session first, or waits.
+  #restore: { session: RestoreSession; instant: boolean } | null = null;
+  /** While set, new host writes wait here (bounded: `splitterQueuedWritesMax` waiters). */
+  #hostGate: { promise: Promise<void>; open: () => void; waiters: number } | null = null;
 
   // Marking mode bookkeeping, for the gap marker.
   #markingSinceUs = 0;
@@ -389,6 +395,7 @@ export class Splitter {
   /** Passes through to the primary (reads are not ordered against writes in flight, as in NBD). */
   async read(offsetBytes: number, target: Uint8Array): Promise<void> {
     assertBlockRange(this.#primary.sizeBytes, offsetBytes, target.length);
+    await this.#beforeHostIo(offsetBytes, target.length);
     await this.#primary.read(offsetBytes, target);
   }
 
@@ -408,6 +415,8 @@ export class Splitter {
    */
   async write(offsetBytes: number, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
     this.#checkWrite(offsetBytes, data);
+    if (this.#hostGate !== null) await this.#waitAtGate();
+    await this.#beforeHostIo(offsetBytes, data.length);
     const slot = await this.#acquireSlot();
     try {
       await this.#writeInSlot(slot, offsetBytes, data, options);
@@ -443,6 +452,98 @@ export class Splitter {
   /** Refuses new writes. Writes in flight finish; writes waiting for room keep waiting (TODO). */
   close(): void {
     this.#state = splitterStates.closed;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Restore (src/switch/restore_session.ts; orchestrated by the process that runs the job)
+
+  /** True while a restore session is attached. */
+  get restoring(): boolean {
+    return this.#restore !== null;
+  }
+
+  /** Whether the attached restore lets hosts read and write meanwhile. */
+  get restoringInstantly(): boolean {
+    return this.#restore?.instant ?? false;
+  }
+
+  /**
+   * Holds new host writes (they wait, up to `splitterQueuedWritesMax` of them, then are
+   * refused busy) until {@link resumeHostWrites}: a restore fixes its point while nothing moves.
+   */
+  pauseHostWrites(): void {
+    if (this.#hostGate !== null) return;
+    let open!: () => void;
+    const promise = new Promise<void>((resolve) => (open = resolve));
+    this.#hostGate = { promise, open, waiters: 0 };
+  }
+
+  resumeHostWrites(): void {
+    const gate = this.#hostGate;
+    this.#hostGate = null;
+    gate?.open();
+  }
+
+  /**
+   * Routes host I/O through a restore session: with `instant`, a read or write first restores
+   * the chunks it touches (so a host write lands on restored data, never under it); without,
+   * host I/O is refused until {@link detachRestore}.
+   */
+  attachRestore(session: RestoreSession, options: { instant: boolean }): void {
+    assert(this.#restore === null, `Volume "${this.name}" has one restore at a time`);
+    assert(this.inFlightWriteCount === 0, "A restore starts with no host write in flight");
+    this.#restore = { session, instant: options.instant };
+  }
+
+  detachRestore(): void {
+    this.#restore = null;
+  }
+
+  /**
+   * Queues a marker of the copy stream (a restore, or the gap a failed restore leaves) and
+   * returns its seq. A gap or a failed restore makes the volume need resync.
+   *
+   * @throws {SplitterError} in marking mode or when the marker ring is full.
+   */
+  recordMarker(kind: "restore" | "gap", detail: { [key: string]: MarkDetailValue }): number {
+    if (this.#state !== splitterStates.protecting) {
+      throw new SplitterError(`Cannot record a ${kind} marker for volume "${this.name}": it is ${this.#state}`);
+    }
+    const seq = this.#queueMarker(kind, detail);
+    if (seq < 0) {
+      throw new SplitterError(
+        `Cannot record a ${kind} marker for volume "${this.name}": ${switchLimits.splitterMarkersMax} markers wait for the appliance`,
+      );
+    }
+    if (kind === "gap") {
+      this.#needsResync = true;
+      this.#drl.setInSync(false);
+    }
+    return seq;
+  }
+
+  async #waitAtGate(): Promise<void> {
+    const gate = this.#hostGate;
+    if (gate === null) return;
+    if (gate.waiters >= switchLimits.splitterQueuedWritesMax) {
+      throw new SplitterBusyError(`Cannot accept a write to volume "${this.name}": ${gate.waiters} writes wait for a restore to start`);
+    }
+    gate.waiters++;
+    try {
+      await gate.promise;
+    } finally {
+      gate.waiters--;
+    }
+  }
+
+  /** Host I/O during a restore: restore the range first (instant), or refuse. */
+  async #beforeHostIo(offsetBytes: number, lengthBytes: number): Promise<void> {
+    const restore = this.#restore;
+    if (restore === null) return;
+    if (!restore.instant) {
+      throw new SplitterError(`Cannot serve host I/O on volume "${this.name}": it is being restored (use --instant to keep it usable)`);
+    }
+    await restore.session.prepare(offsetBytes, lengthBytes);
   }
 
   // -------------------------------------------------------------------------------------

@@ -9,75 +9,10 @@
  * appliance's questions away with UnavailableError.
  */
 import { describe, expect, it } from "vitest";
-import { Appliance } from "../../src/appliance/appliance.ts";
-import { ApplianceLink } from "../../src/appliance/appliance_link.ts";
-import { NotFoundError, NotImplementedError, PointUnavailableError, UnavailableError } from "../../src/api/control_plane.ts";
+import { NotFoundError, PointUnavailableError, UnavailableError } from "../../src/api/control_plane.ts";
 import { ConflictError } from "../../src/appliance/errors.ts";
-import { ManualClock } from "../../src/io/clock.ts";
-import { MemoryBlockDevice } from "../../src/io/memory_block_device.ts";
-import { MemoryDurableCell } from "../../src/io/memory_durable_cell.ts";
-import { MemorySegmentStore } from "../../src/io/memory_segment_store.ts";
-import { MemoryTransport } from "../../src/io/memory_transport.ts";
 import { ProductControlPlane } from "../../src/server/product_control_plane.ts";
-import { SwitchNode } from "../../src/server/switch_node.ts";
-
-const secret = new TextEncoder().encode("a shared secret of some length");
-const volumeBytes = 4 * 1024 * 1024;
-const process = { role: "serve" as const, version: "test", runtime: "test", startedAt: "2026-12-01T00:00:00.000Z" };
-
-/** Real time (sleeps really wait, so timeouts keep their meaning) plus a jump a test can add. */
-class OffsetClock extends ManualClock {
-  readonly #startMs = performance.now();
-  #offsetUs = 0;
-  override nowUs(): number {
-    return super.nowUs() + Math.round((performance.now() - this.#startMs) * 1000) + this.#offsetUs;
-  }
-  override advanceUs(us: number): void {
-    this.#offsetUs += us;
-  }
-  override sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, ms));
-  }
-}
-
-async function setUp() {
-  const clock = new OffsetClock();
-  const appliance = await Appliance.open({
-    clock,
-    registry: new MemoryDurableCell(),
-    storesFor: () => Promise.resolve({ journalStore: new MemorySegmentStore(), mapStore: new MemorySegmentStore() }),
-  }, { segmentSizeBytes: 1024 * 1024, groupBytesMax: 256 * 1024 });
-  await appliance.register({ name: "db", sizeBytes: volumeBytes, regionBytes: 65536 });
-  const transport = new MemoryTransport();
-  const listener = await transport.listen("appliance");
-  const applianceLink = new ApplianceLink({ appliance, clock }, { secret });
-  const serving = applianceLink.serve(listener);
-  const primary = new MemoryBlockDevice(volumeBytes);
-  const switchNode = await SwitchNode.open(
-    { clock, transport },
-    [{ name: "db", primary, drlCell: new MemoryDurableCell() }],
-    { applianceAddress: "appliance", secret, switchId: "sw", bufferBytes: 1024 * 1024, regionBytes: 65536 },
-  );
-  switchNode.start();
-  const controlPlane = new ProductControlPlane({
-    clock,
-    process,
-    appliance,
-    applianceLink,
-    switchNode,
-    nbdAddress: "127.0.0.1:10809",
-    nbdConnections: () => 0,
-  });
-  const splitter = switchNode.splitter("db");
-  const tearDown = async () => {
-    await switchNode.stop(1000);
-    await listener.close();
-    await applianceLink.close();
-    await serving;
-    await appliance.close();
-  };
-  return { clock, appliance, applianceLink, switchNode, splitter, controlPlane, tearDown };
-}
+import { process, setUp, volumeBytes } from "./server_support.ts";
 
 describe("ProductControlPlane over a switch and an appliance in one process", () => {
   it("reports status, takes snapshots in the stream, pins images, diffs and lists the timeline", async () => {
@@ -125,7 +60,6 @@ describe("ProductControlPlane over a switch and an appliance in one process", ()
     expect(state?.samples.find((s) => s.labels.state === "protecting")?.value).toBe(1);
 
     expect(() => controlPlane.volume("nope")).toThrow(NotFoundError);
-    await expect(controlPlane.restore("db", { at: "head", instant: false })).rejects.toThrow(NotImplementedError);
     expect(() => controlPlane.job("j1")).toThrow(NotFoundError);
     await tearDown();
   });
