@@ -3,8 +3,8 @@
  * It starts a real `anytime serve` in this process (NBD and HTTP on free loopback ports),
  * writes a recognizable "document" through the switch (the path an NBD host's writes take),
  * takes a snapshot through the real CLI and HTTP API, keeps editing, "corrupts" the
- * document, walks back write by write to find the last good point, shows the diff, and
- * prints at each step the command a user would type to do the same.
+ * document, walks back write by write to find the last good point, shows the diff, restores
+ * the volume to it, and prints at each step the command a user would type to do the same.
  *
  * @module
  */
@@ -110,11 +110,13 @@ export async function runDemo(deps: DemoDeps, options: { keep?: boolean } = {}):
     await cli("diff", "demo", "--from", "snap:report-draft-2", "--to", "head");
     await cli("timeline", "demo");
 
-    await say("\n== 6. Put the volume back");
-    await say(`$ anytime restore demo --at seq:${lastGoodSeq}`);
-    const restored = await runCli(["restore", "demo", "--at", `seq:${lastGoodSeq}`], { ...deps.cli, env: cliEnv });
-    if (restored !== 0) {
-      await say("   (restore is not in this release yet: copy the good image out with nbdcopy as above)");
+    await say("\n== 6. Put the volume back (only what differs moves; the host could keep working with --instant)");
+    if ((await cli("restore", "demo", "--at", `seq:${lastGoodSeq}`)) === 0) {
+      const bytes = new Uint8Array(documentBytes);
+      await splitter.read(documentOffsetBytes, bytes);
+      await say(`\n   The host reads its document again: "${textOf(bytes) ?? "garbage"}"`);
+      await say("   The history is all still there: the damaged states open as images too.");
+      await cli("timeline", "demo");
     }
     await say("\nDone. Every write was kept; any point can be opened, compared and copied out.");
   } finally {

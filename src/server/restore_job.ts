@@ -98,7 +98,7 @@ export async function restoreLocally(
     );
     markerSeq = splitter.recordMarker("restore", {
       toSeq: report.seq,
-      toTimeUs: report.timeUs,
+      toTime: point.time,
       fromSeq: headSeq,
       instant: request.instant,
       full: request.full === true,
