@@ -13,6 +13,12 @@
  * overlaid with an aligned decomposition of the rest: at most (F-1) maps per level, so
  * O(F log_F n) layers, never a replay of the log. This module is pure: it decides and
  * merges; the volume persists.
+ *
+ * Restore markers (seed 003 [0075]) need nothing here: their synthesized delta is part of the
+ * level-0 map of the interval holding them (`DeltaMap.fromWrites` takes it from the write
+ * index), so every merged map and point map above includes it, and its zero runs are real
+ * mappings that win over older maps, newest first, like writes. A point map may hold zero
+ * runs; they read as zeros, as its holes do.
  */
 import { assert } from "../core/assert.ts";
 import { DELTA_MAP_HEADER_BYTES, DELTA_MAP_RUN_BYTES, DeltaMap } from "../core/delta_map.ts";

@@ -14,7 +14,9 @@
  * and `seq` (seq of the write that produced the run, -1 for holes). That is 24 bytes per run on
  * disk and in memory (plus at most an eighth of slack a builder may leave in the buffers).
  * Level-0 maps need the seq to cut a point inside their interval (DESIGN.md); merged maps keep
- * it because it costs nothing extra and makes stats and debugging exact.
+ * it because it costs nothing extra and makes stats and debugging exact. A restore's runs keep
+ * the seq of the write whose bytes they map (older than the interval); its zero runs carry the
+ * restore marker's seq.
  *
  * Canonical form (checked by {@link DeltaMap.check}, kept by every constructor here): starts
  * strictly ascending non-negative safe integers; the first breakpoint is mapped (a leading
@@ -95,7 +97,11 @@ export interface WriteColumns {
 export interface MapRecord {
   /** The record's index in the columns. */
   readonly index: number;
-  /** What the record changes, newest wins like a write; its seq is the record's. */
+  /**
+   * What the record changes: laid over the records before it and under those after it, like
+   * a write. Its runs keep their own seqs (a restore's point to the write whose bytes they
+   * map; its zero runs carry the restore's seq).
+   */
   readonly map: DeltaMap;
 }
 
@@ -392,7 +398,9 @@ export class DeltaMap {
   /**
    * The extents of primary space where `a` and `b` resolve differently (to different journal
    * addresses, or mapped in one and a hole in the other), merged into maximal extents in
-   * ascending order. Restore sends exactly these (DESIGN.md, "Restore").
+   * ascending order. Restore sends exactly these (DESIGN.md, "Restore"). A zero run and a
+   * hole count as different here (in a delta map a hole falls through); to compare full maps
+   * by what they read, see {@link DeltaMap.restoreDelta}.
    *
    * @example
    * ```ts
