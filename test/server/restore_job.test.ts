@@ -67,6 +67,8 @@ describe("restore in one process", () => {
     await volume.openImage(`seq:${restoreMarkers[0].seq - 1}`).read(0, damaged);
     expect(damaged.every((b) => b === 9)).toBe(true);
     expect(controlPlane.volume("db").state).toBe("protecting");
+    // Protection stays on: the journal's head is the primary, byte for byte.
+    expect(firstDifference(await readAll(volume.openImage("head"), volumeBytes), await readAll(primary, volumeBytes))).toBe(-1);
     expect(volume.journalBytes).toBeGreaterThan(0);
     expect(journalRecordKinds.restore).toBe(12);
     await tearDown();
@@ -94,6 +96,7 @@ describe("restore in one process", () => {
     await switchNode.waitAcknowledged("db", splitter.nextSeq - 1);
     const marker = volume.markers().find((m) => m.kind === "restore")!;
     expect(volume.head.seq).toBeGreaterThan(marker.seq); // the host write came after the marker
+    expect(firstDifference(await readAll(volume.openImage("head"), volumeBytes), await readAll(primary, volumeBytes))).toBe(-1);
     await tearDown();
   });
 
