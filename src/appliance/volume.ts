@@ -21,7 +21,7 @@
 import { assert } from "../core/assert.ts";
 import type { Checksum } from "../core/checksum.ts";
 import { createChecksum } from "../core/checksum.ts";
-import { DeltaMap, type Extent } from "../core/delta_map.ts";
+import { DeltaMap, type Extent, ZERO_ADDRESS_BASE_BYTES } from "../core/delta_map.ts";
 import { flattenLayers } from "../core/layered_lookup.ts";
 import { limits } from "../core/limits.ts";
 import { checkSnapshotName, parsePoint, type Point } from "../core/point.ts";
@@ -79,6 +79,10 @@ export interface PointReport extends ResolvedPoint {
 
 
 const emptyPayload = new Uint8Array(0);
+
+// A restore's zero runs sit at 2^52 + primary offset (delta_map.ts), so every offset of the
+// largest volume must stay below 2^52.
+assert(limits.volumeBytesMax <= ZERO_ADDRESS_BASE_BYTES, "Volumes fit below the zero addresses of delta maps");
 
 /** A protected volume's history on the appliance. */
 export class Volume {
