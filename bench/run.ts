@@ -4,6 +4,8 @@
 const suites: Record<string, () => Promise<unknown>> = {
   engine: () => import("./engine.ts"),
   wire: () => import("./wire.ts"),
+  nbd: () => import("./nbd.ts"),
+  restore: () => import("./restore.ts"),
 };
 const suiteName = process.argv[2] ?? "engine";
 const suite = suites[suiteName];

@@ -22,7 +22,10 @@
  * records the partial state (a gap marker) so it is never silent.
  *
  * Memory is fixed at creation: a chunk-state byte per chunk (at most
- * `switchLimits.restoreChunksMax`), one copy buffer of `chunkBytes`, and the extent pieces.
+ * `switchLimits.restoreChunksMax`), one copy buffer (`switchLimits.restoreCopyBytesMax`, or one
+ * chunk if larger), and the extent pieces. The background copy takes runs of pending chunks
+ * at once; restored chunks settle their DRL holds after one primary flush per
+ * `switchLimits.restoreFlushBytes`.
  *
  * @example
  * ```ts
@@ -70,6 +73,8 @@ export interface RestoreSessionOptions {
   readonly extents: readonly RestoreExtent[];
   /** Copy granularity; default `switchLimits.restoreChunkBytesDefault`, grown to fit `restoreChunksMax`. */
   readonly chunkBytes?: number;
+  /** Bytes the background copy moves per read and write; default `switchLimits.restoreCopyBytesMax`. */
+  readonly copyBytesMax?: number;
 }
 
 /** See the module doc. */
@@ -87,6 +92,8 @@ export class RestoreSession {
   readonly #pieceOffsetsBytes: Float64Array;
   readonly #pieceLengthsBytes: Float64Array;
   readonly #buffer: Uint8Array;
+  /** Pending chunks the background copy takes at once. */
+  readonly #chunksPerCopy: number;
   /** Chunks being copied now → their completion (at most the host's in-flight writes + 1). */
   readonly #copying = new Map<number, Promise<void>>();
   #state: RestoreState = "running";
@@ -94,8 +101,11 @@ export class RestoreSession {
   #bytesDone = 0;
   #cancelRequested = false;
   #bufferBusy: Promise<void> = Promise.resolve();
+  /** Chunks on the primary whose DRL holds end at the next flush (durable first, then settle). */
+  readonly #unflushedChunks: number[] = [];
+  #unflushedBytes = 0;
 
-  private constructor(deps: RestoreSessionDeps, extents: readonly RestoreExtent[], chunkBytes: number) {
+  private constructor(deps: RestoreSessionDeps, extents: readonly RestoreExtent[], chunkBytes: number, copyBytesMax: number) {
     this.#deps = deps;
     this.sizeBytes = deps.primary.sizeBytes;
     this.chunkBytes = chunkBytes;
@@ -138,7 +148,8 @@ export class RestoreSession {
     }
     this.#firstPiece[chunkCount] = piece;
     this.bytesTotal = total;
-    this.#buffer = new Uint8Array(chunkBytes);
+    this.#chunksPerCopy = Math.max(1, Math.floor(copyBytesMax / chunkBytes));
+    this.#buffer = new Uint8Array(this.#chunksPerCopy * chunkBytes);
     this.finished = Promise.resolve();
   }
 
@@ -155,7 +166,11 @@ export class RestoreSession {
       throw new RangeError(`Cannot restore in chunks of ${chunkBytes} bytes: use a multiple of 512 up to ${switchLimits.restoreChunkBytesMax}`);
     }
     while (Math.ceil(sizeBytes / chunkBytes) > switchLimits.restoreChunksMax) chunkBytes *= 2;
-    const session = new RestoreSession(deps, options.extents, chunkBytes);
+    const copyBytesMax = options.copyBytesMax ?? switchLimits.restoreCopyBytesMax;
+    if (!Number.isSafeInteger(copyBytesMax) || copyBytesMax < 512 || copyBytesMax > switchLimits.restoreCopyBytesMax) {
+      throw new RangeError(`Cannot copy ${copyBytesMax} bytes at a time: use 512 to ${switchLimits.restoreCopyBytesMax}`);
+    }
+    const session = new RestoreSession(deps, options.extents, chunkBytes, copyBytesMax);
     let mustPersist = false;
     for (let piece = 0; piece < session.#pieceOffsetsBytes.length; piece++) {
       if (deps.drl.beginWrite(session.#pieceOffsetsBytes[piece], session.#pieceLengthsBytes[piece])) mustPersist = true;
@@ -217,14 +232,25 @@ export class RestoreSession {
       for (let chunk = 0; chunk < this.#chunkStates.length; chunk++) {
         if (this.#cancelRequested) break;
         if (this.#chunkStates[chunk] === chunkDone) continue;
-        await this.#restoreChunk(chunk);
+        // Copy a run of pending chunks at once (one read and one write per contiguous span).
+        let count = 1;
+        while (
+          chunk + count < this.#chunkStates.length && count < this.#chunksPerCopy &&
+          this.#chunkStates[chunk + count] === chunkPending
+        ) count++;
+        if (this.#chunkStates[chunk] === chunkPending) await this.#restoreChunks(chunk, count);
+        else await this.#restoreChunks(chunk, 1);
+        chunk += count - 1;
+        if (this.#unflushedBytes >= switchLimits.restoreFlushBytes) await this.#flushAndSettle();
       }
       await this.#drainCopies();
+      await this.#flushAndSettle();
       this.#state = this.#cancelRequested && this.#bytesDone < this.bytesTotal ? "cancelled" : "done";
     } catch (error) {
       await this.#drainCopies();
       this.#state = "failed";
       this.#error = error;
+      await this.#flushAndSettle().catch(() => {}); // what did land may settle; the rest stays held
     }
     if (this.#state !== "done") this.#abandonHolds();
   }
@@ -238,55 +264,106 @@ export class RestoreSession {
 
   /** Restores one chunk (or waits for the copy of it under way). */
   #restoreChunk(chunk: number): Promise<void> {
-    const under = this.#copying.get(chunk);
+    return this.#restoreChunks(chunk, 1);
+  }
+
+  /**
+   * Restores `count` chunks from `first` (all pending when `count > 1`), or waits for the copy
+   * of `first` under way.
+   */
+  #restoreChunks(first: number, count: number): Promise<void> {
+    const under = this.#copying.get(first);
     if (under !== undefined) return under;
-    if (this.#chunkStates[chunk] === chunkDone) return Promise.resolve();
-    assert(this.#chunkStates[chunk] === chunkPending, `Chunk ${chunk} is pending`);
-    this.#chunkStates[chunk] = chunkCopying;
-    const copy = this.#copyChunk(chunk).then(
-      () => {
-        this.#chunkStates[chunk] = chunkDone;
+    if (this.#chunkStates[first] === chunkDone) return Promise.resolve();
+    for (let chunk = first; chunk < first + count; chunk++) {
+      assert(this.#chunkStates[chunk] === chunkPending, `Chunk ${chunk} is pending`);
+      this.#chunkStates[chunk] = chunkCopying;
+    }
+    const settle = (state: number) => {
+      for (let chunk = first; chunk < first + count; chunk++) {
+        this.#chunkStates[chunk] = state;
         this.#copying.delete(chunk);
-      },
+      }
+    };
+    const copy = this.#copyChunks(first, count).then(
+      () => settle(chunkDone),
       (error) => {
-        this.#chunkStates[chunk] = chunkPending;
-        this.#copying.delete(chunk);
+        settle(chunkPending);
         throw error;
       },
     );
-    this.#copying.set(chunk, copy);
-    assert(this.#copying.size <= switchLimits.splitterInFlightMax + 1, "Chunks copied at once are bounded by host writes in flight");
+    for (let chunk = first; chunk < first + count; chunk++) this.#copying.set(chunk, copy);
+    assert(
+      this.#copying.size <= (switchLimits.splitterInFlightMax + 1) * this.#chunksPerCopy,
+      "Chunks copied at once are bounded by host writes in flight",
+    );
     return copy;
   }
 
-  async #copyChunk(chunk: number): Promise<void> {
-    // One buffer: copies of different chunks take turns (host I/O waits behind at most one).
+  async #copyChunks(first: number, count: number): Promise<void> {
+    // One buffer: copies take turns (host I/O waits behind at most one).
     const previous = this.#bufferBusy;
     let release!: () => void;
     this.#bufferBusy = new Promise((resolve) => (release = resolve));
     await previous;
     try {
-      for (let piece = this.#firstPiece[chunk]; piece < this.#firstPiece[chunk + 1]; piece++) {
+      const endPiece = this.#firstPiece[first + count];
+      let piece = this.#firstPiece[first];
+      while (piece < endPiece) {
+        // A span of contiguous pieces that fits the buffer.
         const offsetBytes = this.#pieceOffsetsBytes[piece];
-        const lengthBytes = this.#pieceLengthsBytes[piece];
+        let lengthBytes = this.#pieceLengthsBytes[piece];
+        piece++;
+        while (
+          piece < endPiece && this.#pieceOffsetsBytes[piece] === offsetBytes + lengthBytes &&
+          lengthBytes + this.#pieceLengthsBytes[piece] <= this.#buffer.length
+        ) {
+          lengthBytes += this.#pieceLengthsBytes[piece];
+          piece++;
+        }
         const data = this.#buffer.subarray(0, lengthBytes);
         await this.#deps.source.read(offsetBytes, data);
         await this.#deps.primary.write(offsetBytes, data);
+        this.#bytesDone += lengthBytes;
+        this.#unflushedBytes += lengthBytes;
       }
-      if (this.#deps.primary.capabilities.flush) await this.#deps.primary.flush();
-      for (let piece = this.#firstPiece[chunk]; piece < this.#firstPiece[chunk + 1]; piece++) {
-        this.#bytesDone += this.#pieceLengthsBytes[piece];
-        // On the primary and in the journal (the restore marker): the region may settle.
-        this.#deps.drl.endWrite(this.#pieceOffsetsBytes[piece], this.#pieceLengthsBytes[piece]);
-      }
+      for (let chunk = first; chunk < first + count; chunk++) this.#unflushedChunks.push(chunk);
     } finally {
       release();
+    }
+  }
+
+  /**
+   * Makes the restored chunks durable on the primary (one flush for many chunks), then ends
+   * their DRL holds: a region may settle only once its restored bytes cannot be lost.
+   */
+  async #flushAndSettle(): Promise<void> {
+    if (this.#unflushedChunks.length === 0) return;
+    const chunks = this.#unflushedChunks.splice(0);
+    const bytes = this.#unflushedBytes;
+    this.#unflushedBytes = 0;
+    try {
+      if (this.#deps.primary.capabilities.flush) await this.#deps.primary.flush();
+    } catch (error) {
+      this.#unflushedChunks.unshift(...chunks); // still held: abandoning ends them
+      this.#unflushedBytes += bytes;
+      throw error;
+    }
+    for (const chunk of chunks) {
+      for (let piece = this.#firstPiece[chunk]; piece < this.#firstPiece[chunk + 1]; piece++) {
+        this.#deps.drl.endWrite(this.#pieceOffsetsBytes[piece], this.#pieceLengthsBytes[piece]);
+      }
     }
   }
 
   /** A session that did not finish: its regions stay dirty, resets off, until resync. */
   #abandonHolds(): void {
     this.#deps.drl.setInSync(false);
+    for (const chunk of this.#unflushedChunks.splice(0)) {
+      for (let piece = this.#firstPiece[chunk]; piece < this.#firstPiece[chunk + 1]; piece++) {
+        this.#deps.drl.endWrite(this.#pieceOffsetsBytes[piece], this.#pieceLengthsBytes[piece]);
+      }
+    }
     for (let chunk = 0; chunk < this.#chunkStates.length; chunk++) {
       if (this.#chunkStates[chunk] === chunkDone) continue;
       for (let piece = this.#firstPiece[chunk]; piece < this.#firstPiece[chunk + 1]; piece++) {

@@ -71,7 +71,7 @@ describe("RestoreSession", () => {
     const { primary, target, contents, drl } = await setUp();
     const session = await RestoreSession.start(
       { primary, drl, source: slowSource(target, 1) },
-      { extents: [{ offsetBytes: 0, lengthBytes: sizeBytes }], chunkBytes },
+      { extents: [{ offsetBytes: 0, lengthBytes: sizeBytes }], chunkBytes, copyBytesMax: chunkBytes },
     );
     const expected = contents.slice();
     for (let i = 0; i < 20; i++) {
@@ -92,7 +92,7 @@ describe("RestoreSession", () => {
     const { primary, target, drl } = await setUp();
     const session = await RestoreSession.start(
       { primary, drl, source: slowSource(target, 0, 3) },
-      { extents: [{ offsetBytes: 0, lengthBytes: sizeBytes }], chunkBytes },
+      { extents: [{ offsetBytes: 0, lengthBytes: sizeBytes }], chunkBytes, copyBytesMax: chunkBytes },
     );
     await session.finished;
     expect(session.state).toBe("failed");
@@ -107,7 +107,7 @@ describe("RestoreSession", () => {
     const { primary, target, drl } = await setUp();
     const session = await RestoreSession.start(
       { primary, drl, source: slowSource(target, 2) },
-      { extents: [{ offsetBytes: 0, lengthBytes: sizeBytes }], chunkBytes },
+      { extents: [{ offsetBytes: 0, lengthBytes: sizeBytes }], chunkBytes, copyBytesMax: chunkBytes },
     );
     await new Promise((resolve) => setTimeout(resolve, 10));
     session.cancel();
