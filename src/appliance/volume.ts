@@ -101,6 +101,8 @@ export class Volume {
   /** Markers whose payload matters once durable: row index → payload. */
   readonly #pendingMarkers = new Map<number, { kind: number; payload: Uint8Array }>();
   #durableRows = 0;
+  /** Data bytes of the durable records (writes and baseline chunks). */
+  #bytesIngested = 0;
   /** The one record object handed to the journal on the fast path (no allocation per write). */
   readonly #record: {
     kind: number;
@@ -147,6 +149,7 @@ export class Volume {
     for (const marker of markers ?? []) this.#timeline.add(marker);
     this.#retention = retention;
     this.#durableRows = init.index.count;
+    for (let row = 0; row < init.index.count; row++) this.#bytesIngested += init.index.lengthBytes[row];
     const last = init.index.count - 1;
     this.#lastTimeUs = last >= 0 ? init.index.timeUs[last] : base.createdTimeUs;
     this.#nextSeq = last >= 0 ? init.index.seq[last] + 1 : 1;
@@ -524,6 +527,7 @@ export class Volume {
     const index = this.#index;
     let rows = this.#durableRows;
     while (rows < index.count && index.addressBytes[rows] < durableAddressBytes) {
+      this.#bytesIngested += index.lengthBytes[rows]; // 0 for markers
       const marker = this.#pendingMarkers.get(rows);
       if (marker !== undefined) {
         this.#pendingMarkers.delete(rows);
@@ -663,6 +667,11 @@ export class Volume {
   /** Durable records so far (rows of the write index). */
   get durableRecords(): number {
     return this.#durableRows;
+  }
+
+  /** Data bytes journaled durably (writes and baseline chunks; markers carry none). */
+  get bytesIngested(): number {
+    return this.#bytesIngested;
   }
 
   /** Journal bytes in use. */

@@ -107,7 +107,7 @@ export class ProductControlPlane implements ControlPlane {
       suspect: volume?.suspectIntervals().map((i) => intervalJson(i, head)) ?? [],
       gaps: volume?.gaps().map((i) => intervalJson(i, head)) ?? [],
       ...(volume !== undefined
-        ? { writesIngested: volume.durableRecords, snapshots: volume.snapshots().length }
+        ? { writesIngested: volume.durableRecords, bytesIngested: volume.bytesIngested, snapshots: volume.snapshots().length }
         : {}),
       ...(splitter !== undefined ? { regionSize: splitter.regionBytes, dirtyRegions: splitter.dirtyRegionCount } : {}),
       linked,
@@ -284,6 +284,7 @@ export class ProductControlPlane implements ControlPlane {
       gauge("anytime_volume_window_length_seconds", "Length of the protected window.", (s) => (Date.parse(s.window.to.time) - Date.parse(s.window.from.time)) / 1000),
       gauge("anytime_volume_journal_bytes", "Journal bytes in use.", (s) => s.journalBytes),
       gauge("anytime_volume_writes_ingested_total", "Records journaled (writes, baseline chunks, markers).", (s) => s.writesIngested, "counter"),
+      gauge("anytime_volume_bytes_ingested_total", "Data bytes journaled (writes and baseline chunks).", (s) => s.bytesIngested, "counter"),
       gauge("anytime_volume_gaps", "Recorded gaps (intervals whose writes were missed).", (s) => s.gaps.length),
       gauge("anytime_volume_suspect_intervals", "Suspect intervals (after a gap, until resync repaired it).", (s) => s.suspect.length),
       gauge("anytime_volume_dirty_regions", "Dirty regions in the switch's dirty region log.", (s) => s.dirtyRegions),

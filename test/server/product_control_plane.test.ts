@@ -56,6 +56,7 @@ describe("ProductControlPlane over a switch and an appliance in one process", ()
     const families = controlPlane.metrics();
     const head = families.find((f) => f.name === "anytime_volume_head_seq");
     expect(head?.samples).toEqual([{ labels: { volume: "db" }, value: 4 }]);
+    expect(families.find((f) => f.name === "anytime_volume_bytes_ingested_total")?.samples[0].value).toBe(4096 + 8192 + 4096);
     const state = families.find((f) => f.name === "anytime_volume_state");
     expect(state?.samples.find((s) => s.labels.state === "protecting")?.value).toBe(1);
 
