@@ -95,6 +95,15 @@ export const wireLimits = {
   errorCodeLengthMax: 64,
   errorMessageLengthMax: 1024,
   byeReasonLengthMax: 1024,
+  /**
+   * SNAPSHOT_REQUESTs an appliance has unanswered at once, over all its switch sessions; one
+   * more is refused at once (the caller retries), so the pending map never grows past it.
+   */
+  snapshotRequestsInFlightMax: 64,
+  /** How long an appliance waits for a snapshot through the switch: the reply, then the marker durable. */
+  snapshotRequestTimeoutMs: 30_000,
+  /** SNAPSHOT_REPLY `refused` (the switch's reason), in UTF-16 code units. */
+  snapshotRefusalLengthMax: 1024,
   /** Handshake nonces and HMAC-SHA256 proofs. */
   nonceBytes: 32,
   proofBytes: 32,
@@ -135,6 +144,11 @@ assert(
   3 + 3 * wireLimits.errorCodeLengthMax + 3 + 3 * wireLimits.errorMessageLengthMax + 32 <=
     wireLimits.controlBodyBytesMax,
   "An ERROR message must fit a control body",
+);
+assert(
+  3 + 3 * wireLimits.volumeNameLengthMax + limits.snapshotNameBytesMax + 64 <= wireLimits.controlBodyBytesMax &&
+    3 + 3 * wireLimits.snapshotRefusalLengthMax + 64 <= wireLimits.controlBodyBytesMax,
+  "A SNAPSHOT_REQUEST and a SNAPSHOT_REPLY must fit a control body",
 );
 assert(
   wireLimits.writeLengthBytesMax % 512 === 0 && wireLimits.readBytesMax % 512 === 0,
@@ -205,6 +219,13 @@ export const switchLimits = {
   linkBackoffMsMax: 5_000,
   /** A handshake that has not finished by then is abandoned (the connection is closed). */
   linkHandshakeTimeoutMs: 10_000,
+  /**
+   * SNAPSHOT_REPLYs the link may be sending at once; an appliance that keeps more waiting
+   * breaks its own window (`wireLimits.snapshotRequestsInFlightMax`) and the session ends.
+   * Twice that window: the switch's count lags the appliance's by the time a send takes to
+   * settle, so a well-behaved appliance may briefly seem a request ahead.
+   */
+  linkSnapshotRepliesSendingMax: 2 * wireLimits.snapshotRequestsInFlightMax,
 } as const;
 
 assert(

@@ -38,6 +38,13 @@ export const messageKinds = {
   readReply: 35,
   /** Instant restore: the switch asks for a range it must serve before it is restored. */
   fetch: 36,
+  /**
+   * appliance → switch: put a snapshot marker (or, with `remove`, a snapshot-removed marker)
+   * into the volume's write stream; the switch assigns its seq.
+   */
+  snapshotRequest: 37,
+  /** switch → appliance: the marker's seq, or why the switch refused it. */
+  snapshotReply: 38,
   ping: 48,
   pong: 49,
   /** Either side: why the connection is being closed after a failure. */
@@ -69,6 +76,8 @@ const limitsByKind: Readonly<Record<MessageKind, MessageKindLimits>> = {
   [messageKinds.readRequest]: control,
   [messageKinds.readReply]: { bodyBytesMax: wireLimits.controlBodyBytesMax, payloadBytesMax: wireLimits.readBytesMax },
   [messageKinds.fetch]: control,
+  [messageKinds.snapshotRequest]: control,
+  [messageKinds.snapshotReply]: control,
   [messageKinds.ping]: control,
   [messageKinds.pong]: control,
   [messageKinds.error]: control,

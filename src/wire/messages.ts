@@ -32,6 +32,7 @@
 import { assert } from "../core/assert.ts";
 import type { Checksum } from "../core/checksum.ts";
 import { limits, wireLimits } from "../core/limits.ts";
+import { SNAPSHOT_NAME_PATTERN } from "../core/point.ts";
 import { decodeCbor } from "./cbor.ts";
 import { ProtocolError } from "./errors.ts";
 import { encodeFrame, type Frame } from "./frame.ts";
@@ -180,6 +181,28 @@ export interface ReadReplyBody {
   readonly requestId: number;
 }
 
+/**
+ * SNAPSHOT_REQUEST, appliance → switch: queue a `snapshot` marker `{name}` (or, with
+ * `remove`, a `snapshotRemoved` marker) in the volume's write stream, after every write the
+ * switch copied so far. The switch answers at once with a SNAPSHOT_REPLY.
+ */
+export interface SnapshotRequestBody {
+  readonly requestId: number;
+  readonly volume: string;
+  /** A snapshot name: `SNAPSHOT_NAME_PATTERN`, 1 to `limits.snapshotNameBytesMax` characters. */
+  readonly name: string;
+  /** True for a `snapshotRemoved` marker; absent or false for a `snapshot` marker. */
+  readonly remove?: boolean;
+}
+
+/**
+ * SNAPSHOT_REPLY, switch → appliance: the seq the switch gave the marker, or why it took none
+ * (marking mode, marker ring full, a volume it does not stream). Exactly one of the two.
+ */
+export type SnapshotReplyBody =
+  | { readonly requestId: number; readonly seq: number; readonly refused?: undefined }
+  | { readonly requestId: number; readonly refused: string; readonly seq?: undefined };
+
 /** PING and PONG. */
 export interface PingBody {
   readonly timeUs: number;
@@ -210,6 +233,8 @@ export interface MessageBodies {
   [messageKinds.readRequest]: ReadRequestBody;
   [messageKinds.readReply]: ReadReplyBody;
   [messageKinds.fetch]: FetchBody;
+  [messageKinds.snapshotRequest]: SnapshotRequestBody;
+  [messageKinds.snapshotReply]: SnapshotReplyBody;
   [messageKinds.ping]: PingBody;
   [messageKinds.pong]: PingBody;
   [messageKinds.error]: ErrorBody;
@@ -703,6 +728,46 @@ function readReplyProblem(body: unknown, payloadBytes: number): string | null {
       : `its ${payloadBytes}-byte payload is not whole sectors up to ${wireLimits.readBytesMax} bytes`);
 }
 
+const snapshotRequestFields = ["requestId", "volume", "name", "remove"] as const;
+
+function snapshotRequestProblem(body: unknown, payloadBytes: number): string | null {
+  const fields = asFields(body);
+  if (fields === null) return objectProblem(body, "the body");
+  const remove = fields.remove;
+  return integerProblem(fields.requestId, `field "requestId"`, 0) ??
+    volumeNameProblem(fields.volume, `field "volume"`) ??
+    snapshotNameProblem(fields.name, `field "name"`) ??
+    (remove === undefined || typeof remove === "boolean" ? null : `field "remove" is ${describe(remove)}, not a boolean`) ??
+    exactFieldsProblem(fields, snapshotRequestFields, remove === undefined ? 3 : 4, "the body") ??
+    noPayloadProblem(payloadBytes);
+}
+
+/** A snapshot name as the appliance accepts it (`core/point.ts`'s `checkSnapshotName`). */
+function snapshotNameProblem(value: unknown, where: string): string | null {
+  return stringProblem(value, where, 1, limits.snapshotNameBytesMax) ??
+    (SNAPSHOT_NAME_PATTERN.test(value as string)
+      ? null
+      : `${where} is ${describe(value)}, not letters, digits, '.', '_', ':' or '-' (not starting with '-')`);
+}
+
+const snapshotReplyFields = ["requestId", "seq", "refused"] as const;
+
+function snapshotReplyProblem(body: unknown, payloadBytes: number): string | null {
+  const fields = asFields(body);
+  if (fields === null) return objectProblem(body, "the body");
+  const { seq, refused } = fields;
+  return integerProblem(fields.requestId, `field "requestId"`, 0) ??
+    (seq === undefined
+      ? refused === undefined
+        ? `the body has neither field "seq" nor field "refused"`
+        : stringProblem(refused, `field "refused"`, 1, wireLimits.snapshotRefusalLengthMax)
+      : refused === undefined
+      ? integerProblem(seq, `field "seq"`, 1)
+      : `the body has both field "seq" and field "refused"`) ??
+    exactFieldsProblem(fields, snapshotReplyFields, 2, "the body") ??
+    noPayloadProblem(payloadBytes);
+}
+
 const pingFields = ["timeUs"] as const;
 
 function pingProblem(body: unknown, payloadBytes: number): string | null {
@@ -747,6 +812,8 @@ const validators: Readonly<Record<MessageKind, Validator>> = {
   [messageKinds.readRequest]: readRequestProblem,
   [messageKinds.readReply]: readReplyProblem,
   [messageKinds.fetch]: readRequestProblem,
+  [messageKinds.snapshotRequest]: snapshotRequestProblem,
+  [messageKinds.snapshotReply]: snapshotReplyProblem,
   [messageKinds.ping]: pingProblem,
   [messageKinds.pong]: pingProblem,
   [messageKinds.error]: errorProblem,

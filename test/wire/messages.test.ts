@@ -1,9 +1,11 @@
 // Proves message validation: for every kind, bodies that break one rule (type, integer range,
 // safe integers, 512-byte alignment, the 4 MiB write limit, string and array lengths, unknown
 // or missing fields, a WRITE payload that disagrees with its entries, MARK details that are
-// too deep or not JSON-like) are refused with ProtocolError "bad-body" naming the field, and
-// the sender refuses to encode them (assertion); a HELLO of another protocol version is
-// refused with "version" naming both versions; the checksum helpers agree with XXH64.
+// too deep or not JSON-like, SNAPSHOT_REQUEST names the appliance would not accept, a
+// SNAPSHOT_REPLY with both or neither of seq and refused) are refused with ProtocolError
+// "bad-body" naming the field, and the sender refuses to encode them (assertion); a HELLO of
+// another protocol version is refused with "version" naming both versions; the checksum
+// helpers agree with XXH64.
 import { frameHeaderBytes } from "../../src/wire/frame.ts";
 import { beforeAll, describe, expect, test } from "vitest";
 import { AssertionError } from "../../src/core/assert.ts";
@@ -389,6 +391,115 @@ const cases: Case[] = [
     says: /message" is/,
   },
   { what: "a BYE without a reason", kind: messageKinds.bye, body: () => ({}), says: /reason" is undefined/ },
+  // SNAPSHOT_REQUEST and SNAPSHOT_REPLY
+  {
+    what: "a SNAPSHOT_REQUEST with an empty name",
+    kind: messageKinds.snapshotRequest,
+    body: () => ({ ...bodyOf(16), name: "" }),
+    says: /name" is "", not a string of 1 to 200/,
+  },
+  {
+    what: "a SNAPSHOT_REQUEST with a name over 200 characters",
+    kind: messageKinds.snapshotRequest,
+    body: () => ({ ...bodyOf(16), name: "n".repeat(201) }),
+    says: /name" is "n+\.\.\.", not a string of 1 to 200/,
+  },
+  {
+    what: "a SNAPSHOT_REQUEST with a name starting with '-'",
+    kind: messageKinds.snapshotRequest,
+    body: () => ({ ...bodyOf(16), name: "-rf" }),
+    says: /name" is "-rf", not letters, digits/,
+  },
+  {
+    what: "a SNAPSHOT_REQUEST with a name holding a slash",
+    kind: messageKinds.snapshotRequest,
+    body: () => ({ ...bodyOf(16), name: "a/b" }),
+    says: /name" is "a\/b", not letters, digits/,
+  },
+  {
+    what: "a SNAPSHOT_REQUEST with a name that is not a string",
+    kind: messageKinds.snapshotRequest,
+    body: () => ({ ...bodyOf(16), name: 7 }),
+    says: /name" is 7/,
+  },
+  {
+    what: "a SNAPSHOT_REQUEST whose remove is not a boolean",
+    kind: messageKinds.snapshotRequest,
+    body: () => ({ ...bodyOf(17), remove: 1 }),
+    says: /remove" is 1, not a boolean/,
+  },
+  {
+    what: "a SNAPSHOT_REQUEST without a volume",
+    kind: messageKinds.snapshotRequest,
+    body: () => ({ requestId: 1, name: "x" }),
+    says: /volume" is undefined/,
+  },
+  {
+    what: "a SNAPSHOT_REQUEST with an unknown field",
+    kind: messageKinds.snapshotRequest,
+    body: () => ({ ...bodyOf(16), at: "now" }),
+    says: /unknown fields "at"/,
+  },
+  {
+    what: "a SNAPSHOT_REQUEST with a fractional request id",
+    kind: messageKinds.snapshotRequest,
+    body: () => ({ ...bodyOf(16), requestId: 1.5 }),
+    says: /requestId" is 1\.5/,
+  },
+  {
+    what: "a SNAPSHOT_REPLY with both a seq and a refusal",
+    kind: messageKinds.snapshotReply,
+    body: () => ({ requestId: 1, seq: 4, refused: "no" }),
+    says: /both field "seq" and field "refused"/,
+  },
+  {
+    what: "a SNAPSHOT_REPLY with neither a seq nor a refusal",
+    kind: messageKinds.snapshotReply,
+    body: () => ({ requestId: 1 }),
+    says: /neither field "seq" nor field "refused"/,
+  },
+  {
+    what: "a SNAPSHOT_REPLY with seq 0",
+    kind: messageKinds.snapshotReply,
+    body: () => ({ requestId: 1, seq: 0 }),
+    says: /seq" is 0, not an integer from 1/,
+  },
+  {
+    what: "a SNAPSHOT_REPLY with a seq beyond 2^53",
+    kind: messageKinds.snapshotReply,
+    body: () => ({ requestId: 1, seq: 2 ** 53 }),
+    says: /seq" is 9007199254740992/,
+  },
+  {
+    what: "a SNAPSHOT_REPLY with an empty refusal",
+    kind: messageKinds.snapshotReply,
+    body: () => ({ requestId: 1, refused: "" }),
+    says: /refused" is "", not a string of 1 to 1024/,
+  },
+  {
+    what: "a SNAPSHOT_REPLY with a refusal over 1024 characters",
+    kind: messageKinds.snapshotReply,
+    body: () => ({ requestId: 1, refused: "r".repeat(1025) }),
+    says: /refused" is/,
+  },
+  {
+    what: "a SNAPSHOT_REPLY with a refusal that is not a string",
+    kind: messageKinds.snapshotReply,
+    body: () => ({ requestId: 1, refused: true }),
+    says: /refused" is true/,
+  },
+  {
+    what: "a SNAPSHOT_REPLY with an unknown field",
+    kind: messageKinds.snapshotReply,
+    body: () => ({ requestId: 1, seq: 3, timeUs: 5 }),
+    says: /unknown fields "timeUs"/,
+  },
+  {
+    what: "a SNAPSHOT_REPLY with a negative request id",
+    kind: messageKinds.snapshotReply,
+    body: () => ({ requestId: -1, seq: 3 }),
+    says: /requestId" is -1/,
+  },
 ];
 
 describe("invalid bodies", () => {

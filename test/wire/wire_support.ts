@@ -264,6 +264,13 @@ const detailArbitrary = fc.dictionary(
   { maxKeys: 5, noNullPrototype: true },
 );
 
+const snapshotNameFirst = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.";
+/** Names `SNAPSHOT_NAME_PATTERN` accepts, up to the 200-character limit. */
+const snapshotNameArbitrary = fc.tuple(
+  fc.constantFrom(...snapshotNameFirst),
+  fc.array(fc.constantFrom(...`${snapshotNameFirst}:-`), { maxLength: 199 }),
+).map(([first, rest]) => first + rest.join(""));
+
 const volumeOfferArbitrary = fc.record({
   name: nameArbitrary,
   sizeBytes: sectorsArbitrary(1, 2 ** 41),
@@ -353,6 +360,20 @@ export function messageArbitrary(checksum: Checksum): fc.Arbitrary<SampleMessage
       } as SampleMessage),
     ),
     sample(messageKinds.fetch, requestRange),
+    sample(
+      messageKinds.snapshotRequest,
+      fc.record(
+        { requestId: requestIdArbitrary, volume: nameArbitrary, name: snapshotNameArbitrary, remove: fc.boolean() },
+        { requiredKeys: ["requestId", "volume", "name"] },
+      ),
+    ),
+    sample(
+      messageKinds.snapshotReply,
+      fc.oneof(
+        fc.record({ requestId: requestIdArbitrary, seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }) }),
+        fc.record({ requestId: requestIdArbitrary, refused: fc.string({ minLength: 1, maxLength: 1024 }) }),
+      ),
+    ),
     sample(messageKinds.ping, fc.record({ timeUs: timeArbitrary })),
     sample(messageKinds.pong, fc.record({ timeUs: timeArbitrary })),
     sample(
@@ -439,6 +460,23 @@ export function everyKindSamples(checksum: Checksum): SampleMessage[] {
     { kind: messageKinds.pong, body: { timeUs: 5 }, payload: new Uint8Array(0) },
     { kind: messageKinds.error, body: { code: "volume", message: 'Unknown volume "x"' }, payload: new Uint8Array(0) },
     { kind: messageKinds.bye, body: { reason: "shutting down" }, payload: new Uint8Array(0) },
+    // New kinds go last: tests pick samples by index.
+    {
+      kind: messageKinds.snapshotRequest,
+      body: { requestId: 4, volume: "db", name: "before-upgrade" },
+      payload: new Uint8Array(0),
+    },
+    {
+      kind: messageKinds.snapshotRequest,
+      body: { requestId: 5, volume: "db", name: "nightly.2026-11-22", remove: true },
+      payload: new Uint8Array(0),
+    },
+    { kind: messageKinds.snapshotReply, body: { requestId: 4, seq: 42 }, payload: new Uint8Array(0) },
+    {
+      kind: messageKinds.snapshotReply,
+      body: { requestId: 5, refused: 'Cannot take snapshot "x" of volume "db": it is marking' },
+      payload: new Uint8Array(0),
+    },
   ];
   return samples;
 }
