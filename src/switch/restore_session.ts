@@ -22,8 +22,8 @@
  * records the partial state (a gap marker) so it is never silent.
  *
  * Memory is fixed at creation: a chunk-state byte per chunk (at most
- * `switchLimits.restoreChunksMax`), one copy buffer (`switchLimits.restoreCopyBytesMax`, or one
- * chunk if larger), and the extent pieces. The background copy takes runs of pending chunks
+ * `switchLimits.restoreChunksMax`), two copy buffers (`switchLimits.restoreCopyBytesMax` each, or one
+ * chunk if larger: the next span is read while the last is written), and the extent pieces. The background copy takes runs of pending chunks
  * at once; restored chunks settle their DRL holds after one primary flush per
  * `switchLimits.restoreFlushBytes`.
  *
@@ -91,7 +91,8 @@ export class RestoreSession {
   readonly #firstPiece: Uint32Array;
   readonly #pieceOffsetsBytes: Float64Array;
   readonly #pieceLengthsBytes: Float64Array;
-  readonly #buffer: Uint8Array;
+  /** Two copy buffers (read one while the other is written). */
+  readonly #buffers: readonly [Uint8Array, Uint8Array];
   /** Pending chunks the background copy takes at once. */
   readonly #chunksPerCopy: number;
   /** Chunks being copied now → their completion (at most the host's in-flight writes + 1). */
@@ -149,7 +150,7 @@ export class RestoreSession {
     this.#firstPiece[chunkCount] = piece;
     this.bytesTotal = total;
     this.#chunksPerCopy = Math.max(1, Math.floor(copyBytesMax / chunkBytes));
-    this.#buffer = new Uint8Array(this.#chunksPerCopy * chunkBytes);
+    this.#buffers = [new Uint8Array(this.#chunksPerCopy * chunkBytes), new Uint8Array(this.#chunksPerCopy * chunkBytes)];
     this.finished = Promise.resolve();
   }
 
@@ -309,24 +310,31 @@ export class RestoreSession {
     try {
       const endPiece = this.#firstPiece[first + count];
       let piece = this.#firstPiece[first];
+      // Two buffers: the next span is read while the previous one is being written.
+      let writing: Promise<void> = Promise.resolve();
+      let which = 0;
       while (piece < endPiece) {
-        // A span of contiguous pieces that fits the buffer.
+        // A span of contiguous pieces that fits a buffer.
         const offsetBytes = this.#pieceOffsetsBytes[piece];
         let lengthBytes = this.#pieceLengthsBytes[piece];
         piece++;
         while (
           piece < endPiece && this.#pieceOffsetsBytes[piece] === offsetBytes + lengthBytes &&
-          lengthBytes + this.#pieceLengthsBytes[piece] <= this.#buffer.length
+          lengthBytes + this.#pieceLengthsBytes[piece] <= this.#buffers[which].length
         ) {
           lengthBytes += this.#pieceLengthsBytes[piece];
           piece++;
         }
-        const data = this.#buffer.subarray(0, lengthBytes);
+        const data = this.#buffers[which].subarray(0, lengthBytes);
+        which ^= 1;
         await this.#deps.source.read(offsetBytes, data);
-        await this.#deps.primary.write(offsetBytes, data);
-        this.#bytesDone += lengthBytes;
-        this.#unflushedBytes += lengthBytes;
+        await writing;
+        writing = this.#deps.primary.write(offsetBytes, data).then(() => {
+          this.#bytesDone += lengthBytes;
+          this.#unflushedBytes += lengthBytes;
+        });
       }
+      await writing;
       for (let chunk = first; chunk < first + count; chunk++) this.#unflushedChunks.push(chunk);
     } finally {
       release();
