@@ -10,10 +10,21 @@
  * is checked whole before any entry is appended (volume known to this session, seqs
  * contiguous from at most the next seq, every payload checksum right), so a bad batch gets
  * an ERROR and changes nothing.
+ *
+ * Snapshots while a switch streams the volume ({@link ApplianceLink.requestSnapshot}): the
+ * marker must take a seq of the switch's write stream (SPEC: after every write the host saw
+ * acknowledged), so the appliance asks the switch (SNAPSHOT_REQUEST), the switch queues the
+ * marker and answers with its seq (SNAPSHOT_REPLY), and the request resolves once that marker
+ * is durable here and applied (the name is in, or out of, `volume.snapshots()`). Requests in
+ * progress are bounded (`wireLimits.snapshotRequestsInFlightMax`, one more is refused) and
+ * timed on the injected clock (`wireLimits.snapshotRequestTimeoutMs` in all); a session that
+ * ends fails the requests it has unanswered.
  */
 import { createChecksum } from "../core/checksum.ts";
+import { wireLimits } from "../core/limits.ts";
+import { checkSnapshotName } from "../core/point.ts";
 import type { Clock } from "../io/clock.ts";
-import type { Connection, Listener } from "../io/transport.ts";
+import { type Connection, ConnectionClosedError, type Listener } from "../io/transport.ts";
 import { ProtocolError } from "../wire/errors.ts";
 import { FramedConnection } from "../wire/framed_connection.ts";
 import { applianceHandshake } from "../wire/handshake.ts";
@@ -22,12 +33,15 @@ import {
   type MarkBody,
   type Message,
   messageKinds,
+  type SnapshotReplyBody,
+  type SnapshotRequestBody,
   type VolumeOffer,
   type VolumeResume,
   type WriteBody,
   writeChecksumProblem,
 } from "../wire/messages.ts";
 import type { Appliance } from "./appliance.ts";
+import { ConflictError, NotFoundError } from "./errors.ts";
 import { journalRecordKinds } from "./journal_record.ts";
 import type { Volume } from "./volume.ts";
 
@@ -37,6 +51,36 @@ export interface ApplianceLinkOptions {
   readonly secret: Uint8Array;
   /** A switch that has not finished the handshake by then is dropped. */
   readonly handshakeTimeoutMs?: number;
+  /** How long a snapshot through the switch may take in all; default `wireLimits.snapshotRequestTimeoutMs`. */
+  readonly snapshotTimeoutMs?: number;
+}
+
+/**
+ * A snapshot through the switch got no answer: no switch streams the volume now, its session
+ * ended first, too many requests are in progress, or the time ran out. The API answers 503.
+ * The switch may still have queued the marker (then the snapshot appears once it is durable).
+ */
+export class SwitchUnavailableError extends Error {
+  override name = "SwitchUnavailableError";
+}
+
+/** Timers of a wait on the clock sleep at most this long at a time, so a wait that ends early leaves no long timer behind. */
+const deadlineStepMs = 1_000;
+
+/** A SNAPSHOT_REQUEST sent and not yet answered. */
+interface PendingSnapshotRequest {
+  readonly resolve: (reply: SnapshotReplyBody) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** One switch's session after the handshake. */
+interface SwitchSession {
+  readonly framed: FramedConnection;
+  readonly switchId: string;
+  /** The volumes its handshake registered. */
+  readonly volumes: ReadonlySet<string>;
+  /** Request id → its waiter; bounded by `wireLimits.snapshotRequestsInFlightMax` over all sessions. */
+  readonly pending: Map<number, PendingSnapshotRequest>;
 }
 
 /** Accepts switches and journals what they send. */
@@ -46,8 +90,11 @@ export class ApplianceLink {
   readonly #log: (line: string) => void;
   readonly #options: ApplianceLinkOptions;
   readonly #sessions = new Set<FramedConnection>();
-  /** Volume name → sessions streaming it now (a reconnect may overlap the old session's end). */
-  readonly #linked = new Map<string, number>();
+  /** Volume name → sessions streaming it now, oldest first (a reconnect may overlap the old session's end). */
+  readonly #linked = new Map<string, SwitchSession[]>();
+  /** Snapshot requests in progress (reply or durability awaited), by volume and snapshot name. */
+  readonly #snapshotRequests = new Set<string>();
+  #nextRequestId = 0;
 
   constructor(deps: { appliance: Appliance; clock: Clock; log?: (line: string) => void }, options: ApplianceLinkOptions) {
     this.#appliance = deps.appliance;
@@ -63,7 +110,63 @@ export class ApplianceLink {
 
   /** Whether a switch streaming `volumeName` is connected now. */
   isLinked(volumeName: string): boolean {
-    return (this.#linked.get(volumeName) ?? 0) > 0;
+    return (this.#linked.get(volumeName)?.length ?? 0) > 0;
+  }
+
+  /**
+   * Takes a snapshot (or, with `remove`, removes one) in the write stream of the switch that
+   * streams the volume: asks it for a marker, then waits until the marker with the seq it
+   * gave is durable and applied here. Resolves with that seq.
+   *
+   * @throws {SyntaxError} for a name that is not a snapshot name (nothing is sent).
+   * @throws {NotFoundError} for an unknown volume, or removing a snapshot that does not exist.
+   * @throws {ConflictError} when the name is taken (or a request for it is in progress), or
+   * the switch refused (marking mode, its marker ring full...), with the switch's reason.
+   * @throws {SwitchUnavailableError} when no switch streams the volume, its session ends
+   * before it answers, too many requests are in progress, or the time runs out.
+   * @example
+   * ```ts
+   * if (link.isLinked("db")) {
+   *   const { seq } = await link.requestSnapshot("db", "before-upgrade");
+   *   volume.snapshots(); // [..., { name: "before-upgrade", seq, timeUs }]
+   * }
+   * ```
+   */
+  async requestSnapshot(volumeName: string, name: string, options: { remove?: boolean } = {}): Promise<{ seq: number }> {
+    checkSnapshotName(name);
+    const remove = options.remove === true;
+    const volume = this.#appliance.volume(volumeName);
+    const what = `${remove ? "remove" : "take"} snapshot "${name}" of volume "${volumeName}"`;
+    const exists = volume.snapshots().some((snapshot) => snapshot.name === name);
+    if (!remove && exists) throw new ConflictError(`Snapshot "${name}" of volume "${volumeName}" exists`);
+    if (remove && !exists) throw new NotFoundError(`Snapshot "${name}" of volume "${volumeName}" does not exist`);
+    const key = JSON.stringify([volumeName, name]);
+    if (this.#snapshotRequests.has(key)) {
+      throw new ConflictError(`Cannot ${what}: a request for that name is in progress`);
+    }
+    if (this.#snapshotRequests.size >= wireLimits.snapshotRequestsInFlightMax) {
+      throw new SwitchUnavailableError(
+        `Cannot ${what}: ${this.#snapshotRequests.size} snapshot requests are in progress (the limit); try again`,
+      );
+    }
+    const sessions = this.#linked.get(volumeName);
+    const session = sessions?.[sessions.length - 1];
+    if (session === undefined) throw new SwitchUnavailableError(`Cannot ${what} through the switch: no switch streams it now`);
+    this.#snapshotRequests.add(key);
+    try {
+      const deadlineUs = this.#clock.nowUs() + (this.#options.snapshotTimeoutMs ?? wireLimits.snapshotRequestTimeoutMs) * 1000;
+      const request = { requestId: this.#nextRequestId++, volume: volumeName, name, ...(remove ? { remove } : {}) };
+      const reply = await this.#ask(session, request, deadlineUs, what);
+      if (reply.refused !== undefined) throw new ConflictError(`Switch ${session.switchId} refused: ${reply.refused}`);
+      await this.#waitDurable(volume, reply.seq, deadlineUs, () =>
+        new SwitchUnavailableError(
+          `Cannot ${what}: its marker (seq ${reply.seq}) was not durable here in time; it takes effect once it is`,
+        ));
+      this.#checkApplied(volume, name, reply.seq, remove);
+      return { seq: reply.seq };
+    } finally {
+      this.#snapshotRequests.delete(key);
+    }
   }
 
   /** Serves every connection the listener accepts until it closes. */
@@ -79,13 +182,16 @@ export class ApplianceLink {
     try {
       const { switchId, volumes } = await this.#handshake(framed);
       this.#log(`Switch ${switchId} connected from ${framed.remoteAddress} with ${volumes.map((v) => v.name).join(", ")}`);
-      const session = new Set(volumes.map((v) => v.name));
-      for (const name of session) {
+      const session: SwitchSession = { framed, switchId, volumes: new Set(volumes.map((v) => v.name)), pending: new Map() };
+      unsubscribes.push(() => this.#failPending(session));
+      for (const name of session.volumes) {
         unsubscribes.push(this.#acknowledge(framed, this.#appliance.volume(name)));
-        this.#linked.set(name, (this.#linked.get(name) ?? 0) + 1);
+        const sessions = this.#linked.get(name) ?? [];
+        sessions.push(session);
+        this.#linked.set(name, sessions);
         unsubscribes.push(() => {
-          const count = (this.#linked.get(name) ?? 1) - 1;
-          if (count > 0) this.#linked.set(name, count);
+          const left = (this.#linked.get(name) ?? []).filter((other) => other !== session);
+          if (left.length > 0) this.#linked.set(name, left);
           else this.#linked.delete(name);
         });
       }
@@ -170,14 +276,26 @@ export class ApplianceLink {
   }
 
   /** Handles one message; true when the session should end. */
-  async #dispatch(framed: FramedConnection, session: ReadonlySet<string>, message: Message): Promise<boolean> {
+  async #dispatch(framed: FramedConnection, session: SwitchSession, message: Message): Promise<boolean> {
     switch (message.kind) {
       case messageKinds.write:
-        await this.#write(framed, session, message.body, message.payload);
+        await this.#write(framed, session.volumes, message.body, message.payload);
         return false;
       case messageKinds.mark:
-        await this.#mark(framed, session, message.body);
+        await this.#mark(framed, session.volumes, message.body);
         return false;
+      case messageKinds.snapshotReply: {
+        const requestId = message.body.requestId;
+        const pending = session.pending.get(requestId);
+        if (pending === undefined) {
+          // Its requester gave up (timeout): the marker, if taken, still arrives as a MARK.
+          this.#log(`Switch ${session.switchId} answered snapshot request ${requestId}, which nobody waits for now`);
+          return false;
+        }
+        session.pending.delete(requestId);
+        pending.resolve(message.body);
+        return false;
+      }
       case messageKinds.ping:
         await framed.send(messageKinds.pong, { timeUs: this.#clock.nowUs() });
         return false;
@@ -235,6 +353,89 @@ export class ApplianceLink {
       throw new ProtocolError("bad-body", problem);
     }
     await volume.appendMarker({ seq: body.seq, timeUs: body.timeUs, kind: journalRecordKinds[body.kind], payload: body.detail ?? {} });
+  }
+
+  /** Sends the request and waits for its reply (or the deadline, or the session's end). */
+  async #ask(session: SwitchSession, request: SnapshotRequestBody, deadlineUs: number, what: string): Promise<SnapshotReplyBody> {
+    const requestId = request.requestId;
+    const reply = new Promise<SnapshotReplyBody>((resolve, reject) => session.pending.set(requestId, { resolve, reject }));
+    const sent = session.framed.send(messageKinds.snapshotRequest, request).catch((error) => {
+      if (!(error instanceof ConnectionClosedError)) throw error;
+      throw new SwitchUnavailableError(`Cannot ${what}: the link to switch ${session.switchId} ended`, { cause: error });
+    });
+    try {
+      return await this.#beforeDeadline(
+        Promise.all([sent, reply]).then(([, body]) => body),
+        deadlineUs,
+        () =>
+          new SwitchUnavailableError(
+            `Cannot ${what}: switch ${session.switchId} did not answer in time; it may still take the marker`,
+          ),
+      );
+    } finally {
+      session.pending.delete(requestId);
+    }
+  }
+
+  /** Fails the session's unanswered requests: it ended. */
+  #failPending(session: SwitchSession): void {
+    for (const [requestId, pending] of session.pending) {
+      pending.reject(
+        new SwitchUnavailableError(
+          `The session of switch ${session.switchId} ended before it answered snapshot request ${requestId}; ` +
+            `if it took the marker, the snapshot appears once the switch reconnects`,
+        ),
+      );
+    }
+    session.pending.clear();
+  }
+
+  /** Resolves once the volume's head reaches `seq` (its markers applied), or fails at the deadline. */
+  async #waitDurable(volume: Volume, seq: number, deadlineUs: number, timeoutError: () => Error): Promise<void> {
+    if (volume.head.seq >= seq) return;
+    let unsubscribe = () => {};
+    const durable = new Promise<void>((resolve) => {
+      // The volume's own listener (registered first) has applied the markers when this runs.
+      unsubscribe = volume.onDurable(() => {
+        if (volume.head.seq >= seq) resolve();
+      });
+    });
+    try {
+      await this.#beforeDeadline(durable, deadlineUs, timeoutError);
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  /** The durable marker at `seq` did what the switch said it would (a concurrent one may have won). */
+  #checkApplied(volume: Volume, name: string, seq: number, remove: boolean): void {
+    const entry = volume.snapshots().find((snapshot) => snapshot.name === name);
+    if (!remove && entry?.seq !== seq) {
+      throw new ConflictError(
+        `Snapshot "${name}" of volume "${volume.name}" is ` +
+          (entry === undefined ? "gone" : `at seq ${entry.seq}`) + `, not at seq ${seq} where the switch put its marker`,
+      );
+    }
+    if (remove && entry !== undefined && entry.seq < seq) {
+      throw new ConflictError(`Snapshot "${name}" of volume "${volume.name}" is still there after its removal at seq ${seq}`);
+    }
+  }
+
+  /** `work`, or `timeoutError()` once the clock passes `deadlineUs` first. */
+  async #beforeDeadline<T>(work: Promise<T>, deadlineUs: number, timeoutError: () => Error): Promise<T> {
+    let settled = false;
+    const watched = work.finally(() => {
+      settled = true;
+    });
+    const timer = (async (): Promise<T> => {
+      for (;;) {
+        const remainingUs = deadlineUs - this.#clock.nowUs();
+        if (remainingUs <= 0) throw timeoutError();
+        await this.#clock.sleep(Math.min(deadlineStepMs, Math.ceil(remainingUs / 1000)));
+        if (settled) return await watched;
+      }
+    })();
+    return await Promise.race([watched, timer]);
   }
 
   async #sessionVolume(framed: FramedConnection, session: ReadonlySet<string>, name: string): Promise<Volume> {

@@ -13,7 +13,7 @@
  * @module
  */
 import type { Appliance } from "../appliance/appliance.ts";
-import type { ApplianceLink } from "../appliance/appliance_link.ts";
+import { type ApplianceLink, SwitchUnavailableError } from "../appliance/appliance_link.ts";
 import type { Volume } from "../appliance/volume.ts";
 import type { TimelineInterval } from "../appliance/volume_timeline.ts";
 import {
@@ -150,11 +150,13 @@ export class ProductControlPlane implements ControlPlane {
       return { name: snapshotName, seq, time: formatTimeUs(timeUs) };
     }
     if (volume === undefined) this.#unknownVolume(name);
-    if (this.#deps.applianceLink?.isLinked(name)) {
-      throw new UnavailableError(
-        `Cannot take snapshot "${snapshotName}" of volume "${name}" here while its switch streams it: ` +
-          `take it through the switch's API (anytime switch --http), so it lands in the write stream`,
-      );
+    const applianceLink = this.#deps.applianceLink;
+    if (applianceLink?.isLinked(name)) {
+      // A switch in another process streams it: it gives the marker a seq of its write stream.
+      const { seq } = await throughSwitch(applianceLink.requestSnapshot(name, snapshotName));
+      const entry = volume.snapshots().find((s) => s.name === snapshotName && s.seq === seq);
+      if (entry === undefined) throw new ConflictError(`Snapshot "${snapshotName}" of volume "${name}" changed meanwhile`);
+      return { name: entry.name, seq: entry.seq, time: formatTimeUs(entry.timeUs) };
     }
     // No switch streams the volume: nothing can race the marker for its seq.
     const entry = await volume.snapshot(snapshotName);
@@ -163,7 +165,14 @@ export class ProductControlPlane implements ControlPlane {
 
   async removeSnapshot(name: string, snapshotName: string): Promise<void> {
     const volume = this.#needVolume(name, "snapshots");
-    if (this.#linked(name, this.#deps.switchNode?.splitters.get(name))) {
+    const splitter = this.#deps.switchNode?.splitters.get(name);
+    const applianceLink = this.#deps.applianceLink;
+    if (splitter === undefined && applianceLink?.isLinked(name)) {
+      // A switch in another process streams it: the removal marker takes a seq of its stream.
+      await throughSwitch(applianceLink.requestSnapshot(name, snapshotName, { remove: true }));
+      return;
+    }
+    if (this.#linked(name, splitter)) {
       throw new UnavailableError(
         `Cannot remove snapshot "${snapshotName}" of volume "${name}" while its switch streams it (the marker needs a seq of ` +
           `the write stream); stop the switch or try again after this release adds stream-side removal`,
@@ -369,6 +378,16 @@ export class ProductControlPlane implements ControlPlane {
     while (volume.head.seq < seq && this.#deps.clock.nowUs() < deadlineUs) {
       await this.#deps.clock.sleep(serverLimits.acknowledgePollMs);
     }
+  }
+}
+
+/** A request through the switch; no answer from it is the API's 503. */
+async function throughSwitch<T>(request: Promise<T>): Promise<T> {
+  try {
+    return await request;
+  } catch (error) {
+    if (!(error instanceof SwitchUnavailableError)) throw error;
+    throw new UnavailableError(error.message, { cause: error });
   }
 }
 

@@ -433,17 +433,33 @@ export class Splitter {
    * marker ring is full.
    */
   snapshot(name: string): number {
+    return this.#queueSnapshotMarker("snapshot", name);
+  }
+
+  /**
+   * Queues a `snapshotRemoved` marker `{name}` after every write copied so far; returns its
+   * seq. The appliance drops the name (the state stays reachable while inside the window).
+   *
+   * @throws {RangeError} for an empty or too long name.
+   * @throws {SplitterError} in marking mode or when the marker ring is full.
+   */
+  snapshotRemoved(name: string): number {
+    return this.#queueSnapshotMarker("snapshotRemoved", name);
+  }
+
+  #queueSnapshotMarker(kind: "snapshot" | "snapshotRemoved", name: string): number {
+    const action = kind === "snapshot" ? "take" : "remove";
     const nameBytes = new TextEncoder().encode(name).length;
     if (nameBytes === 0 || nameBytes > limits.snapshotNameBytesMax) {
-      throw new RangeError(`Cannot take snapshot "${name}": the name must be 1 to ${limits.snapshotNameBytesMax} bytes`);
+      throw new RangeError(`Cannot ${action} snapshot "${name}": the name must be 1 to ${limits.snapshotNameBytesMax} bytes`);
     }
     if (this.#state !== splitterStates.protecting) {
-      throw new SplitterError(`Cannot take snapshot "${name}" of volume "${this.name}": it is ${this.#state}`);
+      throw new SplitterError(`Cannot ${action} snapshot "${name}" of volume "${this.name}": it is ${this.#state}`);
     }
-    const seq = this.#queueMarker("snapshot", { name });
+    const seq = this.#queueMarker(kind, { name });
     if (seq < 0) {
       throw new SplitterError(
-        `Cannot take snapshot "${name}" of volume "${this.name}": ${switchLimits.splitterMarkersMax} markers wait for the appliance`,
+        `Cannot ${action} snapshot "${name}" of volume "${this.name}": ${switchLimits.splitterMarkersMax} markers wait for the appliance`,
       );
     }
     return seq;

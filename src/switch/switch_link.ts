@@ -15,6 +15,15 @@
  * The payload sent is a copy of its used part, and the batch's entry objects are allocated
  * per batch (at most `wireLimits.writeEntriesMax`): bounded, but not yet allocation-free.
  *
+ * Snapshots the appliance asks for (SNAPSHOT_REQUEST, e.g. `POST /v1/volumes/db/snapshots` on
+ * the appliance's API) become markers of the splitter's stream like the switch's own: queued
+ * at once after every write copied so far, so the seq lands after every write the host saw
+ * acknowledged. Each is answered at once with a SNAPSHOT_REPLY carrying the marker's seq, or
+ * `refused` with the splitter's reason (marking mode, marker ring full, a volume this link
+ * does not stream); a refusal leaves the connection up. Nothing waits in a queue: replies
+ * being sent are counted, and an appliance that keeps more than
+ * `switchLimits.linkSnapshotRepliesSendingMax` of them unread loses the session.
+ *
  * States: `connecting` → `handshaking` → `streaming`, then `backoff` after any failure and
  * back to `connecting`; `stopped` after `stop()`.
  *
@@ -34,12 +43,19 @@
  */
 import { assert } from "../core/assert.ts";
 import type { Clock } from "../io/clock.ts";
-import type { Transport } from "../io/transport.ts";
+import { ConnectionClosedError, type Transport } from "../io/transport.ts";
 import { FramedConnection } from "../wire/framed_connection.ts";
 import { switchHandshake } from "../wire/handshake.ts";
-import { checksumToBytes, type Message, messageKinds, type WriteEntry } from "../wire/messages.ts";
+import {
+  checksumToBytes,
+  type Message,
+  messageKinds,
+  type SnapshotReplyBody,
+  type SnapshotRequestBody,
+  type WriteEntry,
+} from "../wire/messages.ts";
 import { switchLimits, wireLimits } from "../core/limits.ts";
-import type { Splitter } from "./splitter.ts";
+import { type Splitter, SplitterError } from "./splitter.ts";
 
 assert(
   switchLimits.linkBatchBytesMax + wireLimits.writeEntriesMax * wireLimits.writeEntryEncodedBytesMax + 4096 <=
@@ -100,6 +116,8 @@ export class SwitchLink {
   #interruptSleep: (() => void) | null = null;
   #connectionCount = 0;
   #lastError: string | null = null;
+  /** SNAPSHOT_REPLYs handed to `send` whose sends have not settled (bounded; module doc). */
+  #snapshotRepliesSending = 0;
 
   constructor(deps: SwitchLinkDeps, options: SwitchLinkOptions) {
     const names = deps.splitters.map((splitter) => splitter.name);
@@ -259,6 +277,8 @@ export class SwitchLink {
         splitter.acknowledge(message.body.durableSeq);
         return true;
       }
+      case messageKinds.snapshotRequest:
+        return this.#answerSnapshotRequest(framed, message.body);
       case messageKinds.pong:
         return true;
       case messageKinds.error:
@@ -270,6 +290,43 @@ export class SwitchLink {
       default:
         void framed.sendError("unexpected", `Cannot handle a ${message.kind} message on an established link`);
         return false;
+    }
+  }
+
+  /** Queues the marker and sends the reply without waiting for it; false when the session should end. */
+  #answerSnapshotRequest(framed: FramedConnection, request: SnapshotRequestBody): boolean {
+    if (this.#snapshotRepliesSending >= switchLimits.linkSnapshotRepliesSendingMax) {
+      void framed.sendError(
+        "busy",
+        `Cannot answer snapshot request ${request.requestId}: ${this.#snapshotRepliesSending} replies wait to be read ` +
+          `(at most ${wireLimits.snapshotRequestsInFlightMax} requests may be unanswered)`,
+      );
+      return false;
+    }
+    const reply = this.#takeSnapshotMarker(request);
+    if (reply.refused !== undefined) this.#log(reply.refused);
+    this.#snapshotRepliesSending++;
+    void framed.send(messageKinds.snapshotReply, reply)
+      .catch((error) => {
+        // The session is ending; its receive loop reports why (the marker stays queued).
+        if (!(error instanceof ConnectionClosedError)) this.#noteError("Cannot send a snapshot reply", error);
+      })
+      .finally(() => this.#snapshotRepliesSending--);
+    return true;
+  }
+
+  /** The marker's seq, or why the splitter took none. */
+  #takeSnapshotMarker(request: SnapshotRequestBody): SnapshotReplyBody {
+    const splitter = this.#byName.get(request.volume);
+    if (splitter === undefined) {
+      return refusal(request, `Volume "${request.volume}" is not protected by switch ${this.#options.switchId}`);
+    }
+    try {
+      const seq = request.remove === true ? splitter.snapshotRemoved(request.name) : splitter.snapshot(request.name);
+      return { requestId: request.requestId, seq };
+    } catch (error) {
+      if (!(error instanceof SplitterError || error instanceof RangeError)) throw error;
+      return refusal(request, error.message);
     }
   }
 
@@ -361,4 +418,10 @@ export class SwitchLink {
     this.#lastError = `${context}: ${reason}`;
     this.#log(this.#lastError);
   }
+}
+
+function refusal(request: SnapshotRequestBody, reason: string): SnapshotReplyBody {
+  const lengthMax = wireLimits.snapshotRefusalLengthMax;
+  const refused = reason.length <= lengthMax ? reason : `${reason.slice(0, lengthMax - 3)}...`;
+  return { requestId: request.requestId, refused };
 }

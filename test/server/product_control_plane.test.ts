@@ -5,8 +5,9 @@
  * goes through the write stream and is durable and indexed when it resolves; images are
  * pinned to the resolved seq; diff, timeline, retention and metrics answer; bad input and
  * unknown names get the error classes the API maps (and change nothing); an appliance alone
- * refuses a snapshot while a switch streams the volume, and a switch alone sends the
- * appliance's questions away with UnavailableError.
+ * takes and removes a snapshot through the switch that streams the volume (the switch gives
+ * the marker its seq), and a switch alone sends the appliance's questions away with
+ * UnavailableError.
  */
 import { describe, expect, it } from "vitest";
 import { NotFoundError, PointUnavailableError, UnavailableError } from "../../src/api/control_plane.ts";
@@ -81,7 +82,13 @@ describe("ProductControlPlane over a switch and an appliance in one process", ()
     const applianceOnly = new ProductControlPlane({ clock, process: { ...process, role: "appliance" }, appliance, applianceLink });
     await switchNode.waitAcknowledged("db", 0);
     for (let turn = 0; turn < 100 && !applianceLink.isLinked("db"); turn++) await clock.sleep(1);
-    await expect(applianceOnly.createSnapshot("db", "x")).rejects.toThrow(UnavailableError);
+    const taken = await applianceOnly.createSnapshot("db", "x");
+    expect(taken.seq).toBe(switchNode.splitter("db").nextSeq - 1); // the switch gave the marker its seq
+    expect(applianceOnly.snapshots("db").map((s) => [s.name, s.seq])).toEqual([["x", taken.seq]]);
+    await expect(applianceOnly.createSnapshot("db", "x")).rejects.toThrow(ConflictError);
+    await applianceOnly.removeSnapshot("db", "x");
+    expect(applianceOnly.snapshots("db")).toEqual([]);
+    await expect(applianceOnly.removeSnapshot("db", "x")).rejects.toThrow(NotFoundError);
     await expect(applianceOnly.openImage("db", { at: "head", writable: false })).rejects.toThrow(UnavailableError);
     const switchOnly = new ProductControlPlane({ clock, process: { ...process, role: "switch" }, switchNode });
     expect(() => switchOnly.snapshots("db")).toThrow(UnavailableError);
