@@ -169,7 +169,7 @@ export const switchLimits = {
   /** Bytes the background restore copy moves per read and write (runs of pending chunks). */
   restoreCopyBytesMax: 4 * 1024 * 1024,
   /** Restored bytes per primary flush (the DRL holds of restored chunks end after it). */
-  restoreFlushBytes: 64 * 1024 * 1024,
+  restoreFlushBytes: 1024 * 1024 * 1024,
   /** Chunks one restore tracks at most (a state byte and a piece index each); chunks grow to fit. */
   restoreChunksMax: 2 ** 24,
   /** The smallest unit of a write (and so of a region and a copy-buffer entry's accounting). */
