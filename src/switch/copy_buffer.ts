@@ -156,7 +156,8 @@ export class CopyBuffer {
     this.#checkNotIterating("append to");
     const { seq, timeUs, offsetBytes, data, checksum } = write;
     checkWrite(write, this.bytesMax);
-    assert(seq > this.#lastSeq, `Seq ${seq} must follow seq ${this.#lastSeq}`);
+    // Messages on this path are built only on failure: it runs for every host write.
+    if (!(seq > this.#lastSeq)) assert(false, `Seq ${seq} must follow seq ${this.#lastSeq}`);
     if (this.#entryCount === this.entryCountMax) return false;
     const lengthBytes = data.length;
     const placement = this.#place(lengthBytes);
@@ -287,7 +288,7 @@ export class CopyBuffer {
   }
 
   #checkNotIterating(verb: string): void {
-    assert(!this.#iterating, `Cannot ${verb} the copy buffer from inside forEachFrom`);
+    if (this.#iterating) assert(false, `Cannot ${verb} the copy buffer from inside forEachFrom`);
   }
 }
 

@@ -278,7 +278,8 @@ export class DirtyRegionLog {
     let mustPersist = false;
     for (let region = first; region <= last; region++) {
       const count = this.#inFlightCounts[region];
-      assert(count < 0xffff_ffff, `Region ${region} has too many writes in flight`);
+      // Messages on this path are built only on failure: it runs twice for every host write.
+      if (!(count < 0xffff_ffff)) assert(false, `Region ${region} has too many writes in flight`);
       this.#inFlightCounts[region] = count + 1;
       const byteIndex = region >>> 3;
       const mask = 1 << (region & 7);
@@ -307,10 +308,10 @@ export class DirtyRegionLog {
     const first = Math.floor(offsetBytes / this.regionBytes);
     const last = Math.floor((offsetBytes + lengthBytes - 1) / this.regionBytes);
     for (let region = first; region <= last; region++) {
-      assert(this.#inFlightCounts[region] > 0, `Region ${region} ends a write it did not begin`);
+      if (!(this.#inFlightCounts[region] > 0)) assert(false, `Region ${region} ends a write it did not begin`);
     }
     for (let region = first; region <= last; region++) {
-      assert((this.#bits[region >>> 3] & (1 << (region & 7))) !== 0, `Region ${region} is in flight but clean`);
+      if ((this.#bits[region >>> 3] & (1 << (region & 7))) === 0) assert(false, `Region ${region} is in flight but clean`);
       this.#inFlightCounts[region]--;
     }
   }

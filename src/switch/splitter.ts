@@ -177,6 +177,14 @@ export class Splitter {
   readonly #slotWake: ((() => void) | null)[];
   readonly #freeSlots: Int32Array;
   #freeSlotCount: number;
+  /**
+   * The slots in use, densely packed (and each one's position in it), so the overlap scan of
+   * step 5 visits the writes in flight instead of the whole table: at queue depth 32 that is
+   * 32 slots, not `splitterInFlightMax`.
+   */
+  readonly #activeSlots: Int32Array;
+  readonly #activeSlotPositions: Int32Array;
+  #activeSlotCount = 0;
   #nextOrder = 0;
   /** Writes waiting for a slot: FIFO ring of resolvers handed a slot index. */
   readonly #slotWaiters: (((slot: number) => void) | null)[];
@@ -240,6 +248,8 @@ export class Splitter {
     this.#freeSlots = new Int32Array(slots);
     for (let slot = 0; slot < slots; slot++) this.#freeSlots[slot] = slots - 1 - slot;
     this.#freeSlotCount = slots;
+    this.#activeSlots = new Int32Array(slots);
+    this.#activeSlotPositions = new Int32Array(slots);
     this.#slotWaiters = new Array(switchLimits.splitterQueuedWritesMax).fill(null);
     this.#spaceWaiters = new Int32Array(slots);
     this.#markers = new Array(switchLimits.splitterMarkersMax).fill(null);
@@ -779,9 +789,10 @@ export class Splitter {
     const endBytes = startBytes + this.#slotLengthsBytes[slot];
     for (;;) {
       let blocker = -1;
-      for (let other = 0; other < this.#slotActive.length; other++) {
+      for (let position = 0; position < this.#activeSlotCount; position++) {
+        const other = this.#activeSlots[position];
         if (
-          other !== slot && this.#slotActive[other] === 1 && this.#slotOrders[other] < order &&
+          other !== slot && this.#slotOrders[other] < order &&
           this.#slotOffsetsBytes[other] < endBytes &&
           startBytes < this.#slotOffsetsBytes[other] + this.#slotLengthsBytes[other]
         ) {
@@ -813,8 +824,11 @@ export class Splitter {
   }
 
   #takeSlot(slot: number): number {
-    assert(this.#slotActive[slot] === 0, `Slot ${slot} is free`);
+    // Messages on this path are built only on failure: it runs for every host write.
+    if (this.#slotActive[slot] !== 0) assert(false, `Slot ${slot} is free`);
     this.#slotActive[slot] = 1;
+    this.#activeSlotPositions[slot] = this.#activeSlotCount;
+    this.#activeSlots[this.#activeSlotCount++] = slot;
     this.#slotOrders[slot] = Infinity;
     this.#slotSeqs[slot] = -1;
     this.#slotDone[slot] = new Promise((resolve) => {
@@ -825,8 +839,13 @@ export class Splitter {
 
   /** Frees the slot (its primary write settled) and hands it to the first waiting write. */
   #releaseSlot(slot: number): void {
-    assert(this.#slotActive[slot] === 1, `Slot ${slot} is in use`);
+    if (this.#slotActive[slot] !== 1) assert(false, `Slot ${slot} is in use`);
     this.#slotActive[slot] = 0;
+    // Swap-remove from the dense list: the last active slot takes this one's position.
+    const position = this.#activeSlotPositions[slot];
+    const lastSlot = this.#activeSlots[--this.#activeSlotCount];
+    this.#activeSlots[position] = lastSlot;
+    this.#activeSlotPositions[lastSlot] = position;
     this.#slotData[slot] = null;
     this.#slotOrders[slot] = Infinity;
     const resolveDone = this.#slotDoneResolve[slot];

@@ -87,7 +87,7 @@ const emptyView = new DataView(emptyBytes.buffer);
  */
 export function encodeFrame(kind: MessageKind, body: unknown, payload: Uint8Array = emptyBytes): Uint8Array[] {
   const kindLimits = messageKindLimits(kind);
-  assert(kindLimits !== undefined, `Cannot encode a frame of unknown kind ${kind}`);
+  if (kindLimits === undefined) assert(false, `Cannot encode a frame of unknown kind ${kind}`);
   const bodyBytes = encodeCbor(body);
   const name = messageKindName(kind);
   assert(
