@@ -138,8 +138,7 @@ export async function startServe(runtime: ServerRuntime, options: ServeOptions):
   const secret = options.secretFile === undefined
     ? crypto.getRandomValues(new Uint8Array(secretBytes)) // in-process link: never leaves this process
     : new TextEncoder().encode((await readOrCreateKey(runtime, options.secretFile, secretBytes)).text);
-  const stops = new StopList(runtime);
-  try {
+  return await assemble(runtime, async (stops) => {
     const applianceDirectory = join(fileSystem, options.dataDirectory, "appliance");
     const appliance = await openAppliance(runtime, applianceDirectory);
     stops.add("appliance", () => appliance.close());
@@ -201,12 +200,8 @@ export async function startServe(runtime: ServerRuntime, options: ServeOptions):
       httpAddress: http.address,
       appliance,
       switchNode,
-      stop: () => stops.stopAll(),
     };
-  } catch (error) {
-    await stops.stopAll();
-    throw error;
-  }
+  });
 }
 
 /** Starts `anytime appliance`. */
@@ -216,8 +211,7 @@ export async function startAppliance(runtime: ServerRuntime, options: ApplianceO
   const token = await readOrCreateKey(runtime, options.tokenFile ?? join(fileSystem, options.dataDirectory, "token"), tokenBytes);
   const secretFile = options.secretFile ?? join(fileSystem, options.dataDirectory, "secret");
   const secret = await readOrCreateKey(runtime, secretFile, secretBytes);
-  const stops = new StopList(runtime);
-  try {
+  return await assemble(runtime, async (stops) => {
     const appliance = await openAppliance(runtime, options.dataDirectory);
     stops.add("appliance", () => appliance.close());
     const applianceLink = new ApplianceLink(
@@ -254,12 +248,8 @@ export async function startAppliance(runtime: ServerRuntime, options: ApplianceO
       httpAddress: http.address,
       linkAddress: linkListener.address,
       appliance,
-      stop: () => stops.stopAll(),
     };
-  } catch (error) {
-    await stops.stopAll();
-    throw error;
-  }
+  });
 }
 
 /** Starts `anytime switch`. */
@@ -269,8 +259,7 @@ export async function startSwitch(runtime: ServerRuntime, options: SwitchOptions
   await makeDirectoryDurably(fileSystem, options.stateDirectory);
   const secretFile = options.secretFile ?? join(fileSystem, options.stateDirectory, "secret");
   const secret = await readOrCreateKey(runtime, secretFile, secretBytes);
-  const stops = new StopList(runtime);
-  try {
+  return await assemble(runtime, async (stops) => {
     const primaries = await openPrimaries(runtime, options.volumes);
     const switchNode = await openSwitchNode(runtime, primaries, options.stateDirectory, options, {
       transport: runtime.tcp,
@@ -307,15 +296,26 @@ export async function startSwitch(runtime: ServerRuntime, options: SwitchOptions
       httpAddress,
       linkAddress: options.applianceAddress,
       switchNode,
-      stop: () => stops.stopAll(),
     };
+  });
+}
+
+// ---- Parts ------------------------------------------------------------------------------
+
+/** Builds a process; whatever was started before a failure is stopped again. */
+async function assemble(
+  runtime: ServerRuntime,
+  build: (stops: StopList) => Promise<Omit<RunningProcess, "stop">>,
+): Promise<RunningProcess> {
+  const stops = new StopList(runtime);
+  try {
+    const parts = await build(stops);
+    return { ...parts, stop: () => stops.stopAll() };
   } catch (error) {
     await stops.stopAll();
     throw error;
   }
 }
-
-// ---- Parts ------------------------------------------------------------------------------
 
 function requireVolumes(volumes: readonly VolumeArgument[], command: string): void {
   if (volumes.length === 0) throw new TypeError(`Cannot start ${command} without a volume: give --volume NAME=PATH[:SIZE]`);
