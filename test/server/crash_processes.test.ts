@@ -10,10 +10,11 @@
  *   silent difference.
  * A missing `qemu-io` or `nbdcopy` fails the test (CI installs them).
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runPeerOk } from "../support/peers.ts";
 import { type RuntimeTarget, runtimeTarget } from "../support/runtime.ts";
 
 const volumeBytes = 16 * 1024 * 1024;
@@ -86,13 +87,8 @@ function stopCleanly(started: Started): Promise<string> {
   });
 }
 
-function run(command: string, args: readonly string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(`/usr/bin/${command}`, args, { timeout: 60_000 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${command} ${args.join(" ")} failed: ${error.message}\n${stderr}`));
-      else resolve(String(stdout));
-    });
-  });
+async function run(command: string, args: readonly string[]): Promise<string> {
+  return (await runPeerOk(command, args)).stdout;
 }
 
 describe("appliance and switch as processes, each killed with SIGKILL", () => {

@@ -6,20 +6,15 @@
  * it; when the job is done, `nbdcopy` copies the volume out and it equals the snapshot image
  * with the host's later write on top. A missing client fails the test (CI installs them).
  */
-import { execFile } from "node:child_process";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startServe, type RunningProcess } from "../../src/server/processes.ts";
+import { runPeerOk } from "../support/peers.ts";
 import { type RuntimeTarget, runtimeTarget } from "../support/runtime.ts";
 
 const MiB = 1024 * 1024;
 
-function run(command: string, args: readonly string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(`/usr/bin/${command}`, args, { timeout: 60_000, maxBuffer: 64 * MiB }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${command} ${args.join(" ")} failed: ${error.message}\n${stderr}`));
-      else resolve(String(stdout));
-    });
-  });
+async function run(command: string, args: readonly string[]): Promise<string> {
+  return (await runPeerOk(command, args)).stdout;
 }
 
 let target: RuntimeTarget;
