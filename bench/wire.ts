@@ -4,8 +4,13 @@
  * file stores and journaled durably (the sender waits for the cumulative ACK of everything),
  * next to raw loopback TCP throughput measured in the same run with the same transport.
  *
- * The sender here is a synthetic switch (handshake + batches straight from memory), not yet
- * the splitter: it measures the link and the appliance's ingest, the path every write takes.
+ * The first two figures use a synthetic switch (handshake + batches straight from memory), not
+ * the splitter: they measure the link and the appliance's ingest, the path every write takes.
+ * The figures after them (`wire_switch.ts`) go through the real switch: host writes into the
+ * splitter, the switch link, an appliance process, and the switch's memory under overload.
+ *
+ * Environment: BENCH_DIR (default the OS temp dir); BENCH_WIRE_PARTS (default
+ * `synthetic,switch64k,switch4k,latency,overload`: the figures to run); BENCH_OVERLOAD_SECONDS (default 20).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,6 +23,7 @@ import { switchHandshake } from "../src/wire/handshake.ts";
 import { checksumToBytes, messageKinds, type WriteEntry } from "../src/wire/messages.ts";
 import { FileDurableCell, FileSegmentStore, SystemClock, TcpTransport } from "../targets/node/mod.ts";
 import { report } from "./report.ts";
+import { switchFigures } from "./wire_switch.ts";
 
 const MiB = 1024 * 1024;
 const root = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "anytime-wire-"));
@@ -101,35 +107,42 @@ async function forwardedWritesPerSecond(name: string, count: number, lengthBytes
   return count / seconds;
 }
 
-const raw = await rawTcpBytesPerSecond(4096 * MiB);
-{
-  const lengthBytes = 64 * 1024;
-  const count = 32_768; // 2 GiB
-  const rate = await forwardedWritesPerSecond("w64k", count, lengthBytes, 16);
-  report({
-    name: "64 KiB writes forwarded over loopback TCP, journaled durably (synthetic switch)",
-    value: (rate * lengthBytes) / MiB,
-    unit: "MiB/s",
-    peer: "raw loopback TCP, 64 KiB chunks, same transport",
-    peerValue: raw / MiB,
-    ratio: (rate * lengthBytes) / raw,
-    target: "ratio >= 0.7",
-    met: (rate * lengthBytes) / raw >= 0.7,
-  });
+/** The link alone: a synthetic switch sending batches from memory. */
+async function syntheticFigures(): Promise<void> {
+  const raw = await rawTcpBytesPerSecond(4096 * MiB);
+  {
+    const lengthBytes = 64 * 1024;
+    const count = 32_768; // 2 GiB
+    const rate = await forwardedWritesPerSecond("w64k", count, lengthBytes, 16);
+    report({
+      name: "64 KiB writes forwarded over loopback TCP, journaled durably (synthetic switch)",
+      value: (rate * lengthBytes) / MiB,
+      unit: "MiB/s",
+      peer: "raw loopback TCP, 64 KiB chunks, same transport",
+      peerValue: raw / MiB,
+      ratio: (rate * lengthBytes) / raw,
+      target: "ratio >= 0.7",
+      met: (rate * lengthBytes) / raw >= 0.7,
+    });
+  }
+  {
+    const lengthBytes = 4096;
+    const count = 300_000;
+    const rate = await forwardedWritesPerSecond("w4k", count, lengthBytes, 256);
+    report({
+      name: "4 KiB writes forwarded over loopback TCP, journaled durably (synthetic switch)",
+      value: rate,
+      unit: "writes/s",
+      peer: "target",
+      peerValue: 100_000,
+      ratio: rate / 100_000,
+      target: ">= 100000 writes/s",
+      met: rate >= 100_000,
+    });
+  }
 }
-{
-  const lengthBytes = 4096;
-  const count = 300_000;
-  const rate = await forwardedWritesPerSecond("w4k", count, lengthBytes, 256);
-  report({
-    name: "4 KiB writes forwarded over loopback TCP, journaled durably (synthetic switch)",
-    value: rate,
-    unit: "writes/s",
-    peer: "target",
-    peerValue: 100_000,
-    ratio: rate / 100_000,
-    target: ">= 100000 writes/s",
-    met: rate >= 100_000,
-  });
-}
+
+const parts = (process.env.BENCH_WIRE_PARTS ?? "synthetic,switch64k,switch4k,latency,overload").split(",");
+if (parts.includes("synthetic")) await syntheticFigures();
+await switchFigures(root, parts);
 rmSync(root, { recursive: true, force: true });

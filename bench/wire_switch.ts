@@ -1,0 +1,433 @@
+/**
+ * Wire benchmarks through the real switch (issue: "The switch: splitter, dirty region log and
+ * the CBOR wire protocol"), Node target, as the product runs: `startSwitch` in this process
+ * (a `Splitter` per volume on a file primary, the `SwitchLink`, the DRL on files) and
+ * `startAppliance` in a child process (`bench/wire_child.ts`: file journal, TCP link), so each
+ * process holds one role and gets a core of its own, as `anytime switch` and
+ * `anytime appliance` do. The host is this process calling `splitter.write` with a queue depth.
+ *
+ * 1. 64 KiB host writes end to end (durable on the appliance) vs raw loopback TCP between two
+ *    processes, 64 KiB chunks, measured in the same run (the note adds the raw sequential disk
+ *    rate of the same file system, also measured in the run);
+ * 2. 4 KiB host writes end to end, writes/s;
+ *    1 and 2 also run with the appliance on stores that discard data and sync at once: the
+ *    same processes and link with the disk out of the picture (CPU and loopback only). Each
+ *    note gives the CPU time per write of both processes, which the shared machine's load
+ *    changes less than the wall-clock rate;
+ * 3. latency `splitter.write` adds at queue depth 1 (4 KiB, async mode: the copy streams in
+ *    the background) over a direct write to the same kind of primary file, p50 and p99;
+ * 4. the switch's RSS under 10x overload (a link throttled to a tenth of the offered rate),
+ *    with `--on-full=mark` and `--on-full=wait`, the switch alone in a child process.
+ *
+ * The throughput runs use `onFull: "wait"`, so every write is copied and the host is paced by
+ * the appliance (with "mark" a full buffer would drop copies and the figure would lie); each
+ * checks that nothing was dropped. Before timing, one write per DRL region makes every bit
+ * durable (steady state: the DRL persists only on a write to a clean region).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { createInterface } from "node:readline";
+import { limits, switchLimits } from "../src/core/limits.ts";
+import { startAppliance, startSwitch, type RunningProcess } from "../src/server/processes.ts";
+import type { OnFull, Splitter } from "../src/switch/splitter.ts";
+import { FileBlockDevice, TcpTransport } from "../targets/node/mod.ts";
+import { nodeServerRuntime } from "../targets/node/server_runtime.ts";
+import { percentile, report } from "./report.ts";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const childPath = new URL("./wire_child.ts", import.meta.url).pathname;
+
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Spawns `wire_child.ts MODE ARGS` with this process's loader; resolves with its first line. */
+async function spawnChild(args: string[]): Promise<{ child: ChildProcess; first: Record<string, unknown>; lines: AsyncIterator<string> }> {
+  const child = spawn(process.execPath, [...process.execArgv, childPath, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const first = await lines.next();
+  if (first.done) throw new Error(`The bench child (${args[0]}) ended before reporting`);
+  return { child, first: JSON.parse(first.value), lines };
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+/** An appliance in a child process; `stop` ends its standard input and waits for it to exit. */
+async function childAppliance(directory: string, stores: ApplianceStores) {
+  const { child, first, lines } = await spawnChild([stores === "files" ? "appliance" : "appliance-discarding", directory]);
+  return {
+    linkAddress: first.linkAddress as string,
+    secretFile: first.secretFile as string,
+    /** The child's CPU time so far (user + system), µs. */
+    cpuUs: async () => {
+      child.stdin!.write("cpu\n");
+      const line = await lines.next();
+      if (line.done) throw new Error("The appliance child ended before reporting its CPU time");
+      return (JSON.parse(line.value) as { cpuUs: number }).cpuUs;
+    },
+    stop: async () => {
+      child.stdin!.end();
+      await exited(child);
+    },
+  };
+}
+
+/**
+ * Raw loopback TCP from this process to a child that only counts bytes: 64 KiB chunks, the
+ * same transport, `inFlight` sends outstanding (1: each awaited, as the in-process peer).
+ */
+export async function rawTcpAcrossProcessesBytesPerSecond(totalBytes: number, inFlight: number): Promise<number> {
+  const { child, first } = await spawnChild(["sink", String(totalBytes)]);
+  const client = await new TcpTransport().connect(first.address as string);
+  const chunk = new Uint8Array(64 * KiB).fill(7);
+  const answer = client[Symbol.asyncIterator]();
+  const started = performance.now();
+  const pending: Promise<void>[] = [];
+  for (let sent = 0; sent < totalBytes; sent += chunk.length) {
+    pending.push(client.send(chunk));
+    if (pending.length >= inFlight) await pending.shift();
+  }
+  await Promise.all(pending);
+  await answer.next();
+  const seconds = (performance.now() - started) / 1000;
+  await client.close();
+  await exited(child);
+  return totalBytes / seconds;
+}
+
+/** Where the appliance child keeps its data: files (durable), or stores that discard (CPU only). */
+type ApplianceStores = "files" | "discarding";
+
+interface SwitchUnderTest {
+  readonly running: RunningProcess;
+  readonly splitter: Splitter;
+  readonly primaryPath: string;
+  /** The appliance process's CPU time so far, µs. */
+  applianceCpuUs(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** A switch in this process (one volume on a file primary) linked to an appliance child. */
+async function switchWithApplianceChild(
+  directory: string,
+  options: { primaryBytes: number; onFull: OnFull; stores?: ApplianceStores },
+): Promise<SwitchUnderTest> {
+  mkdirSync(directory, { recursive: true });
+  const appliance = await childAppliance(join(directory, "appliance"), options.stores ?? "files");
+  const primaryPath = join(directory, "primary.img");
+  const running = await startSwitch(nodeServerRuntime({ log: () => {} }), {
+    stateDirectory: join(directory, "switch"),
+    applianceAddress: appliance.linkAddress,
+    nbdAddress: "127.0.0.1:0",
+    secretFile: appliance.secretFile,
+    volumes: [{ name: "vol", path: primaryPath, sizeBytes: options.primaryBytes }],
+    onFull: options.onFull,
+  });
+  const node = running.switchNode!;
+  while (node.link.state !== "streaming") await sleepMs(5);
+  return {
+    running,
+    splitter: node.splitter("vol"),
+    primaryPath,
+    applianceCpuUs: appliance.cpuUs,
+    stop: async () => {
+      await running.stop();
+      await appliance.stop();
+    },
+  };
+}
+
+/**
+ * What this file system gives a plain sequential writer: 8 MiB writes into fresh sparse files
+ * of the journal's segment size, one fdatasync per write (the journal's group size).
+ */
+function rawDiskBytesPerSecond(root: string, totalBytes: number): number {
+  const segmentBytes = limits.journalSegmentBytes;
+  const chunk = new Uint8Array(limits.journalGroupBytesMax).fill(0x5a);
+  const paths: string[] = [];
+  const started = performance.now();
+  let fd = -1;
+  for (let written = 0; written < totalBytes; written += chunk.length) {
+    if (written % segmentBytes === 0) {
+      if (fd >= 0) closeSync(fd);
+      paths.push(join(root, `raw-${paths.length}.seg`));
+      fd = openSync(paths[paths.length - 1], "w+");
+      ftruncateSync(fd, segmentBytes);
+    }
+    writeSync(fd, chunk, 0, chunk.length, written % segmentBytes);
+    fdatasyncSync(fd);
+  }
+  closeSync(fd);
+  const seconds = (performance.now() - started) / 1000;
+  for (const path of paths) rmSync(path);
+  return totalBytes / seconds;
+}
+
+/** Resolves once the appliance acknowledged every record the splitter gave a seq. */
+async function acknowledgedAll(splitter: Splitter): Promise<void> {
+  while (splitter.acknowledgedSeq < splitter.nextSeq - 1) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** `count` host writes of `lengthBytes`, `queueDepth` at a time, scattered over the primary. */
+async function hostWrites(
+  splitter: Splitter,
+  options: { count: number; lengthBytes: number; queueDepth: number; firstIndex?: number; strideBytes?: number },
+): Promise<void> {
+  const slots = splitter.sizeBytes / (options.strideBytes ?? options.lengthBytes);
+  const strideBytes = options.strideBytes ?? options.lengthBytes;
+  let next = 0;
+  const worker = async (workerIndex: number) => {
+    const data = new Uint8Array(options.lengthBytes);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31 + workerIndex) & 0xff;
+    for (;;) {
+      const i = next++;
+      if (i >= options.count) return;
+      data[0] = i;
+      data[1] = i >>> 8;
+      const index = (options.firstIndex ?? 0) + i;
+      await splitter.write(((index * 7919) % slots) * strideBytes, data);
+    }
+  };
+  await Promise.all(Array.from({ length: options.queueDepth }, (_, w) => worker(w)));
+}
+
+/** One write per DRL region, so the timed writes find their bits durable. */
+async function warmUp(splitter: Splitter): Promise<void> {
+  const regions = splitter.sizeBytes / splitter.regionBytes;
+  await hostWrites(splitter, { count: regions, lengthBytes: 4 * KiB, queueDepth: 16, strideBytes: splitter.regionBytes });
+  await hostWrites(splitter, { count: 20_000, lengthBytes: 4 * KiB, queueDepth: 16 });
+  await acknowledgedAll(splitter);
+}
+
+/** End-to-end rate: host writes through the splitter until the appliance acknowledged all. */
+export async function endToEndWritesPerSecond(
+  root: string,
+  name: string,
+  options: { count: number; lengthBytes: number; queueDepth: number; stores: ApplianceStores },
+): Promise<{ writesPerSecond: number; note: string }> {
+  const directory = join(root, name);
+  const under = await switchWithApplianceChild(directory, { primaryBytes: 1024 * MiB, onFull: "wait", stores: options.stores });
+  try {
+    const splitter = under.splitter;
+    await warmUp(splitter);
+    const firstSeq = splitter.nextSeq;
+    const applianceCpuStartUs = await under.applianceCpuUs();
+    const switchCpuStart = process.cpuUsage();
+    const started = performance.now();
+    await hostWrites(splitter, { ...options, firstIndex: 1 });
+    const hostSeconds = (performance.now() - started) / 1000;
+    await acknowledgedAll(splitter);
+    const seconds = (performance.now() - started) / 1000;
+    const switchCpu = process.cpuUsage(switchCpuStart);
+    const applianceCpuUs = (await under.applianceCpuUs()) - applianceCpuStartUs;
+    const switchCpuUs = switchCpu.user + switchCpu.system;
+    const copied = splitter.nextSeq - firstSeq;
+    if (splitter.state !== "protecting" || splitter.needsResync || copied !== options.count) {
+      throw new Error(`The run dropped copies: state ${splitter.state}, ${copied} of ${options.count} copied`);
+    }
+    return {
+      writesPerSecond: options.count / seconds,
+      note: `queue depth ${options.queueDepth}, ${options.count} writes, 1 GiB file primary, appliance in a child process` +
+        `${options.stores === "files" ? "" : " on stores that discard"}; ` +
+        `host side done after ${hostSeconds.toFixed(2)} s, all acknowledged after ${seconds.toFixed(2)} s; ` +
+        `CPU per write: switch ${(switchCpuUs / options.count).toFixed(1)} µs, appliance ${(applianceCpuUs / options.count).toFixed(1)} µs ` +
+        `(busy ${(switchCpuUs / 1e6 / seconds * 100).toFixed(0)}% / ${(applianceCpuUs / 1e6 / seconds * 100).toFixed(0)}% of a core)`,
+    };
+  } finally {
+    await under.stop();
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+/** Figure 3: queue depth 1, 4 KiB, splitter vs direct, interleaved so both see the same load. */
+async function addedLatency(root: string, samples: number): Promise<void> {
+  const directory = join(root, "latency");
+  const primaryBytes = 1024 * MiB;
+  const under = await switchWithApplianceChild(directory, { primaryBytes, onFull: "mark" });
+  const direct = await FileBlockDevice.open(join(directory, "direct.img"), { sizeBytes: primaryBytes, create: true });
+  try {
+    const splitter = under.splitter;
+    await warmUp(splitter);
+    const data = new Uint8Array(4 * KiB).fill(0x3c);
+    const slots = primaryBytes / data.length;
+    // Touch the direct file's pages as the warm-up touched the primary's.
+    for (let i = 0; i < 20_000 + primaryBytes / splitter.regionBytes; i++) await direct.write(((i * 7919) % slots) * data.length, data);
+    const splitterUs: number[] = [];
+    const directUs: number[] = [];
+    const warmUpSamples = 5_000;
+    for (let i = 0; i < warmUpSamples + samples; i++) {
+      const offsetBytes = ((i * 104_729) % slots) * data.length;
+      const t0 = performance.now();
+      await splitter.write(offsetBytes, data);
+      const t1 = performance.now();
+      await direct.write(offsetBytes, data);
+      const t2 = performance.now();
+      if (i >= warmUpSamples) {
+        splitterUs.push((t1 - t0) * 1000);
+        directUs.push((t2 - t1) * 1000);
+      }
+    }
+    await acknowledgedAll(splitter);
+    if (splitter.state !== "protecting") throw new Error(`The latency run left protecting mode: ${splitter.state}`);
+    for (const [label, p, targetUs] of [["p50", 0.5, 20], ["p99", 0.99, 200]] as const) {
+      const splitterAt = percentile(splitterUs, p);
+      const directAt = percentile(directUs, p);
+      report({
+        name: `host write latency added by the splitter, 4 KiB, queue depth 1, async copy (${label})`,
+        value: splitterAt - directAt,
+        unit: "µs",
+        peer: `direct FileBlockDevice.write to the same kind of file (${label})`,
+        peerValue: directAt,
+        ratio: splitterAt / directAt,
+        target: `<= ${targetUs} µs added`,
+        met: splitterAt - directAt <= targetUs,
+        note: `splitter.write ${label} ${splitterAt.toFixed(1)} µs; ${samples} samples each, interleaved, after ${warmUpSamples} warm-up; ` +
+          `appliance acknowledging in a child process`,
+      });
+    }
+  } finally {
+    await direct.close();
+    await under.stop();
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+/** Figure 4: the switch alone in a child, its link throttled to a tenth of the offered load. */
+async function overloadRss(root: string, onFull: OnFull, seconds: number): Promise<void> {
+  const directory = join(root, `overload-${onFull}`);
+  const appliance = await startAppliance(nodeServerRuntime({ log: () => {} }), {
+    dataDirectory: join(directory, "appliance"),
+    listenAddress: "127.0.0.1:0",
+    httpAddress: "127.0.0.1:0",
+    nbdAddress: "127.0.0.1:0",
+  });
+  const bufferBytes = 64 * MiB;
+  const linkMiBps = 16;
+  try {
+    const { child, first } = await spawnChild([
+      "overload",
+      JSON.stringify({
+        applianceAddress: appliance.linkAddress,
+        secretFile: join(directory, "appliance", "secret"),
+        directory: join(directory, "switch"),
+        onFull,
+        seconds,
+        linkMiBps,
+        offeredMiBps: 10 * linkMiBps,
+        bufferBytes,
+        primaryBytes: 256 * MiB,
+      }),
+    ]);
+    await exited(child);
+    const result = first as {
+      rssStartBytes: number; rssEndBytes: number; rssPeakBytes: number; rssSamplesBytes: number[]; heapUsedEndBytes: number;
+      heapTotalEndBytes: number; arrayBuffersEndBytes: number; heapTotalStartBytes: number; arrayBuffersStartBytes: number;
+      hostMiBps: number; linkMiBps: number; offeredMiBps: number; markingEntries: number; refusedForQueueDepth: number;
+      failures: number; state: string; seconds: number;
+    };
+    const growthBytes = result.rssEndBytes - result.rssStartBytes;
+    // Allocated at start for data, their pages touched only as they fill: the copy buffer and
+    // the link's gather buffer.
+    const fixedBytes = bufferBytes + switchLimits.linkBatchBytesMax;
+    const limitBytes = fixedBytes + 8 * MiB;
+    const steadyFromBytes = result.rssSamplesBytes[Math.min(4, result.rssSamplesBytes.length - 1)];
+    const steadyGrowthBytes = result.rssEndBytes - steadyFromBytes;
+    const mib = (bytes: number) => (bytes / MiB).toFixed(1);
+    const common = `offered ${result.offeredMiBps} MiB/s of 64 KiB writes for ${result.seconds.toFixed(1)} s (queue depth <= 64); ` +
+      `host got ${result.hostMiBps.toFixed(1)} MiB/s, link absorbed ${result.linkMiBps.toFixed(1)} MiB/s (throttled to ${linkMiBps}); ` +
+      `entered marking ${result.markingEntries}x; ${result.failures} failed writes; ` +
+      `RSS start ${mib(result.rssStartBytes)} MiB, peak ${mib(result.rssPeakBytes)} MiB, end ${mib(result.rssEndBytes)} MiB ` +
+      `(per second: ${result.rssSamplesBytes.map((b) => (b / MiB).toFixed(0)).join(" ")}); JS heap total ${mib(result.heapTotalStartBytes)} -> ${mib(result.heapTotalEndBytes)} MiB (used at end ` +
+      `${mib(result.heapUsedEndBytes)}), array buffers ${mib(result.arrayBuffersStartBytes)} -> ${mib(result.arrayBuffersEndBytes)} MiB`;
+    report({
+      name: `switch RSS growth under 10x overload, --on-full=${onFull} (end - start)`,
+      value: growthBytes / MiB,
+      unit: "MiB",
+      peer: "data memory allocated at start, pages touched as it fills: copy buffer 64 MiB + link gather buffer 8 MiB",
+      peerValue: fixedBytes / MiB,
+      ratio: growthBytes / fixedBytes,
+      target: "<= that + 8 MiB",
+      met: growthBytes <= limitBytes,
+      note: common,
+    });
+    report({
+      name: `switch RSS growth under 10x overload, --on-full=${onFull}, after the buffer filled (end - 5 s)`,
+      value: steadyGrowthBytes / MiB,
+      unit: "MiB",
+      peer: "5% of RSS at 5 s",
+      peerValue: (0.05 * steadyFromBytes) / MiB,
+      ratio: steadyGrowthBytes / (0.05 * steadyFromBytes),
+      target: "<= 5% of RSS at 5 s",
+      met: steadyGrowthBytes <= 0.05 * steadyFromBytes,
+    });
+  } finally {
+    await appliance.stop();
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs figures 1-4; `root` is a scratch directory. `parts` picks some of them: `switch64k`
+ * (with its raw TCP peer), `switch4k`, `latency`, `overload`.
+ */
+export async function switchFigures(root: string, parts: readonly string[]): Promise<void> {
+  if (parts.includes("switch64k")) {
+    // The peer: the better of each send awaited and 16 sends in flight.
+    const rawTotalBytes = 2048 * MiB;
+    const rawOne = await rawTcpAcrossProcessesBytesPerSecond(rawTotalBytes, 1);
+    const rawSixteen = await rawTcpAcrossProcessesBytesPerSecond(rawTotalBytes, 16);
+    const raw = Math.max(rawOne, rawSixteen);
+    const rawHow = rawOne >= rawSixteen ? "1 send in flight won" : "16 sends in flight won";
+    const disk = rawDiskBytesPerSecond(root, 1024 * MiB);
+    const lengthBytes = 64 * KiB;
+    const count = 16_384; // 1 GiB
+    for (const stores of ["files", "discarding"] as const) {
+      const { writesPerSecond, note } = await endToEndWritesPerSecond(root, `switch64k-${stores}`, { count, lengthBytes, queueDepth: 32, stores });
+      const bytesPerSecond = writesPerSecond * lengthBytes;
+      report({
+        name: stores === "files"
+          ? "64 KiB host writes through the splitter, forwarded over loopback TCP, journaled durably (real switch)"
+          : "64 KiB host writes through the splitter, forwarded over loopback TCP, appliance stores discard (CPU and loopback only)",
+        value: bytesPerSecond / MiB,
+        unit: "MiB/s",
+        peer: `raw loopback TCP between two processes, 64 KiB chunks, same transport (best of 1 and 16 sends in flight: ${rawHow})`,
+        peerValue: raw / MiB,
+        ratio: bytesPerSecond / raw,
+        target: "ratio >= 0.7",
+        met: bytesPerSecond / raw >= 0.7,
+        note: `${note}; raw sequential disk write here (8 MiB writes, fdatasync each, fresh sparse files): ${(disk / MiB).toFixed(0)} MiB/s`,
+      });
+    }
+  }
+  if (parts.includes("switch4k")) {
+    const count = 200_000;
+    for (const stores of ["files", "discarding"] as const) {
+      const { writesPerSecond, note } = await endToEndWritesPerSecond(root, `switch4k-${stores}`, { count, lengthBytes: 4 * KiB, queueDepth: 32, stores });
+      report({
+        name: stores === "files"
+          ? "4 KiB host writes through the splitter, forwarded over loopback TCP, journaled durably (real switch)"
+          : "4 KiB host writes through the splitter, forwarded over loopback TCP, appliance stores discard (CPU and loopback only)",
+        value: writesPerSecond,
+        unit: "writes/s",
+        peer: "target",
+        peerValue: 100_000,
+        ratio: writesPerSecond / 100_000,
+        target: ">= 100000 writes/s",
+        met: writesPerSecond >= 100_000,
+        note,
+      });
+    }
+  }
+  if (parts.includes("latency")) await addedLatency(root, 20_000);
+  if (parts.includes("overload")) {
+    const overloadSeconds = Number(process.env.BENCH_OVERLOAD_SECONDS ?? 20);
+    await overloadRss(root, "mark", overloadSeconds);
+    await overloadRss(root, "wait", overloadSeconds);
+  }
+}
