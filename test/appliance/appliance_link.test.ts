@@ -3,26 +3,40 @@
  * volumes and learns where to resume; WRITE batches are journaled and acknowledged
  * cumulatively only once durable; a resend after a reconnect lands exactly once; a bad batch
  * (gap, broken checksum, unknown volume) gets an ERROR and changes nothing; a peer without
- * the secret gets nothing but an ERROR. The switch end is driven by hand over an in-test
- * duplex connection.
+ * the secret gets nothing but an ERROR. Snapshots through the switch (`requestSnapshot`): the
+ * request goes to the session streaming the volume and resolves with the switch's seq once
+ * the marker is durable and applied; a refusal is a ConflictError with the switch's reason; a
+ * session that ends, a switch that does not answer in time, and a request beyond the
+ * in-flight limit are SwitchUnavailableErrors, and a late reply is ignored with the link up;
+ * bad names, taken names and unknown volumes are refused before anything is sent. The switch
+ * end is driven by hand over an in-test duplex connection.
  */
 import { describe, expect, it } from "vitest";
 import { Appliance } from "../../src/appliance/appliance.ts";
-import { ApplianceLink } from "../../src/appliance/appliance_link.ts";
+import { ApplianceLink, type ApplianceLinkOptions, SwitchUnavailableError } from "../../src/appliance/appliance_link.ts";
+import { ConflictError, NotFoundError } from "../../src/appliance/errors.ts";
 import { createChecksum } from "../../src/core/checksum.ts";
+import { wireLimits } from "../../src/core/limits.ts";
 import { ManualClock } from "../../src/io/clock.ts";
 import { MemoryDurableCell } from "../../src/io/memory_durable_cell.ts";
 import { MemorySegmentStore } from "../../src/io/memory_segment_store.ts";
 import { FramedConnection } from "../../src/wire/framed_connection.ts";
 import { switchHandshake } from "../../src/wire/handshake.ts";
-import { checksumToBytes, type Message, messageKinds, type WriteEntry } from "../../src/wire/messages.ts";
+import {
+  checksumToBytes,
+  type Message,
+  type MessageKind,
+  messageKinds,
+  type MessageOf,
+  type WriteEntry,
+} from "../../src/wire/messages.ts";
 import { AuthenticationError, PeerError } from "../../src/wire/errors.ts";
 import { duplexPair } from "../wire/wire_support.ts";
 
 const secret = new TextEncoder().encode("correct horse battery staple");
 const volumeOffer = { name: "db", sizeBytes: 1024 * 1024, regionBytes: 65536 };
 
-async function setUp() {
+async function setUp(options: Partial<ApplianceLinkOptions> = {}) {
   const stores = new Map<string, { journalStore: MemorySegmentStore; mapStore: MemorySegmentStore }>();
   const clock = new ManualClock();
   const appliance = await Appliance.open({
@@ -34,7 +48,7 @@ async function setUp() {
     },
   }, { segmentSizeBytes: 256 * 1024, groupBytesMax: 64 * 1024 });
   const logs: string[] = [];
-  const link = new ApplianceLink({ appliance, clock, log: (line) => logs.push(line) }, { secret });
+  const link = new ApplianceLink({ appliance, clock, log: (line) => logs.push(line) }, { secret, ...options });
   return { appliance, link, logs, clock };
 }
 
@@ -129,6 +143,150 @@ describe("ApplianceLink", () => {
     await appliance.register({ ...volumeOffer, sizeBytes: 2 * 1024 * 1024 });
     await expect(connectSwitch(link)).rejects.toThrow(PeerError);
     await expect(connectSwitch(link)).rejects.toThrow(/protected with 2097152 bytes/);
+    await appliance.close();
+  });
+});
+
+/** The next message of `kind` the appliance sent (ACKs before it are skipped). */
+async function nextOf<K extends MessageKind>(framed: FramedConnection, kind: K): Promise<MessageOf<K>> {
+  for (;;) {
+    const message = await nextMessage(framed);
+    if (message.kind === kind) return message as MessageOf<K>;
+    expect(message.kind).toBe(messageKinds.ack);
+  }
+}
+
+/** Lets pending promise callbacks and zero timers run. */
+async function turns(count = 5): Promise<void> {
+  for (let turn = 0; turn < count; turn++) await new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+describe("ApplianceLink.requestSnapshot", () => {
+  it("asks the switch, and resolves with its seq once the marker is durable and applied", async () => {
+    const { appliance, link } = await setUp();
+    const { framed, session } = await connectSwitch(link);
+    expect(link.isLinked("db")).toBe(true);
+    await writeBatch(framed, [1, 2, 3]);
+    await ackThrough(framed, 3);
+    const volume = appliance.volume("db");
+
+    let resolved = false;
+    const taken = link.requestSnapshot("db", "before-upgrade").finally(() => (resolved = true));
+    const request = await nextOf(framed, messageKinds.snapshotRequest);
+    expect(request.body).toEqual({ requestId: request.body.requestId, volume: "db", name: "before-upgrade" });
+    await framed.send(messageKinds.snapshotReply, { requestId: request.body.requestId, seq: 4 });
+    await turns();
+    expect(resolved).toBe(false); // the seq is known, the marker not yet durable
+    await framed.send(messageKinds.mark, { volume: "db", seq: 4, timeUs: 4, kind: "snapshot", detail: { name: "before-upgrade" } });
+    expect(await taken).toEqual({ seq: 4 });
+    expect(volume.snapshots().map((s) => [s.name, s.seq])).toEqual([["before-upgrade", 4]]);
+
+    const removal = link.requestSnapshot("db", "before-upgrade", { remove: true });
+    const removeRequest = await nextOf(framed, messageKinds.snapshotRequest);
+    expect(removeRequest.body).toMatchObject({ volume: "db", name: "before-upgrade", remove: true });
+    await framed.send(messageKinds.snapshotReply, { requestId: removeRequest.body.requestId, seq: 5 });
+    await framed.send(messageKinds.mark, { volume: "db", seq: 5, timeUs: 5, kind: "snapshotRemoved", detail: { name: "before-upgrade" } });
+    expect(await removal).toEqual({ seq: 5 });
+    expect(volume.snapshots()).toEqual([]);
+    await framed.send(messageKinds.bye, { reason: "done" });
+    await session;
+    await appliance.close();
+  });
+
+  it("a refusal is a ConflictError with the switch's reason, and the link stays up", async () => {
+    const { appliance, link } = await setUp();
+    const { framed, session } = await connectSwitch(link);
+    const refused = link.requestSnapshot("db", "in-the-gap");
+    const request = await nextOf(framed, messageKinds.snapshotRequest);
+    const reason = 'Cannot take snapshot "in-the-gap" of volume "db": it is marking';
+    await framed.send(messageKinds.snapshotReply, { requestId: request.body.requestId, refused: reason });
+    await expect(refused).rejects.toThrow(ConflictError);
+    await expect(refused).rejects.toThrow(`Switch switch-1 refused: ${reason}`);
+    expect(appliance.volume("db").snapshots()).toEqual([]);
+    await writeBatch(framed, [1]);
+    await ackThrough(framed, 1); // still streaming
+    await framed.send(messageKinds.bye, { reason: "done" });
+    await session;
+    await appliance.close();
+  });
+
+  it("refuses bad names, taken names, missing snapshots, unknown volumes and unlinked volumes before sending", async () => {
+    const { appliance, link } = await setUp();
+    await expect(link.requestSnapshot("db", "x")).rejects.toThrow(NotFoundError); // no such volume yet
+    const { framed, session } = await connectSwitch(link);
+    await expect(link.requestSnapshot("db", "-rf")).rejects.toThrow(SyntaxError);
+    await expect(link.requestSnapshot("db", "a/b")).rejects.toThrow(SyntaxError);
+    await expect(link.requestSnapshot("db", "gone", { remove: true })).rejects.toThrow(NotFoundError);
+    await framed.send(messageKinds.mark, { volume: "db", seq: 1, timeUs: 1, kind: "snapshot", detail: { name: "taken" } });
+    const volume = appliance.volume("db");
+    for (let turn = 0; turn < 100 && volume.snapshots().length === 0; turn++) await turns(1);
+    await expect(link.requestSnapshot("db", "taken")).rejects.toThrow(ConflictError);
+    await framed.send(messageKinds.bye, { reason: "done" });
+    await session;
+    expect(link.isLinked("db")).toBe(false);
+    await expect(link.requestSnapshot("db", "later")).rejects.toThrow(/no switch streams it now/);
+    // Nothing but ACKs came from the appliance: no request was sent.
+    for (;;) {
+      const message = await framed.receive();
+      if (message === undefined) break;
+      expect(message.kind).toBe(messageKinds.ack);
+    }
+    await appliance.close();
+  });
+
+  it("a session that ends fails its unanswered request with a clear error", async () => {
+    const { appliance, link } = await setUp();
+    const { framed, session } = await connectSwitch(link);
+    const pending = link.requestSnapshot("db", "never-answered");
+    await nextOf(framed, messageKinds.snapshotRequest);
+    await framed.close();
+    await session;
+    await expect(pending).rejects.toThrow(SwitchUnavailableError);
+    await expect(pending).rejects.toThrow(/session of switch switch-1 ended before it answered snapshot request \d+/);
+    await appliance.close();
+  });
+
+  it(`refuses a request beyond ${wireLimits.snapshotRequestsInFlightMax} in flight, and a name already asked for`, async () => {
+    const { appliance, link } = await setUp();
+    const { framed, session } = await connectSwitch(link);
+    const pending = Array.from(
+      { length: wireLimits.snapshotRequestsInFlightMax },
+      (_, i) => link.requestSnapshot("db", `s${i}`).catch((error: unknown) => error),
+    );
+    await expect(link.requestSnapshot("db", "s0")).rejects.toThrow(/a request for that name is in progress/);
+    const beyond = link.requestSnapshot("db", "one-more");
+    await expect(beyond).rejects.toThrow(SwitchUnavailableError);
+    await expect(beyond).rejects.toThrow(`${wireLimits.snapshotRequestsInFlightMax} snapshot requests are in progress`);
+    for (let i = 0; i < wireLimits.snapshotRequestsInFlightMax; i++) await nextOf(framed, messageKinds.snapshotRequest);
+    await framed.close();
+    await session;
+    for (const error of await Promise.all(pending)) expect(error).toBeInstanceOf(SwitchUnavailableError);
+    await appliance.close();
+  });
+
+  it("a switch that does not answer in time fails the request; its late reply is ignored", async () => {
+    const { appliance, link, clock, logs } = await setUp({ snapshotTimeoutMs: 100 });
+    const { framed, session } = await connectSwitch(link);
+    const late = link.requestSnapshot("db", "slow");
+    const request = await nextOf(framed, messageKinds.snapshotRequest);
+    await turns();
+    clock.advanceUs(150_000);
+    await expect(late).rejects.toThrow(SwitchUnavailableError);
+    await expect(late).rejects.toThrow(/did not answer in time/);
+    await framed.send(messageKinds.snapshotReply, { requestId: request.body.requestId, seq: 1 });
+    await writeBatch(framed, [1]);
+    await ackThrough(framed, 1); // the session survived the late reply
+    expect(logs.some((line) => /answered snapshot request \d+, which nobody waits for now/.test(line))).toBe(true);
+
+    // An answer whose marker never becomes durable times out too.
+    const undelivered = link.requestSnapshot("db", "never-durable");
+    const second = await nextOf(framed, messageKinds.snapshotRequest);
+    await framed.send(messageKinds.snapshotReply, { requestId: second.body.requestId, seq: 2 });
+    await turns();
+    clock.advanceUs(150_000);
+    await expect(undelivered).rejects.toThrow(/its marker \(seq 2\) was not durable here in time/);
+    await framed.send(messageKinds.bye, { reason: "done" });
+    await session;
     await appliance.close();
   });
 });

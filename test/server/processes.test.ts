@@ -5,7 +5,10 @@
  * image URI on stdout only, diff, `--json` parsed back — and refuses a wrong token (exit 1), an
  * unknown volume (exit 1) and a malformed POINT (exit 1) and usage errors (exit 2); a clean stop
  * keeps everything and the restart records no gap; the initial full copy journals a primary's
- * existing content; and `appliance` + `switch` as two parts joined over TCP protect a volume.
+ * existing content; and `appliance` + `switch` as two parts joined over TCP protect a volume,
+ * with snapshots taken on either side landing in the switch's write stream (the appliance's
+ * control plane, and its HTTP API through the CLI, ask the switch for the marker; so does a
+ * removal) and opening as `snap:NAME` with the data written before them.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../../src/cli/main.ts";
@@ -170,6 +173,30 @@ describe("anytime appliance + anytime switch over TCP", () => {
       const bytes = new Uint8Array(4096);
       await volume.openImage("snap:two-process").read(8192, bytes);
       expect(bytes.every((b) => b === 9)).toBe(true);
+
+      // The appliance's API takes a snapshot while the switch streams: the switch gives it a seq.
+      await splitter.write(8192, new Uint8Array(4096).fill(10));
+      await switchProcess.switchNode!.waitAcknowledged("db", 3);
+      const fromAppliance = await appliance.controlPlane.createSnapshot("db", "from-appliance");
+      expect(fromAppliance.seq).toBe(4);
+      await splitter.write(8192, new Uint8Array(4096).fill(11)); // after the marker
+      await switchProcess.switchNode!.waitAcknowledged("db", 5);
+      for (let turn = 0; turn < 200 && volume.head.seq < 5; turn++) await runtime.clock.sleep(5);
+      expect(appliance.controlPlane.snapshots("db").map((s) => [s.name, s.seq])).toEqual([["two-process", 2], ["from-appliance", 4]]);
+      await volume.openImage("snap:from-appliance").read(8192, bytes);
+      expect(bytes.every((b) => b === 10)).toBe(true);
+      await volume.openImage("head").read(8192, bytes);
+      expect(bytes.every((b) => b === 11)).toBe(true);
+
+      // ... over HTTP too (the CLI against the appliance's API), and removes one, again in the stream.
+      const output = { out: "", err: "" };
+      const code = await runCli(["snapshot", "db", "over-http", "--json"], cliFor(appliance, `${directory}/appliance/token`, output));
+      expect(output.err).toBe("");
+      expect(code).toBe(0);
+      expect(JSON.parse(output.out)).toMatchObject({ name: "over-http", seq: 6 });
+      await appliance.controlPlane.removeSnapshot("db", "two-process");
+      expect(appliance.controlPlane.snapshots("db").map((s) => s.name)).toEqual(["from-appliance", "over-http"]);
+      expect(volume.markers({ fromSeq: 6 }).map((m) => [m.seq, m.kind])).toEqual([[6, "snapshot"], [7, "snapshotRemoved"]]);
       await switchProcess.stop();
       await appliance.stop();
     } finally {

@@ -6,11 +6,17 @@
  * connection dropped mid-stream is resumed at the appliance's durable seq and the journal
  * holds every write exactly once; ACKs release the copy buffer and the DRL's in-flight counts
  * return to zero; markers (snapshot) travel in seq order; a wrong secret never streams anything.
+ * Snapshots the appliance asks for (SNAPSHOT_REQUEST) become markers of the stream: through a
+ * real ApplianceLink they open as `snap:NAME` with the data written before them and their
+ * removal drops the name; against a hand-driven appliance end (which never acknowledges, so
+ * the copy buffer fills) the switch answers each request at once with the marker's seq, or
+ * with `refused` in marking mode and for a volume it does not stream, and the link stays up.
  * Backoff sleeps run on a ManualClock advanced by the test.
  */
 import { describe, expect, it } from "vitest";
 import { Appliance } from "../../src/appliance/appliance.ts";
 import { ApplianceLink } from "../../src/appliance/appliance_link.ts";
+import { ConflictError } from "../../src/appliance/errors.ts";
 import { createChecksum } from "../../src/core/checksum.ts";
 import { ManualClock } from "../../src/io/clock.ts";
 import { MemoryBlockDevice } from "../../src/io/memory_block_device.ts";
@@ -19,6 +25,9 @@ import { MemorySegmentStore } from "../../src/io/memory_segment_store.ts";
 import { type Connection, ConnectFailedError, type Listener, type Transport } from "../../src/io/transport.ts";
 import { Splitter } from "../../src/switch/splitter.ts";
 import { SwitchLink } from "../../src/switch/switch_link.ts";
+import { FramedConnection } from "../../src/wire/framed_connection.ts";
+import { applianceHandshake } from "../../src/wire/handshake.ts";
+import { type Message, type MessageKind, messageKinds, type MessageOf } from "../../src/wire/messages.ts";
 import { duplexPair, type TestConnection } from "../wire/wire_support.ts";
 
 const secret = new TextEncoder().encode("correct horse battery staple");
@@ -64,6 +73,19 @@ async function setUp(options: { linkSecret?: Uint8Array; bufferBytes?: number } 
     { address: "appliance", secret: options.linkSecret ?? secret, switchId: "switch-1" },
   );
   return { clock, appliance, applianceLink, transport, primary, splitter, link, logs };
+}
+
+/** Resolves (or rejects) as `promise` does, advancing the clock meanwhile (the journal's timers run on it). */
+async function settle<T>(promise: Promise<T>, clock: ManualClock): Promise<T> {
+  let settled = false;
+  const watched = promise.finally(() => {
+    settled = true;
+  });
+  for (let turn = 0; turn < 2000 && !settled; turn++) {
+    clock.advanceUs(1_000);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  return await watched;
 }
 
 async function until(condition: () => boolean, what: string, clock?: ManualClock): Promise<void> {
@@ -162,5 +184,104 @@ describe("SwitchLink", () => {
     await link.stop();
     expect(link.state).toBe("stopped");
     await appliance.close();
+  });
+});
+
+/** connect() hands the test a hand-driven appliance end: it shakes hands, then the test drives it. */
+class HandDrivenApplianceTransport implements Transport {
+  readonly appliances: Promise<FramedConnection>[] = [];
+  connect(): Promise<Connection> {
+    const [switchEnd, applianceEnd] = duplexPair();
+    const framed = new FramedConnection(applianceEnd);
+    this.appliances.push(
+      applianceHandshake(framed, {
+        secret,
+        registerVolumes: (_switchId, offers) => Promise.resolve(offers.map((offer) => ({ name: offer.name, durableSeq: 0 }))),
+      }).then(() => framed),
+    );
+    return Promise.resolve(switchEnd);
+  }
+  listen(): Promise<Listener> {
+    return Promise.reject(new Error("Not used"));
+  }
+}
+
+/** The next message of `kind` the switch sent (WRITEs and MARKs before it are collected). */
+async function nextOf<K extends MessageKind>(framed: FramedConnection, kind: K, seen: Message[] = []): Promise<MessageOf<K>> {
+  for (;;) {
+    const message = await framed.receive();
+    if (message === undefined) throw new Error("The switch closed the link");
+    if (message.kind === kind) return message as MessageOf<K>;
+    seen.push(message);
+  }
+}
+
+describe("SwitchLink answering snapshot requests", () => {
+  it("takes and removes a snapshot an ApplianceLink asks for: it opens as snap:NAME with the data before it", async () => {
+    const { appliance, applianceLink, primary, splitter, link, clock } = await setUp();
+    link.start();
+    await until(() => link.state === "streaming" && applianceLink.isLinked("db"), "streaming", clock);
+    for (let seq = 1; seq <= 5; seq++) await splitter.write(seq * 4096, sectorOf(seq));
+    const before = primary.bytes().slice();
+    const taken = await settle(applianceLink.requestSnapshot("db", "from-appliance"), clock);
+    expect(taken).toEqual({ seq: 6 });
+    await splitter.write(4096, sectorOf(7)); // after the marker: not in the snapshot
+    const volume = appliance.volume("db");
+    expect(volume.snapshots().map((s) => [s.name, s.seq])).toEqual([["from-appliance", 6]]);
+    const image = new Uint8Array(volumeBytes);
+    await volume.openImage("snap:from-appliance").read(0, image);
+    expect(image).toEqual(before);
+    await expect(applianceLink.requestSnapshot("db", "from-appliance")).rejects.toThrow(ConflictError);
+
+    const removed = await settle(applianceLink.requestSnapshot("db", "from-appliance", { remove: true }), clock);
+    expect(removed.seq).toBe(8);
+    expect(volume.snapshots()).toEqual([]);
+    expect(volume.markers({ fromSeq: 0, toSeq: Infinity, limit: 10 }).map((m) => m.kind)).toEqual(["snapshot", "snapshotRemoved"]);
+    await link.stop();
+    await appliance.close();
+  });
+
+  it("answers at once with the marker's seq, or refused in marking mode and for a volume it does not stream", async () => {
+    const clock = new ManualClock();
+    const transport = new HandDrivenApplianceTransport();
+    const splitter = await Splitter.open(
+      { primary: new MemoryBlockDevice(volumeBytes), drlCell: new MemoryDurableCell(), clock, checksum: await createChecksum() },
+      { name: "db", regionBytes: 65536, bufferBytes: 64 * 1024 },
+    );
+    const link = new SwitchLink({ transport, clock, splitters: [splitter] }, { address: "appliance", secret, switchId: "switch-1" });
+    link.start();
+    await until(() => link.state === "streaming", "streaming", clock);
+    const appliance = await transport.appliances[0];
+    await splitter.write(0, sectorOf(1));
+
+    await appliance.send(messageKinds.snapshotRequest, { requestId: 7, volume: "db", name: "first" });
+    const seen: Message[] = [];
+    const reply = await nextOf(appliance, messageKinds.snapshotReply, seen);
+    expect(reply.body).toEqual({ requestId: 7, seq: 2 });
+    const mark = seen.find((m) => m.kind === messageKinds.mark) ?? await nextOf(appliance, messageKinds.mark);
+    expect(mark.body).toMatchObject({ volume: "db", seq: 2, kind: "snapshot", detail: { name: "first" } });
+
+    await appliance.send(messageKinds.snapshotRequest, { requestId: 8, volume: "db", name: "first", remove: true });
+    expect((await nextOf(appliance, messageKinds.snapshotReply)).body).toEqual({ requestId: 8, seq: 3 });
+    expect((await nextOf(appliance, messageKinds.mark)).body).toMatchObject({ seq: 3, kind: "snapshotRemoved", detail: { name: "first" } });
+
+    await appliance.send(messageKinds.snapshotRequest, { requestId: 9, volume: "other", name: "x" });
+    expect((await nextOf(appliance, messageKinds.snapshotReply)).body).toEqual({
+      requestId: 9,
+      refused: 'Volume "other" is not protected by switch switch-1',
+    });
+
+    // Nothing is acknowledged: 96 KiB of writes overflow the 64 KiB copy buffer.
+    for (let i = 0; i < 3; i++) await splitter.write(65536 + i * 32768, new Uint8Array(32768).fill(i + 1));
+    expect(splitter.state).toBe("marking");
+    const nextSeq = splitter.nextSeq;
+    await appliance.send(messageKinds.snapshotRequest, { requestId: 10, volume: "db", name: "in-the-gap" });
+    const refused = await nextOf(appliance, messageKinds.snapshotReply);
+    expect(refused.body).toEqual({ requestId: 10, refused: 'Cannot take snapshot "in-the-gap" of volume "db": it is marking' });
+    expect(splitter.nextSeq).toBe(nextSeq); // no marker taken
+    expect(link.state).toBe("streaming"); // a refusal leaves the link up
+    await appliance.send(messageKinds.snapshotRequest, { requestId: 11, volume: "db", name: "again" });
+    expect((await nextOf(appliance, messageKinds.snapshotReply)).body.requestId).toBe(11);
+    await link.stop();
   });
 });
