@@ -150,7 +150,7 @@ export class OverlayBlockDevice implements BlockDevice {
   readonly sizeBytes: number;
   readonly capabilities = overlayCapabilities;
   readonly blockBytes: number;
-  /** Scratch bytes this overlay may hold (whole blocks). */
+  /** Scratch bytes this overlay may hold: whole blocks, and never more blocks than the device has. */
   readonly overlayBytesMax: number;
   readonly #next: BlockDevice;
   readonly #blockShift: number;
@@ -194,7 +194,7 @@ export class OverlayBlockDevice implements BlockDevice {
     const volumeBlocks = Math.ceil(next.sizeBytes / blockBytes);
     // No more slots than the device has blocks: a small device never reserves a large table.
     this.#slotsMax = Math.min(Math.floor(requestedBytes / blockBytes), volumeBlocks);
-    this.overlayBytesMax = Math.floor(requestedBytes / blockBytes) * blockBytes;
+    this.overlayBytesMax = this.#slotsMax * blockBytes;
     this.#arenaBytes = Math.min(overlayLimits.arenaBytes, this.#slotsMax * blockBytes);
     this.#slotsPerArena = this.#arenaBytes / blockBytes;
     this.#arenas = new Array(Math.ceil(this.#slotsMax / this.#slotsPerArena)).fill(null);
