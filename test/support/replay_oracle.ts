@@ -41,7 +41,7 @@ export class ReplayOracle {
 
   /** The volume after every write and restore with seq <= seqMax, in seq order. */
   imageAt(seqMax: number): Uint8Array {
-    let image = this.base.slice();
+    let image: Uint8Array = this.base.slice();
     let restoreNext = 0;
     const restores = this.restores;
     for (const write of this.writes) {
