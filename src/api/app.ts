@@ -28,10 +28,9 @@
  * @module
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { bodyLimit } from "hono/body-limit";
-import { HTTPException } from "hono/http-exception";
 import { apiLimits } from "./api_limits.ts";
 import { bearerAuth } from "./bearer_auth.ts";
+import { bodyLimit } from "./body_limit.ts";
 import type { ControlPlane } from "./control_plane.ts";
 import { NotFoundError } from "./control_plane.ts";
 import { errorResponse, invalidRequestOf } from "./error_response.ts";
@@ -115,15 +114,7 @@ export function createApp(options: AppOptions): OpenAPIHono {
     if (c.req.path === routes.health.path) return next();
     return authenticate(c, next);
   });
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: bodyBytesMax,
-      onError: () => {
-        throw new HTTPException(413, { message: `Request body is larger than ${bodyBytesMax} bytes` });
-      },
-    }),
-  );
+  app.use("*", bodyLimit(bodyBytesMax));
 
   app.openapi(routes.health, (c) => c.json({ ok: true as const }, 200));
 

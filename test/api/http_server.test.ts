@@ -2,7 +2,8 @@
  * Proves the runtime's HTTP server (`targets/node/http_server.ts` on Node,
  * `targets/deno/http_server.ts` on Deno, picked by `test/support/runtime.ts`) over a real
  * socket: the management API answers `fetch` on a free port as it answers `app.request()`
- * (auth, JSON, 201, 413 for a real `Content-Length`); `close()` returns with an idle
+ * (auth, JSON, 201, 413 for a real `Content-Length` and for a chunked body past the limit, a
+ * chunked body within it, DELETE with no body); `close()` returns with an idle
  * keep-alive connection still open, waits for a request in flight, and answers 503 to one
  * that outlives `closeLingerMs`; nothing answers after it; a bad or taken address is refused.
  */
@@ -53,6 +54,30 @@ describe("HTTP server of the runtime's target", () => {
       });
       expect(oversize.status).toBe(413);
       expect((await oversize.json()).error.code).toBe("payload_too_large");
+
+      // A body without Content-Length (chunked) is read up to the limit, and refused past it.
+      const chunked = (text: string) =>
+        fetch(`${base}/v1/volumes/db/snapshots`, {
+          method: "POST",
+          headers: { ...authorization, "Content-Type": "application/json" },
+          body: new ReadableStream({
+            start(controller) {
+              controller.enqueue(new TextEncoder().encode(text));
+              controller.close();
+            },
+          }),
+          duplex: "half",
+        } as RequestInit);
+      const streamed = await chunked(JSON.stringify({ name: "chunked" }));
+      expect(streamed.status).toBe(201);
+      expect(await streamed.json()).toMatchObject({ name: "chunked" });
+      const streamedOversize = await chunked(JSON.stringify({ name: "x", pad: " ".repeat(4096) }));
+      expect(streamedOversize.status).toBe(413);
+      await streamedOversize.body?.cancel();
+
+      // DELETE carries no body: it reaches the route (204), over a real socket as through app.request().
+      const removed = await fetch(`${base}/v1/volumes/db/snapshots/chunked`, { method: "DELETE", headers: authorization });
+      expect(removed.status).toBe(204);
     } finally {
       await server.close();
     }
