@@ -172,11 +172,15 @@ export class ProductControlPlane implements ControlPlane {
       await throughSwitch(applianceLink.requestSnapshot(name, snapshotName, { remove: true }));
       return;
     }
-    if (this.#linked(name, splitter)) {
-      throw new UnavailableError(
-        `Cannot remove snapshot "${snapshotName}" of volume "${name}" while its switch streams it (the marker needs a seq of ` +
-          `the write stream); stop the switch or try again after this release adds stream-side removal`,
-      );
+    if (splitter !== undefined && splitter.state !== "closed") {
+      // The switch is in this process: the removal marker goes into its write stream.
+      if (!volume.snapshots().some((s) => s.name === snapshotName)) {
+        throw new NotFoundError(`Snapshot "${snapshotName}" of volume "${name}" does not exist`);
+      }
+      const seq = splitter.snapshotRemoved(snapshotName);
+      await this.#deps.switchNode!.waitAcknowledged(name, seq);
+      await this.#waitIndexed(volume, seq);
+      return;
     }
     await volume.removeSnapshot(snapshotName);
   }

@@ -61,6 +61,10 @@ describe("ProductControlPlane over a switch and an appliance in one process", ()
     const state = families.find((f) => f.name === "anytime_volume_state");
     expect(state?.samples.find((s) => s.labels.state === "protecting")?.value).toBe(1);
 
+    await controlPlane.createSnapshot("db", "short-lived");
+    await controlPlane.removeSnapshot("db", "short-lived"); // through the write stream
+    expect(controlPlane.snapshots("db").map((s) => s.name)).toEqual(["before"]);
+    await expect(controlPlane.removeSnapshot("db", "never")).rejects.toThrow(NotFoundError);
     expect(() => controlPlane.volume("nope")).toThrow(NotFoundError);
     expect(() => controlPlane.job("j1")).toThrow(NotFoundError);
     await tearDown();
