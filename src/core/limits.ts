@@ -104,6 +104,28 @@ export const wireLimits = {
   snapshotRequestTimeoutMs: 30_000,
   /** SNAPSHOT_REPLY `refused` (the switch's reason), in UTF-16 code units. */
   snapshotRefusalLengthMax: 1024,
+  /**
+   * Restores an appliance runs through its switches at once (RESTORE_REQUESTs whose restore
+   * has not ended); one more is refused, so the appliance's table of them never grows past it.
+   */
+  restoresInFlightMax: 16,
+  /** RESTORE_REFUSED `refused` and RESTORE_PROGRESS `message`, in UTF-16 code units. */
+  restoreMessageLengthMax: 1024,
+  /** Bytes of one extent in a RESTORE_PLAN: offset and length, each a little-endian u64. */
+  restoreExtentBytes: 16,
+  /** Extents one RESTORE_PLAN frame carries at most (512 KiB of body). */
+  restorePlanExtentsPerFrameMax: 32_768,
+  /**
+   * Extents one restore plan holds in all: the switch keeps the plan while the session starts.
+   * An appliance whose diff has more merges neighbouring extents until it fits (restoring a
+   * range that did not change copies equal bytes: harmless, only slower).
+   */
+  restorePlanExtentsMax: 262_144,
+  /**
+   * READ_REQUESTs a switch may have unanswered on one session; the appliance ends a session
+   * that sends more (it holds a read buffer for each).
+   */
+  readRequestsInFlightMax: 16,
   /** Handshake nonces and HMAC-SHA256 proofs. */
   nonceBytes: 32,
   proofBytes: 32,
@@ -149,6 +171,15 @@ assert(
   3 + 3 * wireLimits.volumeNameLengthMax + limits.snapshotNameBytesMax + 64 <= wireLimits.controlBodyBytesMax &&
     3 + 3 * wireLimits.snapshotRefusalLengthMax + 64 <= wireLimits.controlBodyBytesMax,
   "A SNAPSHOT_REQUEST and a SNAPSHOT_REPLY must fit a control body",
+);
+assert(
+  wireLimits.restorePlanExtentsPerFrameMax * wireLimits.restoreExtentBytes + 1024 <= wireLimits.bodyBytesMax &&
+    3 + 3 * wireLimits.restoreMessageLengthMax + 64 <= wireLimits.controlBodyBytesMax,
+  "A full RESTORE_PLAN must fit a body, and a restore refusal or progress message a control body",
+);
+assert(
+  wireLimits.restorePlanExtentsPerFrameMax <= wireLimits.restorePlanExtentsMax,
+  "A restore plan frame must fit a plan",
 );
 assert(
   wireLimits.writeLengthBytesMax % 512 === 0 && wireLimits.readBytesMax % 512 === 0,
@@ -226,6 +257,25 @@ export const switchLimits = {
    * settle, so a well-behaved appliance may briefly seem a request ahead.
    */
   linkSnapshotRepliesSendingMax: 2 * wireLimits.snapshotRequestsInFlightMax,
+  /** Restores the switch runs for an appliance at once (one per volume, and at most this many). */
+  remoteRestoresMax: 16,
+  /**
+   * READ_REQUESTs one remote restore has unanswered at once (host I/O and the background copy);
+   * all of a link's restores together stay within `wireLimits.readRequestsInFlightMax`.
+   */
+  remoteRestoreReadsInFlightMax: 4,
+  /** How long a remote restore waits for the appliance to acknowledge every write before its plan. */
+  remoteRestoreDrainWaitMs: 30_000,
+  /** How long a remote restore waits for its whole plan. */
+  remoteRestorePlanWaitMs: 60_000,
+  /** How long one READ_REQUEST may go unanswered on a live connection before the restore fails. */
+  remoteRestoreReadTimeoutMs: 30_000,
+  /** How long a remote restore's reads wait for a lost link to come back before the restore fails. */
+  remoteRestoreReconnectWaitMs: 60_000,
+  /** Times one read is asked again after link losses before the restore fails. */
+  remoteRestoreReadAttemptsMax: 16,
+  /** RESTORE_PROGRESS cadence while a remote restore runs. */
+  remoteRestoreProgressIntervalMs: 200,
 } as const;
 
 assert(
@@ -270,6 +320,11 @@ assert(
   "The reconnect backoff must grow from its minimum to its cap",
 );
 assert(
+  switchLimits.remoteRestoreReadsInFlightMax <= wireLimits.readRequestsInFlightMax &&
+    switchLimits.remoteRestoresMax <= wireLimits.restoresInFlightMax,
+  "A switch's remote restores stay inside the appliance's windows",
+);
+assert(
   switchLimits.splitterLeaveMarkingFreeFraction > 0 && switchLimits.splitterLeaveMarkingFreeFraction <= 1,
   "The free fraction that ends marking mode is a fraction",
 );
@@ -293,6 +348,18 @@ export const serverLimits = {
   jobsKeptMax: 100,
   /** A job's rate is measured over at least this long. */
   jobRateWindowUs: 2_000_000,
+  /**
+   * A restore the appliance runs through a switch in another process fails when the switch has
+   * reported nothing for this long (it crashed, or its link never came back). Longer than the
+   * switch's own wait for a lost link, so a reconnect in time is never cut short.
+   */
+  remoteRestoreSilenceMsMax: 120_000,
+  /** How often a restore job samples its progress. */
+  restoreProgressIntervalMs: 200,
 } as const;
 
 assert(serverLimits.baselineChunkBytes <= limits.writeBytesMax, "A baseline chunk is one journal record");
+assert(
+  serverLimits.remoteRestoreSilenceMsMax > switchLimits.remoteRestoreReconnectWaitMs + switchLimits.remoteRestoreReadTimeoutMs,
+  "The appliance waits for a silent switch longer than the switch waits for its link and a read",
+);

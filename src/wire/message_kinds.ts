@@ -45,6 +45,23 @@ export const messageKinds = {
   snapshotRequest: 37,
   /** switch → appliance: the marker's seq, or why the switch refused it. */
   snapshotReply: 38,
+  /**
+   * appliance → switch: put the volume's primary back to `toSeq` (the appliance resolved and
+   * checked the point). The switch pauses host writes, drains, asks for the plan, starts.
+   */
+  restoreRequest: 39,
+  /** switch → appliance: every write through `headSeq` is acknowledged; send the extents to restore. */
+  restorePlanRequest: 40,
+  /** appliance → switch: extents to restore (16 bytes each), in as many frames as needed; `last` ends it. */
+  restorePlan: 41,
+  /** switch → appliance: the restore marker's seq and the bytes the session moves. */
+  restoreStarted: 42,
+  /** switch → appliance: why the restore did not start (nothing changed). */
+  restoreRefused: 43,
+  /** switch → appliance: bytes moved so far and the session's state (periodic, and at the end). */
+  restoreProgress: 44,
+  /** appliance → switch: stop the restore (the switch records the partial state as a gap). */
+  restoreCancel: 45,
   ping: 48,
   pong: 49,
   /** Either side: why the connection is being closed after a failure. */
@@ -78,6 +95,13 @@ const limitsByKind: Readonly<Record<MessageKind, MessageKindLimits>> = {
   [messageKinds.fetch]: control,
   [messageKinds.snapshotRequest]: control,
   [messageKinds.snapshotReply]: control,
+  [messageKinds.restoreRequest]: control,
+  [messageKinds.restorePlanRequest]: control,
+  [messageKinds.restorePlan]: { bodyBytesMax: wireLimits.bodyBytesMax, payloadBytesMax: 0 },
+  [messageKinds.restoreStarted]: control,
+  [messageKinds.restoreRefused]: control,
+  [messageKinds.restoreProgress]: control,
+  [messageKinds.restoreCancel]: control,
   [messageKinds.ping]: control,
   [messageKinds.pong]: control,
   [messageKinds.error]: control,

@@ -171,6 +171,8 @@ export interface ReadRequestBody {
   readonly volume: string;
   readonly offsetBytes: number;
   readonly lengthBytes: number;
+  /** The image at this seq (a restore's target); absent: the appliance's head. */
+  readonly atSeq?: number;
 }
 
 /** FETCH: instant restore asks for a range it must serve now. */
@@ -202,6 +204,114 @@ export interface SnapshotRequestBody {
 export type SnapshotReplyBody =
   | { readonly requestId: number; readonly seq: number; readonly refused?: undefined }
   | { readonly requestId: number; readonly refused: string; readonly seq?: undefined };
+
+/**
+ * RESTORE_REQUEST, appliance → switch: put the primary back to the image at `toSeq`, which
+ * the appliance resolved and checked (retained, not suspect unless forced). `toTimeUs` is that
+ * point's time (for the restore marker's detail).
+ */
+export interface RestoreRequestBody {
+  readonly requestId: number;
+  readonly volume: string;
+  readonly toSeq: number;
+  readonly toTimeUs: number;
+  /** Hosts keep reading and writing meanwhile (each I/O restores what it touches first). */
+  readonly instant: boolean;
+  /** Copy the whole volume, not only what differs. */
+  readonly full: boolean;
+}
+
+/** RESTORE_PLAN_REQUEST, switch → appliance: host writes are paused and every seq through `headSeq` is acknowledged. */
+export interface RestorePlanRequestBody {
+  readonly requestId: number;
+  readonly headSeq: number;
+}
+
+/**
+ * RESTORE_PLAN, appliance → switch: the extents to restore, {@link wireLimits.restoreExtentBytes}
+ * bytes each (offset, length: little-endian u64, whole sectors, ascending, apart; see
+ * {@link encodeRestoreExtents}). The frame with `last` ends the plan.
+ */
+export interface RestorePlanBody {
+  readonly requestId: number;
+  readonly extents: Uint8Array;
+  readonly last: boolean;
+}
+
+/** RESTORE_STARTED, switch → appliance: the restore marker is in the stream; the copy runs. */
+export interface RestoreStartedBody {
+  readonly requestId: number;
+  readonly markerSeq: number;
+  readonly bytesTotal: number;
+}
+
+/** RESTORE_REFUSED, switch → appliance: the restore did not start, and nothing changed. */
+export interface RestoreRefusedBody {
+  readonly requestId: number;
+  readonly refused: string;
+}
+
+/** The states RESTORE_PROGRESS reports (the switch's restore session's). */
+export const restoreProgressStates = ["running", "done", "failed", "cancelled"] as const;
+
+export type RestoreProgressState = typeof restoreProgressStates[number];
+
+/** RESTORE_PROGRESS, switch → appliance: `message` says why, for `failed` only. */
+export interface RestoreProgressBody {
+  readonly requestId: number;
+  readonly bytesMoved: number;
+  readonly state: RestoreProgressState;
+  readonly message?: string;
+}
+
+/** RESTORE_CANCEL, appliance → switch. */
+export interface RestoreCancelBody {
+  readonly requestId: number;
+}
+
+/** An extent of a restore plan, bytes. */
+export interface PlanExtent {
+  readonly offsetBytes: number;
+  readonly lengthBytes: number;
+}
+
+/**
+ * Packs extents for a RESTORE_PLAN: per extent, offset then length, each a little-endian u64.
+ *
+ * @example
+ * ```ts
+ * encodeRestoreExtents([{ offsetBytes: 4096, lengthBytes: 512 }]).length; // 16
+ * ```
+ */
+export function encodeRestoreExtents(extents: readonly PlanExtent[]): Uint8Array {
+  const bytes = new Uint8Array(extents.length * wireLimits.restoreExtentBytes);
+  const view = new DataView(bytes.buffer);
+  for (let index = 0; index < extents.length; index++) {
+    const at = index * wireLimits.restoreExtentBytes;
+    writeUint64(view, at, extents[index].offsetBytes);
+    writeUint64(view, at + 8, extents[index].lengthBytes);
+  }
+  return bytes;
+}
+
+/** Unpacks a validated RESTORE_PLAN's extents. */
+export function decodeRestoreExtents(bytes: Uint8Array): PlanExtent[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const extents: PlanExtent[] = [];
+  for (let at = 0; at + wireLimits.restoreExtentBytes <= bytes.length; at += wireLimits.restoreExtentBytes) {
+    extents.push({ offsetBytes: readUint64(view, at), lengthBytes: readUint64(view, at + 8) });
+  }
+  return extents;
+}
+
+function writeUint64(view: DataView, at: number, value: number): void {
+  view.setUint32(at, value % 2 ** 32, true);
+  view.setUint32(at + 4, Math.floor(value / 2 ** 32), true);
+}
+
+function readUint64(view: DataView, at: number): number {
+  return view.getUint32(at + 4, true) * 2 ** 32 + view.getUint32(at, true);
+}
 
 /** PING and PONG. */
 export interface PingBody {
@@ -235,6 +345,13 @@ export interface MessageBodies {
   [messageKinds.fetch]: FetchBody;
   [messageKinds.snapshotRequest]: SnapshotRequestBody;
   [messageKinds.snapshotReply]: SnapshotReplyBody;
+  [messageKinds.restoreRequest]: RestoreRequestBody;
+  [messageKinds.restorePlanRequest]: RestorePlanRequestBody;
+  [messageKinds.restorePlan]: RestorePlanBody;
+  [messageKinds.restoreStarted]: RestoreStartedBody;
+  [messageKinds.restoreRefused]: RestoreRefusedBody;
+  [messageKinds.restoreProgress]: RestoreProgressBody;
+  [messageKinds.restoreCancel]: RestoreCancelBody;
   [messageKinds.ping]: PingBody;
   [messageKinds.pong]: PingBody;
   [messageKinds.error]: ErrorBody;
@@ -723,7 +840,7 @@ function hashReplyProblem(body: unknown, payloadBytes: number): string | null {
     noPayloadProblem(payloadBytes);
 }
 
-const readRequestFields = ["requestId", "volume", "offsetBytes", "lengthBytes"] as const;
+const readRequestFields = ["requestId", "volume", "offsetBytes", "lengthBytes", "atSeq"] as const;
 
 function readRequestProblem(body: unknown, payloadBytes: number): string | null {
   const fields = asFields(body);
@@ -734,7 +851,8 @@ function readRequestProblem(body: unknown, payloadBytes: number): string | null 
     () => sectorsProblem(fields.offsetBytes, `field "offsetBytes"`, 0, limits.volumeBytesMax),
     () => sectorsProblem(fields.lengthBytes, `field "lengthBytes"`, wireSectorBytes, wireLimits.readBytesMax),
     () => rangeProblem(fields.offsetBytes as number, fields.lengthBytes as number, "the range"),
-    () => exactFieldsProblem(fields, readRequestFields, readRequestFields.length, "the body"),
+    () => fields.atSeq === undefined ? null : integerProblem(fields.atSeq, `field "atSeq"`, 0),
+    () => exactFieldsProblem(fields, readRequestFields, fields.atSeq === undefined ? 4 : 5, "the body"),
     () => noPayloadProblem(payloadBytes),
   );
 }
@@ -791,6 +909,123 @@ function snapshotReplyProblem(body: unknown, payloadBytes: number): string | nul
     noPayloadProblem(payloadBytes);
 }
 
+const restoreRequestFields = ["requestId", "volume", "toSeq", "toTimeUs", "instant", "full"] as const;
+
+function restoreRequestProblem(body: unknown, payloadBytes: number): string | null {
+  const fields = asFields(body);
+  if (fields === null) return objectProblem(body, "the body");
+  return integerProblem(fields.requestId, `field "requestId"`, 0) ??
+    volumeNameProblem(fields.volume, `field "volume"`) ??
+    integerProblem(fields.toSeq, `field "toSeq"`, 0) ??
+    integerProblem(fields.toTimeUs, `field "toTimeUs"`, 0) ??
+    booleanProblem(fields.instant, `field "instant"`) ??
+    booleanProblem(fields.full, `field "full"`) ??
+    exactFieldsProblem(fields, restoreRequestFields, restoreRequestFields.length, "the body") ??
+    noPayloadProblem(payloadBytes);
+}
+
+const restorePlanRequestFields = ["requestId", "headSeq"] as const;
+
+function restorePlanRequestProblem(body: unknown, payloadBytes: number): string | null {
+  const fields = asFields(body);
+  if (fields === null) return objectProblem(body, "the body");
+  return integerProblem(fields.requestId, `field "requestId"`, 0) ??
+    integerProblem(fields.headSeq, `field "headSeq"`, 0) ??
+    exactFieldsProblem(fields, restorePlanRequestFields, restorePlanRequestFields.length, "the body") ??
+    noPayloadProblem(payloadBytes);
+}
+
+const restorePlanFields = ["requestId", "extents", "last"] as const;
+
+function restorePlanProblem(body: unknown, payloadBytes: number): string | null {
+  const fields = asFields(body);
+  if (fields === null) return objectProblem(body, "the body");
+  return integerProblem(fields.requestId, `field "requestId"`, 0) ??
+    planExtentsProblem(fields.extents) ??
+    booleanProblem(fields.last, `field "last"`) ??
+    exactFieldsProblem(fields, restorePlanFields, restorePlanFields.length, "the body") ??
+    noPayloadProblem(payloadBytes);
+}
+
+/** Whole 16-byte extents, bounded in count, each whole sectors inside the largest volume, ascending and apart. */
+function planExtentsProblem(extents: unknown): string | null {
+  const extentBytes = wireLimits.restoreExtentBytes;
+  const countMax = wireLimits.restorePlanExtentsPerFrameMax;
+  if (!(extents instanceof Uint8Array) || extents.length % extentBytes !== 0 || extents.length > countMax * extentBytes) {
+    return `field "extents" is ${describe(extents)}, not a multiple of ${extentBytes} bytes up to ${countMax * extentBytes}`;
+  }
+  const view = new DataView(extents.buffer, extents.byteOffset, extents.byteLength);
+  let previousEndBytes = 0;
+  for (let at = 0; at < extents.length; at += extentBytes) {
+    const offsetBytes = readUint64(view, at);
+    const lengthBytes = readUint64(view, at + 8);
+    const where = `extents[${at / extentBytes}]`;
+    const problem = sectorsProblem(offsetBytes, `${where}.offsetBytes`, 0, limits.volumeBytesMax) ??
+      sectorsProblem(lengthBytes, `${where}.lengthBytes`, wireSectorBytes, limits.volumeBytesMax) ??
+      rangeProblem(offsetBytes, lengthBytes, where) ??
+      (offsetBytes >= previousEndBytes ? null : `${where} starts at byte ${offsetBytes}, before the previous extent ends (${previousEndBytes})`);
+    if (problem !== null) return problem;
+    previousEndBytes = offsetBytes + lengthBytes;
+  }
+  return null;
+}
+
+const restoreStartedFields = ["requestId", "markerSeq", "bytesTotal"] as const;
+
+function restoreStartedProblem(body: unknown, payloadBytes: number): string | null {
+  const fields = asFields(body);
+  if (fields === null) return objectProblem(body, "the body");
+  return integerProblem(fields.requestId, `field "requestId"`, 0) ??
+    integerProblem(fields.markerSeq, `field "markerSeq"`, 1) ??
+    integerProblem(fields.bytesTotal, `field "bytesTotal"`, 0, limits.volumeBytesMax) ??
+    exactFieldsProblem(fields, restoreStartedFields, restoreStartedFields.length, "the body") ??
+    noPayloadProblem(payloadBytes);
+}
+
+const restoreRefusedFields = ["requestId", "refused"] as const;
+
+function restoreRefusedProblem(body: unknown, payloadBytes: number): string | null {
+  const fields = asFields(body);
+  if (fields === null) return objectProblem(body, "the body");
+  return integerProblem(fields.requestId, `field "requestId"`, 0) ??
+    stringProblem(fields.refused, `field "refused"`, 1, wireLimits.restoreMessageLengthMax) ??
+    exactFieldsProblem(fields, restoreRefusedFields, restoreRefusedFields.length, "the body") ??
+    noPayloadProblem(payloadBytes);
+}
+
+const restoreProgressFields = ["requestId", "bytesMoved", "state", "message"] as const;
+const restoreProgressStateSet: ReadonlySet<unknown> = new Set(restoreProgressStates);
+
+function restoreProgressProblem(body: unknown, payloadBytes: number): string | null {
+  const fields = asFields(body);
+  if (fields === null) return objectProblem(body, "the body");
+  const { state, message } = fields;
+  return integerProblem(fields.requestId, `field "requestId"`, 0) ??
+    integerProblem(fields.bytesMoved, `field "bytesMoved"`, 0, limits.volumeBytesMax) ??
+    (restoreProgressStateSet.has(state) ? null : `field "state" is ${describe(state)}, not one of ${restoreProgressStates.join(", ")}`) ??
+    (message === undefined
+      ? null
+      : state !== "failed"
+      ? `field "message" is given for state ${describe(state)}; only "failed" carries one`
+      : stringProblem(message, `field "message"`, 1, wireLimits.restoreMessageLengthMax)) ??
+    exactFieldsProblem(fields, restoreProgressFields, message === undefined ? 3 : 4, "the body") ??
+    noPayloadProblem(payloadBytes);
+}
+
+const restoreCancelFields = ["requestId"] as const;
+
+function restoreCancelProblem(body: unknown, payloadBytes: number): string | null {
+  const fields = asFields(body);
+  if (fields === null) return objectProblem(body, "the body");
+  return integerProblem(fields.requestId, `field "requestId"`, 0) ??
+    exactFieldsProblem(fields, restoreCancelFields, restoreCancelFields.length, "the body") ??
+    noPayloadProblem(payloadBytes);
+}
+
+function booleanProblem(value: unknown, where: string): string | null {
+  return typeof value === "boolean" ? null : `${where} is ${describe(value)}, not a boolean`;
+}
+
 const pingFields = ["timeUs"] as const;
 
 function pingProblem(body: unknown, payloadBytes: number): string | null {
@@ -837,6 +1072,13 @@ const validators: Readonly<Record<MessageKind, Validator>> = {
   [messageKinds.fetch]: readRequestProblem,
   [messageKinds.snapshotRequest]: snapshotRequestProblem,
   [messageKinds.snapshotReply]: snapshotReplyProblem,
+  [messageKinds.restoreRequest]: restoreRequestProblem,
+  [messageKinds.restorePlanRequest]: restorePlanRequestProblem,
+  [messageKinds.restorePlan]: restorePlanProblem,
+  [messageKinds.restoreStarted]: restoreStartedProblem,
+  [messageKinds.restoreRefused]: restoreRefusedProblem,
+  [messageKinds.restoreProgress]: restoreProgressProblem,
+  [messageKinds.restoreCancel]: restoreCancelProblem,
   [messageKinds.ping]: pingProblem,
   [messageKinds.pong]: pingProblem,
   [messageKinds.error]: errorProblem,

@@ -16,7 +16,9 @@ import {
   checksumFromBytes,
   checksumToBytes,
   decodeMessage,
+  decodeRestoreExtents,
   encodeMessage,
+  encodeRestoreExtents,
   hashChunkCount,
   type MessageKind,
   messageKinds,
@@ -500,6 +502,155 @@ const cases: Case[] = [
     body: () => ({ requestId: -1, seq: 3 }),
     says: /requestId" is -1/,
   },
+  // READ_REQUEST's atSeq, and the RESTORE_* kinds
+  {
+    what: "a READ_REQUEST with a negative atSeq",
+    kind: messageKinds.readRequest,
+    body: () => ({ ...bodyOf(28), atSeq: -1 }),
+    says: /atSeq" is -1/,
+  },
+  {
+    what: "a READ_REQUEST with a fractional atSeq",
+    kind: messageKinds.readRequest,
+    body: () => ({ ...bodyOf(28), atSeq: 2.5 }),
+    says: /atSeq" is 2\.5/,
+  },
+  {
+    what: "a RESTORE_REQUEST whose instant is not a boolean",
+    kind: messageKinds.restoreRequest,
+    body: () => ({ ...bodyOf(20), instant: "yes" }),
+    says: /instant" is "yes", not a boolean/,
+  },
+  {
+    what: "a RESTORE_REQUEST without full",
+    kind: messageKinds.restoreRequest,
+    body: () => ({ ...bodyOf(20), full: undefined }),
+    says: /full" is undefined, not a boolean/,
+  },
+  {
+    what: "a RESTORE_REQUEST with a seq beyond 2^53",
+    kind: messageKinds.restoreRequest,
+    body: () => ({ ...bodyOf(20), toSeq: 2 ** 53 }),
+    says: /toSeq" is 9007199254740992/,
+  },
+  {
+    what: "a RESTORE_REQUEST with a point in text",
+    kind: messageKinds.restoreRequest,
+    body: () => ({ ...bodyOf(20), at: "snap:good" }),
+    says: /unknown fields "at"/,
+  },
+  {
+    what: "a RESTORE_REQUEST without a volume",
+    kind: messageKinds.restoreRequest,
+    body: () => ({ ...bodyOf(20), volume: undefined }),
+    says: /volume" is undefined/,
+  },
+  {
+    what: "a RESTORE_PLAN_REQUEST with a negative head",
+    kind: messageKinds.restorePlanRequest,
+    body: () => ({ requestId: 1, headSeq: -1 }),
+    says: /headSeq" is -1/,
+  },
+  {
+    what: "a RESTORE_PLAN whose extents are not whole",
+    kind: messageKinds.restorePlan,
+    body: () => ({ requestId: 1, extents: new Uint8Array(20), last: true }),
+    says: /extents" is 20 bytes, not a multiple of 16/,
+  },
+  {
+    what: "a RESTORE_PLAN with more extents than a frame carries",
+    kind: messageKinds.restorePlan,
+    body: () => ({ requestId: 1, extents: new Uint8Array((wireLimits.restorePlanExtentsPerFrameMax + 1) * 16), last: true }),
+    says: /not a multiple of 16 bytes up to 524288/,
+  },
+  {
+    what: "a RESTORE_PLAN with an empty extent",
+    kind: messageKinds.restorePlan,
+    body: () => ({ requestId: 1, extents: encodeRestoreExtents([{ offsetBytes: 0, lengthBytes: 0 }]), last: true }),
+    says: /extents\[0\]\.lengthBytes" is 0|extents\[0\]\.lengthBytes is 0/,
+  },
+  {
+    what: "a RESTORE_PLAN with an extent not in sectors",
+    kind: messageKinds.restorePlan,
+    body: () => ({ requestId: 1, extents: encodeRestoreExtents([{ offsetBytes: 100, lengthBytes: 512 }]), last: true }),
+    says: /extents\[0\]\.offsetBytes is 100/,
+  },
+  {
+    what: "a RESTORE_PLAN with overlapping extents",
+    kind: messageKinds.restorePlan,
+    body: () => ({
+      requestId: 1,
+      extents: encodeRestoreExtents([{ offsetBytes: 0, lengthBytes: 4096 }, { offsetBytes: 2048, lengthBytes: 512 }]),
+      last: false,
+    }),
+    says: /extents\[1\] starts at byte 2048, before the previous extent ends \(4096\)/,
+  },
+  {
+    what: "a RESTORE_PLAN with an extent past the largest volume",
+    kind: messageKinds.restorePlan,
+    body: () => ({ requestId: 1, extents: encodeRestoreExtents([{ offsetBytes: 2 ** 50, lengthBytes: 512 }]), last: true }),
+    says: /extents\[0\] ends at byte/,
+  },
+  {
+    what: "a RESTORE_PLAN without last",
+    kind: messageKinds.restorePlan,
+    body: () => ({ requestId: 1, extents: new Uint8Array(0) }),
+    says: /last" is undefined, not a boolean/,
+  },
+  {
+    what: "a RESTORE_STARTED with marker seq 0",
+    kind: messageKinds.restoreStarted,
+    body: () => ({ ...bodyOf(23), markerSeq: 0 }),
+    says: /markerSeq" is 0, not an integer from 1/,
+  },
+  {
+    what: "a RESTORE_STARTED with a negative total",
+    kind: messageKinds.restoreStarted,
+    body: () => ({ ...bodyOf(23), bytesTotal: -512 }),
+    says: /bytesTotal" is -512/,
+  },
+  {
+    what: "a RESTORE_REFUSED with an empty reason",
+    kind: messageKinds.restoreRefused,
+    body: () => ({ requestId: 1, refused: "" }),
+    says: /refused" is "", not a string of 1 to 1024/,
+  },
+  {
+    what: "a RESTORE_REFUSED with a reason over 1024 characters",
+    kind: messageKinds.restoreRefused,
+    body: () => ({ requestId: 1, refused: "r".repeat(1025) }),
+    says: /refused" is/,
+  },
+  {
+    what: "a RESTORE_PROGRESS with an unknown state",
+    kind: messageKinds.restoreProgress,
+    body: () => ({ ...bodyOf(25), state: "paused" }),
+    says: /state" is "paused", not one of running, done, failed, cancelled/,
+  },
+  {
+    what: "a RESTORE_PROGRESS with a message while running",
+    kind: messageKinds.restoreProgress,
+    body: () => ({ ...bodyOf(25), message: "fine" }),
+    says: /message" is given for state "running"/,
+  },
+  {
+    what: "a RESTORE_PROGRESS with an empty failure message",
+    kind: messageKinds.restoreProgress,
+    body: () => ({ ...bodyOf(26), message: "" }),
+    says: /message" is "", not a string of 1 to 1024/,
+  },
+  {
+    what: "a RESTORE_PROGRESS with fractional bytes",
+    kind: messageKinds.restoreProgress,
+    body: () => ({ ...bodyOf(25), bytesMoved: 1.5 }),
+    says: /bytesMoved" is 1\.5/,
+  },
+  {
+    what: "a RESTORE_CANCEL with an unknown field",
+    kind: messageKinds.restoreCancel,
+    body: () => ({ requestId: 1, force: true }),
+    says: /unknown fields "force"/,
+  },
 ];
 
 describe("invalid bodies", () => {
@@ -533,6 +684,16 @@ describe("invalid bodies", () => {
     };
     const [frame] = encodeMessage(messageKinds.write, body, new Uint8Array(512 * wireLimits.writeEntriesMax));
     expect(frame.length - frameHeaderBytes).toBeLessThanOrEqual(wireLimits.writeEntriesMax * wireLimits.writeEntryEncodedBytesMax);
+  });
+});
+
+describe("restore plan extents", () => {
+  test("pack as little-endian u64 pairs and unpack to the same extents, up to 2^50", () => {
+    const extents = [{ offsetBytes: 0, lengthBytes: 512 }, { offsetBytes: 2 ** 49, lengthBytes: 2 ** 49 - 512 }];
+    const bytes = encodeRestoreExtents(extents);
+    expect(bytes.length).toBe(32);
+    expect([...bytes.subarray(8, 16)]).toEqual([0, 2, 0, 0, 0, 0, 0, 0]);
+    expect(decodeRestoreExtents(bytes)).toEqual(extents);
   });
 });
 

@@ -11,6 +11,7 @@ import { encodeCbor } from "../../src/wire/cbor.ts";
 import { frameHeaderBytes, frameMagic, frameVersion } from "../../src/wire/frame.ts";
 import {
   checksumToBytes,
+  encodeRestoreExtents,
   markKinds,
   type MessageBodies,
   type MessageKind,
@@ -352,6 +353,13 @@ export function messageArbitrary(checksum: Checksum): fc.Arbitrary<SampleMessage
       }),
     ),
     sample(messageKinds.readRequest, requestRange),
+    sample(messageKinds.readRequest, fc.record({
+      requestId: requestIdArbitrary,
+      volume: nameArbitrary,
+      offsetBytes: sectorsArbitrary(0, 2 ** 30),
+      lengthBytes: sectorsArbitrary(1, 8192),
+      atSeq: seqArbitrary,
+    })),
     fc.record({ requestId: requestIdArbitrary, sectors: fc.integer({ min: 0, max: 8 }), seed: fc.nat(1000) }).map(
       ({ requestId, sectors, seed }) => ({
         kind: messageKinds.readReply,
@@ -374,6 +382,53 @@ export function messageArbitrary(checksum: Checksum): fc.Arbitrary<SampleMessage
         fc.record({ requestId: requestIdArbitrary, refused: fc.string({ minLength: 1, maxLength: 1024 }) }),
       ),
     ),
+    sample(
+      messageKinds.restoreRequest,
+      fc.record({
+        requestId: requestIdArbitrary,
+        volume: nameArbitrary,
+        toSeq: seqArbitrary,
+        toTimeUs: timeArbitrary,
+        instant: fc.boolean(),
+        full: fc.boolean(),
+      }),
+    ),
+    sample(messageKinds.restorePlanRequest, fc.record({ requestId: requestIdArbitrary, headSeq: seqArbitrary })),
+    fc.record({
+      requestId: requestIdArbitrary,
+      steps: fc.array(fc.tuple(fc.integer({ min: 0, max: 64 }), fc.integer({ min: 1, max: 64 })), { maxLength: 8 }),
+      last: fc.boolean(),
+    }).map(({ requestId, steps, last }) => {
+      let atBytes = 0;
+      const extents = steps.map(([gap, length]) => {
+        const extent = { offsetBytes: atBytes + gap * 512, lengthBytes: length * 512 };
+        atBytes = extent.offsetBytes + extent.lengthBytes;
+        return extent;
+      });
+      return { kind: messageKinds.restorePlan, body: { requestId, extents: encodeRestoreExtents(extents), last }, payload: new Uint8Array(0) } as SampleMessage;
+    }),
+    sample(
+      messageKinds.restoreStarted,
+      fc.record({ requestId: requestIdArbitrary, markerSeq: fc.integer({ min: 1, max: 2 ** 53 - 1 }), bytesTotal: fc.integer({ min: 0, max: 2 ** 50 }) }),
+    ),
+    sample(messageKinds.restoreRefused, fc.record({ requestId: requestIdArbitrary, refused: fc.string({ minLength: 1, maxLength: 1024 }) })),
+    sample(
+      messageKinds.restoreProgress,
+      fc.oneof(
+        fc.record({
+          requestId: requestIdArbitrary,
+          bytesMoved: fc.integer({ min: 0, max: 2 ** 50 }),
+          state: fc.constantFrom("running" as const, "done" as const, "cancelled" as const),
+        }),
+        fc.record({
+          requestId: requestIdArbitrary,
+          bytesMoved: fc.integer({ min: 0, max: 2 ** 50 }),
+          state: fc.constant("failed" as const),
+          message: fc.string({ minLength: 1, maxLength: 1024 }),
+        }, { requiredKeys: ["requestId", "bytesMoved", "state"] }),
+      ),
+    ),
+    sample(messageKinds.restoreCancel, fc.record({ requestId: requestIdArbitrary })),
     sample(messageKinds.ping, fc.record({ timeUs: timeArbitrary })),
     sample(messageKinds.pong, fc.record({ timeUs: timeArbitrary })),
     sample(
@@ -475,6 +530,40 @@ export function everyKindSamples(checksum: Checksum): SampleMessage[] {
     {
       kind: messageKinds.snapshotReply,
       body: { requestId: 5, refused: 'Cannot take snapshot "x" of volume "db": it is marking' },
+      payload: new Uint8Array(0),
+    },
+    // 20-28: restore through the switch.
+    {
+      kind: messageKinds.restoreRequest,
+      body: { requestId: 6, volume: "db", toSeq: 41, toTimeUs: 1_795_000_000_000_000, instant: true, full: false },
+      payload: new Uint8Array(0),
+    },
+    { kind: messageKinds.restorePlanRequest, body: { requestId: 6, headSeq: 57 }, payload: new Uint8Array(0) },
+    {
+      kind: messageKinds.restorePlan,
+      body: {
+        requestId: 6,
+        extents: encodeRestoreExtents([{ offsetBytes: 0, lengthBytes: 4096 }, { offsetBytes: 2 ** 40, lengthBytes: 2 ** 33 }]),
+        last: true,
+      },
+      payload: new Uint8Array(0),
+    },
+    { kind: messageKinds.restoreStarted, body: { requestId: 6, markerSeq: 58, bytesTotal: 8192 }, payload: new Uint8Array(0) },
+    {
+      kind: messageKinds.restoreRefused,
+      body: { requestId: 7, refused: 'Cannot restore volume "db": it is being restored already' },
+      payload: new Uint8Array(0),
+    },
+    { kind: messageKinds.restoreProgress, body: { requestId: 6, bytesMoved: 4096, state: "running" }, payload: new Uint8Array(0) },
+    {
+      kind: messageKinds.restoreProgress,
+      body: { requestId: 6, bytesMoved: 4096, state: "failed", message: "RemoteRestoreError: the link did not come back" },
+      payload: new Uint8Array(0),
+    },
+    { kind: messageKinds.restoreCancel, body: { requestId: 6 }, payload: new Uint8Array(0) },
+    {
+      kind: messageKinds.readRequest,
+      body: { requestId: 8, volume: "db", offsetBytes: 4096, lengthBytes: 4096, atSeq: 41 },
       payload: new Uint8Array(0),
     },
   ];
