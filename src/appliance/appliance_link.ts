@@ -19,6 +19,18 @@
  * progress are bounded (`wireLimits.snapshotRequestsInFlightMax`, one more is refused) and
  * timed on the injected clock (`wireLimits.snapshotRequestTimeoutMs` in all); a session that
  * ends fails the requests it has unanswered.
+ *
+ * Restores while a switch streams the volume ({@link ApplianceLink.startRestore}; the switch
+ * side is `src/switch/remote_restore.ts`): RESTORE_REQUEST goes to the session streaming the
+ * volume; this side answers its RESTORE_PLAN_REQUEST (the extents that differ between the
+ * point and the switch's drained head, from `volume.diff`, or the whole volume with `full`, in
+ * RESTORE_PLAN frames, merged down to `wireLimits.restorePlanExtentsMax` if need be) and its
+ * READ_REQUESTs `{atSeq}` (from one image per restore, opened at the first read and closed at
+ * the end; at most `wireLimits.readRequestsInFlightMax` per session, one more ends it), and
+ * follows RESTORE_STARTED / RESTORE_PROGRESS / RESTORE_REFUSED. A restore outlives the session
+ * it started on: its request id stays the same, and whichever session reports on it next is
+ * the one a cancel goes to (sent again there if it was sent on an earlier one). At most
+ * `wireLimits.restoresInFlightMax` restores are followed at once.
  */
 import { createChecksum } from "../core/checksum.ts";
 import { wireLimits } from "../core/limits.ts";
@@ -30,9 +42,13 @@ import { FramedConnection } from "../wire/framed_connection.ts";
 import { applianceHandshake } from "../wire/handshake.ts";
 import {
   checksumFromBytes,
+  encodeRestoreExtents,
   type MarkBody,
   type Message,
   messageKinds,
+  type PlanExtent,
+  type ReadRequestBody,
+  type RestoreProgressState,
   type SnapshotReplyBody,
   type SnapshotRequestBody,
   type VolumeOffer,
@@ -41,6 +57,7 @@ import {
   writeChecksumProblem,
 } from "../wire/messages.ts";
 import type { Appliance } from "./appliance.ts";
+import type { ImageDevice } from "./image.ts";
 import { ConflictError, NotFoundError } from "./errors.ts";
 import { journalRecordKinds } from "./journal_record.ts";
 import type { Volume } from "./volume.ts";
@@ -81,6 +98,88 @@ interface SwitchSession {
   readonly volumes: ReadonlySet<string>;
   /** Request id → its waiter; bounded by `wireLimits.snapshotRequestsInFlightMax` over all sessions. */
   readonly pending: Map<number, PendingSnapshotRequest>;
+  /** READ_REQUESTs being answered (bounded by `wireLimits.readRequestsInFlightMax`). */
+  readsInFlight: number;
+}
+
+/** What a restore through the switch asks for (the point resolved and checked by the caller). */
+export interface RemoteRestoreRequest {
+  readonly toSeq: number;
+  readonly toTimeUs: number;
+  readonly instant: boolean;
+  readonly full: boolean;
+}
+
+/** How a restore through the switch ended, as the switch reported it. */
+export interface RemoteRestoreEnd {
+  readonly state: Exclude<RestoreProgressState, "running">;
+  readonly bytesMoved: number;
+  readonly message?: string;
+}
+
+/**
+ * A restore the switch runs for this appliance ({@link ApplianceLink.startRestore}): what the
+ * switch reported so far, and the way to cancel it. Outlives the session it started on.
+ */
+export class RemoteRestore {
+  readonly requestId: number;
+  readonly volume: Volume;
+  readonly request: RemoteRestoreRequest;
+  /** The restore marker is in the stream: its seq and the bytes the switch moves; rejects when refused or abandoned. */
+  readonly started: Promise<{ markerSeq: number; bytesTotal: number }>;
+  /** Settles with the switch's end report; rejects only when abandoned. */
+  readonly finished: Promise<RemoteRestoreEnd>;
+  bytesMoved = 0;
+  bytesTotal = 0;
+  /** When the switch last said anything about this restore (µs on the link's clock). */
+  lastHeardUs: number;
+  /** The session that reported last (where a cancel goes). */
+  session: SwitchSession;
+  image: ImageDevice | null = null;
+  cancelRequested = false;
+  cancelSentOn: SwitchSession | null = null;
+  hasStarted = false;
+  ended = false;
+  resolveStarted!: (started: { markerSeq: number; bytesTotal: number }) => void;
+  rejectStarted!: (error: Error) => void;
+  resolveFinished!: (end: RemoteRestoreEnd) => void;
+  rejectFinished!: (error: Error) => void;
+  readonly #cancel: (restore: RemoteRestore) => void;
+  readonly #abandon: (restore: RemoteRestore, error: Error) => void;
+
+  constructor(
+    init: { requestId: number; volume: Volume; request: RemoteRestoreRequest; session: SwitchSession; nowUs: number },
+    actions: { cancel: (restore: RemoteRestore) => void; abandon: (restore: RemoteRestore, error: Error) => void },
+  ) {
+    this.requestId = init.requestId;
+    this.volume = init.volume;
+    this.request = init.request;
+    this.session = init.session;
+    this.lastHeardUs = init.nowUs;
+    this.#cancel = actions.cancel;
+    this.#abandon = actions.abandon;
+    this.started = new Promise((resolve, reject) => {
+      this.resolveStarted = resolve;
+      this.rejectStarted = reject;
+    });
+    this.finished = new Promise((resolve, reject) => {
+      this.resolveFinished = resolve;
+      this.rejectFinished = reject;
+    });
+    // A caller may await only one of the two; the other's rejection is not lost but not unhandled either.
+    this.started.catch(() => {});
+    this.finished.catch(() => {});
+  }
+
+  /** Asks the switch to stop; `finished` then reports `cancelled` (or `done` if it won the race). */
+  cancel(): void {
+    this.#cancel(this);
+  }
+
+  /** Stops following the restore (its switch went silent): `started` and `finished` reject with `error`. */
+  abandon(error: Error): void {
+    this.#abandon(this, error);
+  }
 }
 
 /** Accepts switches and journals what they send. */
@@ -94,6 +193,8 @@ export class ApplianceLink {
   readonly #linked = new Map<string, SwitchSession[]>();
   /** Snapshot requests in progress (reply or durability awaited), by volume and snapshot name. */
   readonly #snapshotRequests = new Set<string>();
+  /** Restores through a switch, by request id (bounded by `wireLimits.restoresInFlightMax`). */
+  readonly #restores = new Map<number, RemoteRestore>();
   #nextRequestId = 0;
 
   constructor(deps: { appliance: Appliance; clock: Clock; log?: (line: string) => void }, options: ApplianceLinkOptions) {
@@ -169,6 +270,47 @@ export class ApplianceLink {
     }
   }
 
+  /**
+   * Starts a restore of the volume's primary to `request.toSeq` on the switch that streams
+   * it (the caller resolved the point and checked it: retained, not suspect unless forced).
+   * Follow it through the returned {@link RemoteRestore}.
+   *
+   * @throws {NotFoundError} for an unknown volume.
+   * @throws {ConflictError} when a restore of the volume is in progress here.
+   * @throws {SwitchUnavailableError} when no switch streams the volume now, or
+   * `wireLimits.restoresInFlightMax` restores are in progress.
+   */
+  startRestore(volumeName: string, request: RemoteRestoreRequest): RemoteRestore {
+    const volume = this.#appliance.volume(volumeName);
+    const what = `restore volume "${volumeName}" to seq:${request.toSeq}`;
+    for (const restore of this.#restores.values()) {
+      if (restore.volume.name === volumeName) throw new ConflictError(`Cannot ${what}: restore ${restore.requestId} of it is in progress`);
+    }
+    if (this.#restores.size >= wireLimits.restoresInFlightMax) {
+      throw new SwitchUnavailableError(`Cannot ${what}: ${this.#restores.size} restores are in progress (the limit); try again`);
+    }
+    const sessions = this.#linked.get(volumeName);
+    const session = sessions?.[sessions.length - 1];
+    if (session === undefined) throw new SwitchUnavailableError(`Cannot ${what} through the switch: no switch streams it now`);
+    const restore = new RemoteRestore(
+      { requestId: this.#nextRequestId++, volume, request, session, nowUs: this.#clock.nowUs() },
+      { cancel: (r) => this.#cancelRestore(r), abandon: (r, error) => this.#endRestore(r, error) },
+    );
+    this.#restores.set(restore.requestId, restore);
+    session.framed.send(messageKinds.restoreRequest, { requestId: restore.requestId, volume: volumeName, ...request }).catch(
+      (error) => {
+        if (!(error instanceof ConnectionClosedError)) throw error;
+        this.#endRestore(restore, new SwitchUnavailableError(`Cannot ${what}: the link to switch ${session.switchId} ended`, { cause: error }));
+      },
+    );
+    return restore;
+  }
+
+  /** Restores being followed now. */
+  get restoreCount(): number {
+    return this.#restores.size;
+  }
+
   /** Serves every connection the listener accepts until it closes. */
   async serve(listener: Listener): Promise<void> {
     for await (const connection of listener) void this.handle(connection);
@@ -182,7 +324,13 @@ export class ApplianceLink {
     try {
       const { switchId, volumes } = await this.#handshake(framed);
       this.#log(`Switch ${switchId} connected from ${framed.remoteAddress} with ${volumes.map((v) => v.name).join(", ")}`);
-      const session: SwitchSession = { framed, switchId, volumes: new Set(volumes.map((v) => v.name)), pending: new Map() };
+      const session: SwitchSession = {
+        framed,
+        switchId,
+        volumes: new Set(volumes.map((v) => v.name)),
+        pending: new Map(),
+        readsInFlight: 0,
+      };
       unsubscribes.push(() => this.#failPending(session));
       for (const name of session.volumes) {
         unsubscribes.push(this.#acknowledge(framed, this.#appliance.volume(name)));
@@ -296,6 +444,49 @@ export class ApplianceLink {
         pending.resolve(message.body);
         return false;
       }
+      case messageKinds.restorePlanRequest: {
+        const restore = this.#heardFrom(session, message.body.requestId);
+        if (restore === undefined) {
+          // Abandoned here: the switch gives up before it changes anything.
+          await framed.send(messageKinds.restoreCancel, { requestId: message.body.requestId });
+          return false;
+        }
+        await this.#sendPlan(session, restore, message.body.headSeq);
+        return false;
+      }
+      case messageKinds.readRequest:
+        await this.#answerRead(session, message.body);
+        return false;
+      case messageKinds.restoreStarted: {
+        const restore = this.#heardFrom(session, message.body.requestId);
+        if (restore === undefined) return false;
+        restore.bytesTotal = message.body.bytesTotal;
+        if (!restore.hasStarted) {
+          restore.hasStarted = true;
+          restore.resolveStarted({ markerSeq: message.body.markerSeq, bytesTotal: message.body.bytesTotal });
+        }
+        return false;
+      }
+      case messageKinds.restoreRefused: {
+        const restore = this.#heardFrom(session, message.body.requestId);
+        if (restore !== undefined) this.#endRestore(restore, new ConflictError(`Switch ${session.switchId} refused: ${message.body.refused}`));
+        return false;
+      }
+      case messageKinds.restoreProgress: {
+        const restore = this.#heardFrom(session, message.body.requestId);
+        if (restore === undefined) return false;
+        restore.bytesMoved = message.body.bytesMoved;
+        const { state } = message.body;
+        if (state !== "running") {
+          const end: RemoteRestoreEnd = {
+            state,
+            bytesMoved: message.body.bytesMoved,
+            ...(message.body.message !== undefined ? { message: message.body.message } : {}),
+          };
+          this.#endRestore(restore, end);
+        }
+        return false;
+      }
       case messageKinds.ping:
         await framed.send(messageKinds.pong, { timeUs: this.#clock.nowUs() });
         return false;
@@ -353,6 +544,125 @@ export class ApplianceLink {
       throw new ProtocolError("bad-body", problem);
     }
     await volume.appendMarker({ seq: body.seq, timeUs: body.timeUs, kind: journalRecordKinds[body.kind], payload: body.detail ?? {} });
+  }
+
+  /**
+   * The restore a message of `session` is about, now heard from (and the session a cancel goes
+   * to); `undefined` when this side no longer follows it (logged).
+   */
+  #heardFrom(session: SwitchSession, requestId: number): RemoteRestore | undefined {
+    const restore = this.#restores.get(requestId);
+    if (restore === undefined || !session.volumes.has(restore.volume.name)) {
+      this.#log(`Switch ${session.switchId} reported on restore ${requestId}, which nobody follows now`);
+      return undefined;
+    }
+    restore.lastHeardUs = this.#clock.nowUs();
+    restore.session = session;
+    if (restore.cancelRequested && restore.cancelSentOn !== session) this.#cancelRestore(restore);
+    return restore;
+  }
+
+  #cancelRestore(restore: RemoteRestore): void {
+    if (restore.ended) return;
+    restore.cancelRequested = true;
+    const session = restore.session;
+    restore.cancelSentOn = session;
+    session.framed.send(messageKinds.restoreCancel, { requestId: restore.requestId }).catch((error) => {
+      if (!(error instanceof ConnectionClosedError)) throw error;
+      if (restore.cancelSentOn === session) restore.cancelSentOn = null; // the next session that reports gets it
+    });
+  }
+
+  /** Forgets a restore: with the switch's end report, or an error (refused, abandoned). */
+  #endRestore(restore: RemoteRestore, outcome: RemoteRestoreEnd | Error): void {
+    if (restore.ended) return;
+    restore.ended = true;
+    this.#restores.delete(restore.requestId);
+    const image = restore.image;
+    restore.image = null;
+    if (image !== null) void image.close();
+    if (outcome instanceof Error) {
+      restore.rejectStarted(outcome);
+      restore.rejectFinished(outcome);
+      return;
+    }
+    if (!restore.hasStarted) {
+      restore.rejectStarted(new SwitchUnavailableError(`Switch ${restore.session.switchId} ended restore ${restore.requestId} before it reported its start`));
+    }
+    restore.resolveFinished(outcome);
+  }
+
+  /**
+   * Answers a RESTORE_PLAN_REQUEST: once the volume's head reaches the switch's drained head,
+   * what differs between the point and it (or everything, with `full`), in frames.
+   */
+  async #sendPlan(session: SwitchSession, restore: RemoteRestore, headSeq: number): Promise<void> {
+    const volume = restore.volume;
+    const deadlineUs = this.#clock.nowUs() + (this.#options.snapshotTimeoutMs ?? wireLimits.snapshotRequestTimeoutMs) * 1000;
+    await this.#waitDurable(volume, headSeq, deadlineUs, () =>
+      new SwitchUnavailableError(`Cannot plan restore ${restore.requestId}: seq ${headSeq} of volume "${volume.name}" is not durable here`));
+    const extents = restore.request.full
+      ? [{ offsetBytes: 0, lengthBytes: volume.sizeBytes }]
+      : fitPlan(volume.diff(`seq:${restore.request.toSeq}`, `seq:${headSeq}`).extents, wireLimits.restorePlanExtentsMax);
+    const perFrame = wireLimits.restorePlanExtentsPerFrameMax;
+    for (let first = 0; first === 0 || first < extents.length; first += perFrame) {
+      const last = first + perFrame >= extents.length;
+      await session.framed.send(messageKinds.restorePlan, {
+        requestId: restore.requestId,
+        extents: encodeRestoreExtents(extents.slice(first, first + perFrame)),
+        last,
+      });
+    }
+  }
+
+  /** Answers a READ_REQUEST from the image at `atSeq` (a restore's, kept open) or at head, without holding up the session. */
+  async #answerRead(session: SwitchSession, request: ReadRequestBody): Promise<void> {
+    const framed = session.framed;
+    const volume = await this.#sessionVolume(framed, session.volumes, request.volume);
+    const what = `read ${request.lengthBytes} bytes at ${request.offsetBytes} of volume "${volume.name}"`;
+    if (session.readsInFlight >= wireLimits.readRequestsInFlightMax) {
+      await framed.sendError("busy", `Cannot ${what}: ${session.readsInFlight} reads are unanswered (the limit)`);
+      throw new ProtocolError("bad-body", "too many reads in flight");
+    }
+    if (request.offsetBytes + request.lengthBytes > volume.sizeBytes) {
+      await framed.sendError("volume", `Cannot ${what}: it ends past the end of the ${volume.sizeBytes}-byte volume`);
+      throw new ProtocolError("bad-body", "read past the end");
+    }
+    let restore: RemoteRestore | undefined;
+    for (const candidate of this.#restores.values()) {
+      if (candidate.volume === volume && candidate.request.toSeq === request.atSeq) restore = candidate;
+    }
+    let image: ImageDevice;
+    let temporary = false;
+    try {
+      if (restore !== undefined) {
+        restore.lastHeardUs = this.#clock.nowUs();
+        restore.image ??= volume.openImage(`seq:${restore.request.toSeq}`);
+        image = restore.image;
+      } else {
+        image = volume.openImage(request.atSeq === undefined ? "head" : `seq:${request.atSeq}`);
+        temporary = true;
+      }
+    } catch (error) {
+      await framed.sendError("read", `Cannot ${what}: ${(error as Error).message}`);
+      throw error;
+    }
+    session.readsInFlight++;
+    void (async () => {
+      try {
+        const data = new Uint8Array(request.lengthBytes);
+        await image.read(request.offsetBytes, data);
+        await framed.send(messageKinds.readReply, { requestId: request.requestId }, data);
+      } catch (error) {
+        if (!(error instanceof ConnectionClosedError)) {
+          this.#log(`Cannot ${what} for switch ${session.switchId}: ${(error as Error).message}`);
+          await framed.sendError("read", `Cannot ${what}: ${(error as Error).message}`);
+        }
+      } finally {
+        session.readsInFlight--;
+        if (temporary) await image.close();
+      }
+    })();
   }
 
   /** Sends the request and waits for its reply (or the deadline, or the session's end). */
@@ -446,4 +756,29 @@ export class ApplianceLink {
     }
     return this.#appliance.volume(name);
   }
+}
+
+/**
+ * The extents of a plan, merged with their neighbours (smallest gaps first, by doubling a
+ * gap threshold) until at most `countMax` remain. A merged range also covers bytes that did
+ * not change; restoring them copies equal bytes, so the result stays exact.
+ */
+export function fitPlan(extents: readonly PlanExtent[], countMax: number): PlanExtent[] {
+  let current: PlanExtent[] = [...extents];
+  for (let gapBytes = 512; current.length > countMax; gapBytes *= 2) {
+    const merged: PlanExtent[] = [];
+    for (const extent of current) {
+      const previous = merged[merged.length - 1];
+      if (previous !== undefined && extent.offsetBytes - (previous.offsetBytes + previous.lengthBytes) <= gapBytes) {
+        merged[merged.length - 1] = {
+          offsetBytes: previous.offsetBytes,
+          lengthBytes: extent.offsetBytes + extent.lengthBytes - previous.offsetBytes,
+        };
+      } else {
+        merged.push(extent);
+      }
+    }
+    current = merged;
+  }
+  return current;
 }

@@ -40,6 +40,7 @@ import { MemoryTransport } from "../io/memory_transport.ts";
 import type { Listener, Transport } from "../io/transport.ts";
 import { NbdServer } from "../nbd/nbd_server.ts";
 import { VolumeExports, type VolumeExportsDeps } from "../nbd/volume_exports.ts";
+import { SwitchRestores } from "../switch/remote_restore.ts";
 import type { OnFull } from "../switch/splitter.ts";
 import { Jobs } from "./jobs.ts";
 import { ProductControlPlane } from "./product_control_plane.ts";
@@ -226,11 +227,16 @@ export async function startAppliance(runtime: ServerRuntime, options: ApplianceO
       await linkServing;
     });
     const nbd = await startNbd(runtime, stops, options.nbdAddress, { appliance });
+    // Restores run as jobs here; the switch that streams the volume does the copy.
+    const jobs = new Jobs(runtime.clock);
+    stops.add("jobs", () => jobs.stopAll());
     const controlPlane = new ProductControlPlane({
       clock: runtime.clock,
       process: processJson(runtime, "appliance", { nbd: nbd.address, link: linkListener.address }),
       appliance,
       applianceLink,
+      jobs,
+      log: runtime.log,
       nbdAddress: nbd.address,
       nbdConnections: () => nbd.server.connectionCount,
     });
@@ -267,6 +273,15 @@ export async function startSwitch(runtime: ServerRuntime, options: SwitchOptions
       secret: new TextEncoder().encode(secret.text),
     });
     stops.add("switch", () => switchNode.stop());
+    // Restores the appliance asks for (stopped before the switch: they are cancelled first).
+    const restores = new SwitchRestores({
+      clock: runtime.clock,
+      splitters: switchNode.splitters,
+      primary: (name) => switchNode.primary(name),
+      log: runtime.log,
+    });
+    switchNode.link.setRestores(restores);
+    stops.add("remote restores", () => restores.stop());
     switchNode.start();
     const nbd = await startNbd(runtime, stops, options.nbdAddress, { splitters: switchNode.splitters });
     const controlPlane = new ProductControlPlane({

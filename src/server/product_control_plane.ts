@@ -44,6 +44,7 @@ import type { Clock } from "../io/clock.ts";
 import { checkSnapshotName } from "../core/point.ts";
 import type { Splitter } from "../switch/splitter.ts";
 import type { Jobs } from "./jobs.ts";
+import { restoreRemotely } from "./remote_restore.ts";
 import { restoreLocally } from "./restore_job.ts";
 import type { SwitchNode } from "./switch_node.ts";
 
@@ -236,19 +237,26 @@ export class ProductControlPlane implements ControlPlane {
 
   async restore(name: string, options: { at: string; instant: boolean; full?: boolean; force?: boolean }): Promise<JobJson> {
     this.volume(name);
-    const { appliance, switchNode, jobs } = this.#deps;
-    if (appliance === undefined || switchNode === undefined || jobs === undefined || !switchNode.splitters.has(name)) {
-      throw new NotImplementedError(
-        `Restore of volume "${name}" between separate switch and appliance processes is not in this release yet; ` +
-          `anytime serve restores in one process`,
-      );
+    const { appliance, applianceLink, switchNode, jobs } = this.#deps;
+    const request = { volume: name, at: options.at, instant: options.instant, full: options.full, force: options.force };
+    const local = switchNode?.splitters.has(name) === true;
+    if (appliance === undefined || jobs === undefined || (!local && applianceLink === undefined)) {
+      throw new UnavailableError(`Cannot restore volume "${name}" here: ask the appliance's API, which runs restore jobs`);
     }
     const running = jobs.runningFor(name);
     if (running !== undefined) throw new ConflictError(`Volume "${name}" has job ${running.id} (${running.kind}) running`);
-    const request = { volume: name, at: options.at, instant: options.instant, full: options.full, force: options.force };
+    if (local) {
+      return await jobs.start(
+        { kind: "restore", volume: name },
+        (handle, ready) =>
+          restoreLocally({ clock: this.#deps.clock, appliance, switchNode: switchNode!, log: this.#deps.log }, handle, ready, request),
+      );
+    }
+    // The switch runs in another process: it copies, reading this appliance's image over the link.
     return await jobs.start(
       { kind: "restore", volume: name },
-      (handle, ready) => restoreLocally({ clock: this.#deps.clock, appliance, switchNode, log: this.#deps.log }, handle, ready, request),
+      (handle, ready) =>
+        restoreRemotely({ clock: this.#deps.clock, appliance, applianceLink: applianceLink!, log: this.#deps.log }, handle, ready, request),
     );
   }
 

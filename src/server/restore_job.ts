@@ -21,8 +21,10 @@
  * @module
  */
 import type { Appliance } from "../appliance/appliance.ts";
+import type { PointReport } from "../appliance/volume.ts";
 import { PointUnavailableError } from "../appliance/errors.ts";
 import { ConflictError, type ResolvedPointJson, UnavailableError } from "../api/control_plane.ts";
+import { serverLimits } from "../core/limits.ts";
 import { parsePoint } from "../core/point.ts";
 import { formatTimeUs } from "../core/units.ts";
 import type { Clock } from "../io/clock.ts";
@@ -47,7 +49,7 @@ export interface RestoreRequest {
   readonly force?: boolean;
 }
 
-const progressIntervalMs = 200;
+const progressIntervalMs = serverLimits.restoreProgressIntervalMs;
 const drainPollMs = 2;
 
 /** Runs the job; calls `ready` once the restore marker is in the stream (the point is fixed). */
@@ -64,18 +66,7 @@ export async function restoreLocally(
   if (splitter.state !== "protecting") {
     throw new UnavailableError(`Cannot restore volume "${request.volume}" while it is ${splitter.state}: resync it first`);
   }
-  const parsed = parsePoint(request.at);
-  const report = volume.resolvePoint(parsed);
-  const requestedTimeUs = parsed.kind === "time" ? parsed.timeUs : parsed.kind === "relative" ? clock.nowUs() - parsed.agoUs : undefined;
-  const suspect = volume.suspectReason(report, requestedTimeUs);
-  if (suspect !== undefined && request.force !== true) {
-    throw new PointUnavailableError(
-      `Cannot restore volume "${request.volume}" to seq:${report.seq}: it is ${suspect}. ${nearestGoodPoints(deps, request.volume)} ` +
-        `(or pass force to restore to it anyway)`,
-      { from: `seq:${volume.window().from.seq}`, to: `seq:${volume.window().to.seq}` },
-    );
-  }
-  const point: ResolvedPointJson = { seq: report.seq, time: formatTimeUs(report.timeUs), landedOn: report.landedOn };
+  const { report, point } = resolveRestorePoint({ clock, appliance }, request);
   handle.setPoint(point);
 
   // 2-5: fix the point while nothing moves.
@@ -135,8 +126,36 @@ export async function restoreLocally(
   throw session.error instanceof Error ? session.error : new Error(String(session.error));
 }
 
+/**
+ * Step 1 of a restore, shared by the one-process job and the one through a switch in another
+ * process (`remote_restore.ts`): resolves the point and refuses one outside the retained range
+ * or (unless `force`) in a gap or a suspect interval, naming the nearest good points.
+ *
+ * @throws {SyntaxError} for a malformed POINT.
+ * @throws {PointUnavailableError} for a point outside what is retained, or a suspect one.
+ */
+export function resolveRestorePoint(
+  deps: { readonly clock: Clock; readonly appliance: Appliance },
+  request: RestoreRequest,
+): { report: PointReport; point: ResolvedPointJson } {
+  const volume = deps.appliance.volume(request.volume);
+  const parsed = parsePoint(request.at);
+  const report = volume.resolvePoint(parsed);
+  const nowUs = deps.clock.nowUs();
+  const requestedTimeUs = parsed.kind === "time" ? parsed.timeUs : parsed.kind === "relative" ? nowUs - parsed.agoUs : undefined;
+  const suspect = volume.suspectReason(report, requestedTimeUs);
+  if (suspect !== undefined && request.force !== true) {
+    throw new PointUnavailableError(
+      `Cannot restore volume "${request.volume}" to seq:${report.seq}: it is ${suspect}. ${nearestGoodPoints(deps, request.volume)} ` +
+        `(or pass force to restore to it anyway)`,
+      { from: `seq:${volume.window().from.seq}`, to: `seq:${volume.window().to.seq}` },
+    );
+  }
+  return { report, point: { seq: report.seq, time: formatTimeUs(report.timeUs), landedOn: report.landedOn } };
+}
+
 /** The nearest points that are not suspect, as text for a refusal. */
-function nearestGoodPoints(deps: LocalRestoreDeps, volumeName: string): string {
+function nearestGoodPoints(deps: { readonly appliance: Appliance }, volumeName: string): string {
   const volume = deps.appliance.volume(volumeName);
   const options: string[] = [];
   for (const interval of volume.suspectIntervals()) {

@@ -55,6 +55,7 @@ import {
   type WriteEntry,
 } from "../wire/messages.ts";
 import { switchLimits, wireLimits } from "../core/limits.ts";
+import type { SwitchRestores } from "./remote_restore.ts";
 import { type Splitter, SplitterError } from "./splitter.ts";
 
 assert(
@@ -118,6 +119,8 @@ export class SwitchLink {
   #lastError: string | null = null;
   /** SNAPSHOT_REPLYs handed to `send` whose sends have not settled (bounded; module doc). */
   #snapshotRepliesSending = 0;
+  /** Runs the restores the appliance asks for; none: they are refused. */
+  #restores: SwitchRestores | null = null;
 
   constructor(deps: SwitchLinkDeps, options: SwitchLinkOptions) {
     const names = deps.splitters.map((splitter) => splitter.name);
@@ -174,6 +177,15 @@ export class SwitchLink {
     for (const splitter of this.#splitters) splitter.setRecordListener(null);
   }
 
+  /**
+   * Lets the appliance run restores through this link (`remote_restore.ts`): RESTORE_* and
+   * READ_REPLY messages go to `restores`, which learns of every connection and its end.
+   * Without it a RESTORE_REQUEST is refused.
+   */
+  setRestores(restores: SwitchRestores | null): void {
+    this.#restores = restores;
+  }
+
   /** Drops the current connection (tests, operator "reconnect"); the link reconnects after backoff. */
   async dropConnection(): Promise<void> {
     await this.#framed?.close();
@@ -218,11 +230,13 @@ export class SwitchLink {
       this.#connectionCount++;
       streamed = true;
       this.#log(`Connected to the appliance at ${framed.remoteAddress}`);
+      this.#restores?.connected(framed);
       const session = { ended: false };
       await Promise.all([this.#receiveLoop(framed, session), this.#sendLoop(framed, session)]);
     } catch (error) {
       this.#noteError("The link to the appliance ended", error);
     } finally {
+      this.#restores?.disconnected(framed);
       for (const splitter of this.#splitters) splitter.linkLost();
       await framed.close();
       this.#framed = null;
@@ -279,6 +293,11 @@ export class SwitchLink {
       }
       case messageKinds.snapshotRequest:
         return this.#answerSnapshotRequest(framed, message.body);
+      case messageKinds.restoreRequest:
+      case messageKinds.restorePlan:
+      case messageKinds.restoreCancel:
+      case messageKinds.readReply:
+        return this.#toRestores(framed, message);
       case messageKinds.pong:
         return true;
       case messageKinds.error:
@@ -291,6 +310,26 @@ export class SwitchLink {
         void framed.sendError("unexpected", `Cannot handle a ${message.kind} message on an established link`);
         return false;
     }
+  }
+
+  /** Hands a restore message on; false when the session should end. */
+  #toRestores(framed: FramedConnection, message: Message): boolean {
+    const restores = this.#restores;
+    if (restores === null) {
+      if (message.kind !== messageKinds.restoreRequest) {
+        void framed.sendError("unexpected", `Cannot take a ${message.kind} message: switch ${this.#options.switchId} runs no restores`);
+        return false;
+      }
+      const reason = `Switch ${this.#options.switchId} does not run restores for the appliance`;
+      void framed.send(messageKinds.restoreRefused, { requestId: message.body.requestId, refused: reason }).catch((error) => {
+        if (!(error instanceof ConnectionClosedError)) this.#noteError("Cannot send a restore refusal", error);
+      });
+      return true;
+    }
+    const problem = restores.handle(message);
+    if (problem === null) return true;
+    void framed.sendError("unexpected", problem);
+    return false;
   }
 
   /** Queues the marker and sends the reply without waiting for it; false when the session should end. */
