@@ -437,12 +437,14 @@ export class SwitchRestores {
     await restore.reads.acquire();
     await this.#linkReads.acquire();
     try {
+      let lostOn: FramedConnection | null = null;
       for (let attempt = 1;; attempt++) {
-        const framed = await this.#connection();
+        const framed = await this.#connection(lostOn);
         try {
           return await this.#readOnce(framed, restore.request, offsetBytes, target);
         } catch (error) {
           if (!(error instanceof LinkLostError)) throw error;
+          lostOn = framed;
           if (attempt >= switchLimits.remoteRestoreReadAttemptsMax) {
             throw new RemoteRestoreError(
               `Cannot read ${target.length} bytes at ${offsetBytes} of the image: the link was lost ${attempt} times`,
@@ -479,26 +481,31 @@ export class SwitchRestores {
     }
   }
 
-  /** The live connection, waiting for the link to come back (bounded). */
-  async #connection(): Promise<FramedConnection> {
-    if (this.#framed !== null) return this.#framed;
-    let wake!: () => void;
-    const back = new Promise<void>((resolve) => (wake = resolve));
-    this.#connectionWaiters.add(wake);
-    try {
-      await this.#beforeDeadline(
-        back,
-        switchLimits.remoteRestoreReconnectWaitMs,
-        () =>
-          new RemoteRestoreError(
-            `The link to the appliance did not come back within ${switchLimits.remoteRestoreReconnectWaitMs} ms`,
-          ),
-      );
-    } finally {
-      this.#connectionWaiters.delete(wake);
+  /**
+   * The live connection, waiting (bounded) for the link to come back — or, after a loss on
+   * `lost`, for a connection other than it (the link may not have noticed the loss yet).
+   */
+  async #connection(lost: FramedConnection | null): Promise<FramedConnection> {
+    const deadlineUs = this.#deps.clock.nowUs() + switchLimits.remoteRestoreReconnectWaitMs * 1000;
+    for (;;) {
+      const framed: FramedConnection | null = this.#framed;
+      if (framed !== null && framed !== lost) return framed;
+      let wake!: () => void;
+      const back = new Promise<void>((resolve) => (wake = resolve));
+      this.#connectionWaiters.add(wake);
+      try {
+        await this.#beforeDeadline(
+          back,
+          Math.max(0, (deadlineUs - this.#deps.clock.nowUs()) / 1000),
+          () =>
+            new RemoteRestoreError(
+              `The link to the appliance did not come back within ${switchLimits.remoteRestoreReconnectWaitMs} ms`,
+            ),
+        );
+      } finally {
+        this.#connectionWaiters.delete(wake);
+      }
     }
-    assert(this.#framed !== null, "A woken wait finds the link up");
-    return this.#framed;
   }
 
   /** Sends on the live connection if there is one (a closed one is the link's to report). */

@@ -11,6 +11,13 @@
  * removal drops the name; against a hand-driven appliance end (which never acknowledges, so
  * the copy buffer fills) the switch answers each request at once with the marker's seq, or
  * with `refused` in marking mode and for a volume it does not stream, and the link stays up.
+ * Restores the appliance asks for (`startRestore`, run by the switch's SwitchRestores): the
+ * primary becomes the image at the point byte for byte, moving only what differs, and the
+ * appliance's head image equals the primary after the restore marker; a switch that runs no
+ * restores refuses, and a second restore of the volume is refused on the appliance; a cancel
+ * stops the copy and leaves a gap marker; a connection dropped mid-restore is resumed — the
+ * reads in flight are asked again on the next connection and the copy goes on from where it
+ * was (bytes moved never exceed the total), ending done with the same bytes.
  * Backoff sleeps run on a ManualClock advanced by the test.
  */
 import { describe, expect, it } from "vitest";
@@ -23,6 +30,7 @@ import { MemoryBlockDevice } from "../../src/io/memory_block_device.ts";
 import { MemoryDurableCell } from "../../src/io/memory_durable_cell.ts";
 import { MemorySegmentStore } from "../../src/io/memory_segment_store.ts";
 import { type Connection, ConnectFailedError, type Listener, type Transport } from "../../src/io/transport.ts";
+import { SwitchRestores } from "../../src/switch/remote_restore.ts";
 import { Splitter } from "../../src/switch/splitter.ts";
 import { SwitchLink } from "../../src/switch/switch_link.ts";
 import { FramedConnection } from "../../src/wire/framed_connection.ts";
@@ -283,5 +291,152 @@ describe("SwitchLink answering snapshot requests", () => {
     await appliance.send(messageKinds.snapshotRequest, { requestId: 11, volume: "db", name: "again" });
     expect((await nextOf(appliance, messageKinds.snapshotReply)).body.requestId).toBe(11);
     await link.stop();
+  });
+});
+
+/** A memory primary whose writes a test can hold or watch (restored data is written here directly). */
+class WatchedDevice extends MemoryBlockDevice {
+  onWrite: ((offsetBytes: number, lengthBytes: number) => Promise<void> | void) | null = null;
+  override async write(offsetBytes: number, source: Uint8Array, options?: { fua?: boolean }): Promise<void> {
+    await this.onWrite?.(offsetBytes, source.length);
+    return await super.write(offsetBytes, source, options);
+  }
+}
+
+async function setUpRestores(options: { volumeBytes?: number; runsRestores?: boolean } = {}) {
+  const sizeBytes = options.volumeBytes ?? volumeBytes;
+  const clock = new ManualClock();
+  const appliance = await Appliance.open({
+    clock,
+    registry: new MemoryDurableCell(),
+    storesFor: () => Promise.resolve({ journalStore: new MemorySegmentStore(), mapStore: new MemorySegmentStore() }),
+  }, { segmentSizeBytes: 4 * 1024 * 1024, groupBytesMax: 1024 * 1024 });
+  const applianceLink = new ApplianceLink({ appliance, clock }, { secret });
+  const transport = new TestTransport(applianceLink);
+  const primary = new WatchedDevice(sizeBytes);
+  const splitter = await Splitter.open(
+    { primary, drlCell: new MemoryDurableCell(), clock, checksum: await createChecksum() },
+    { name: "db", regionBytes: 65536, bufferBytes: 2 * 1024 * 1024 },
+  );
+  const link = new SwitchLink({ transport, clock, splitters: [splitter] }, { address: "appliance", secret, switchId: "switch-1" });
+  const restores = new SwitchRestores({ clock, splitters: new Map([["db", splitter]]), primary: () => primary });
+  if (options.runsRestores !== false) link.setRestores(restores);
+  link.start();
+  await until(() => link.state === "streaming" && applianceLink.isLinked("db"), "streaming", clock);
+  return { clock, appliance, applianceLink, transport, primary, splitter, link, restores, sizeBytes };
+}
+
+/** Writes `count` 4 KiB pieces `strideBytes` apart filled with `value` (or `value + i`), and waits until they are acknowledged. */
+async function writePieces(splitter: Splitter, clock: ManualClock, count: number, strideBytes: number, value: number, distinct = false) {
+  for (let i = 0; i < count; i++) await splitter.write(i * strideBytes, new Uint8Array(4096).fill(distinct ? value + i : value));
+  await until(() => splitter.acknowledgedSeq === splitter.nextSeq - 1, "acknowledged", clock);
+}
+
+describe("SwitchLink running restores the appliance asks for", () => {
+  it("puts the primary back to the point, moving only what differs; the appliance's head equals the primary", async () => {
+    const { appliance, applianceLink, primary, splitter, link, restores, clock } = await setUpRestores();
+    await writePieces(splitter, clock, 16, 65536, 1, true);
+    splitter.snapshot("good");
+    await writePieces(splitter, clock, 16, 65536, 0xee); // the damage
+    const volume = appliance.volume("db");
+    const target = volume.resolvePoint("snap:good");
+    const expected = new Uint8Array(volumeBytes);
+    await volume.openImage("snap:good").read(0, expected);
+
+    const remote = applianceLink.startRestore("db", { toSeq: target.seq, toTimeUs: target.timeUs, instant: false, full: false });
+    const started = await settle(remote.started, clock);
+    expect(started.bytesTotal).toBe(16 * 4096);
+    const end = await settle(remote.finished, clock);
+    expect(end).toEqual({ state: "done", bytesMoved: 16 * 4096 });
+    expect(primary.bytes()).toEqual(expected);
+    await until(() => volume.head.seq >= started.markerSeq, "the restore marker durable", clock);
+    const marker = volume.markers().find((m) => m.kind === "restore")!;
+    expect(marker.seq).toBe(started.markerSeq);
+    expect(marker.detail).toMatchObject({ toSeq: target.seq, instant: false, full: false, bytes: 16 * 4096 });
+    await expectImageEqualsPrimary(appliance, primary, volume.head.seq);
+    await until(() => restores.count === 0 && applianceLink.restoreCount === 0, "both sides forgot the restore", clock);
+    expect(splitter.restoring).toBe(false);
+    await link.stop();
+    await appliance.close();
+  });
+
+  it("full copies the whole volume; a switch without restores refuses; a second restore of the volume is refused", async () => {
+    const { appliance, applianceLink, primary, splitter, link, clock } = await setUpRestores();
+    await writePieces(splitter, clock, 2, 65536, 5);
+    const target = appliance.volume("db").resolvePoint("head");
+    await writePieces(splitter, clock, 1, 65536, 6);
+    const remote = applianceLink.startRestore("db", { toSeq: target.seq, toTimeUs: target.timeUs, instant: true, full: true });
+    expect(() => applianceLink.startRestore("db", { toSeq: target.seq, toTimeUs: target.timeUs, instant: true, full: false }))
+      .toThrow(ConflictError);
+    expect((await settle(remote.started, clock)).bytesTotal).toBe(volumeBytes);
+    expect((await settle(remote.finished, clock)).state).toBe("done");
+    expect(primary.bytes()[0]).toBe(5);
+    await link.stop();
+    await appliance.close();
+
+    const other = await setUpRestores({ runsRestores: false });
+    await writePieces(other.splitter, other.clock, 1, 65536, 1);
+    const refused = other.applianceLink.startRestore("db", { toSeq: 1, toTimeUs: 0, instant: false, full: false });
+    const error = await settle(refused.started.then(() => null, (reason: Error) => reason), other.clock);
+    expect(error).toBeInstanceOf(ConflictError);
+    expect(error?.message).toMatch(/refused: Switch switch-1 does not run restores/);
+    expect(other.applianceLink.restoreCount).toBe(0);
+    expect(other.link.state).toBe("streaming");
+    await other.link.stop();
+    await other.appliance.close();
+  });
+
+  it("a cancel stops the copy between runs and records a gap", async () => {
+    const sizeBytes = 16 * 1024 * 1024;
+    const { appliance, applianceLink, primary, splitter, link, clock } = await setUpRestores({ volumeBytes: sizeBytes });
+    await writePieces(splitter, clock, 16, 1024 * 1024, 1);
+    const target = appliance.volume("db").resolvePoint("head");
+    await writePieces(splitter, clock, 16, 1024 * 1024, 2);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    primary.onWrite = () => held; // the first restored span waits for the cancel
+    const remote = applianceLink.startRestore("db", { toSeq: target.seq, toTimeUs: target.timeUs, instant: false, full: false });
+    await settle(remote.started, clock);
+    remote.cancel();
+    expect(splitter.restoring).toBe(true);
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setTimeout(resolve, 0)); // the cancel arrives
+    primary.onWrite = null;
+    release();
+    const end = await settle(remote.finished, clock);
+    expect(end.state).toBe("cancelled");
+    expect(end.bytesMoved).toBeLessThan(16 * 4096);
+    await until(() => splitter.acknowledgedSeq === splitter.nextSeq - 1, "the gap acknowledged", clock);
+    expect(appliance.volume("db").gaps().map((gap) => gap.reason)).toEqual(["restore cancelled"]);
+    await link.stop();
+    await appliance.close();
+  });
+
+  it("resumes after a connection dropped mid-restore: reads are asked again, nothing is copied twice", async () => {
+    const { appliance, applianceLink, primary, splitter, link, transport, clock } = await setUpRestores();
+    await writePieces(splitter, clock, 16, 65536, 1, true);
+    const volume = appliance.volume("db");
+    const target = volume.resolvePoint("head");
+    const expected = new Uint8Array(volumeBytes);
+    await volume.openImage(`seq:${target.seq}`).read(0, expected);
+    await writePieces(splitter, clock, 16, 65536, 0xee);
+    let restoredWrites = 0;
+    primary.onWrite = () => {
+      restoredWrites++;
+      if (restoredWrites === 3) transport.connections[transport.connections.length - 1].drop();
+    };
+    const remote = applianceLink.startRestore("db", { toSeq: target.seq, toTimeUs: target.timeUs, instant: false, full: false });
+    const started = await settle(remote.started, clock);
+    const end = await settle(remote.finished, clock);
+    primary.onWrite = null;
+    expect(link.connectionCount).toBeGreaterThanOrEqual(2);
+    expect(end.state).toBe("done");
+    expect(end.bytesMoved).toBe(started.bytesTotal);
+    expect(restoredWrites).toBe(16); // each span written once: the copy went on, it did not start over
+    expect(remote.bytesMoved).toBeLessThanOrEqual(started.bytesTotal + 256 * 1024);
+    expect(primary.bytes()).toEqual(expected);
+    await until(() => splitter.acknowledgedSeq === splitter.nextSeq - 1 && volume.head.seq >= started.markerSeq, "the marker durable", clock);
+    await expectImageEqualsPrimary(appliance, primary, volume.head.seq);
+    await link.stop();
+    await appliance.close();
   });
 });
