@@ -54,7 +54,7 @@ import {
   optionReplyHeaderBytes,
   simpleReplyHeaderBytes,
 } from "../src/nbd/protocol.ts";
-import { VolumeExports } from "../src/nbd/volume_exports.ts";
+import { VolumeExports } from "../src/server/volume_exports.ts";
 import { Splitter } from "../src/switch/splitter.ts";
 import { SwitchLink } from "../src/switch/switch_link.ts";
 import { FileBlockDevice, FileDurableCell, FileSegmentStore, SystemClock, TcpTransport } from "../targets/node/mod.ts";

@@ -39,7 +39,7 @@ import { type FileSystem, makeDirectoryDurably } from "../io/file_system.ts";
 import { MemoryTransport } from "../io/memory_transport.ts";
 import type { Listener, Transport } from "../io/transport.ts";
 import { NbdServer } from "../nbd/nbd_server.ts";
-import { VolumeExports, type VolumeExportsDeps } from "../nbd/volume_exports.ts";
+import { VolumeExports, type VolumeExportsDeps } from "./volume_exports.ts";
 import { SwitchRestores } from "../switch/remote_restore.ts";
 import type { OnFull } from "../switch/splitter.ts";
 import { Jobs } from "./jobs.ts";

@@ -16,7 +16,7 @@ export interface PeerResult {
   stderr: string;
 }
 
-const peerTimeoutMs = 60_000;
+const peerTimeoutMs = 120_000;
 
 /** Runs a peer; resolves with its exit code and output (a non-zero exit is not a rejection). */
 export function runPeer(command: string, args: readonly string[]): Promise<PeerResult> {

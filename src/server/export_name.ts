@@ -24,7 +24,7 @@
 import { checkVolumeName } from "../appliance/appliance.ts";
 import { formatPoint, parsePoint, type Point } from "../core/point.ts";
 import { formatTimeUs } from "../core/units.ts";
-import { nbdLimits } from "./nbd_limits.ts";
+import { nbdLimits } from "../nbd/nbd_limits.ts";
 
 /** Separates the volume name from the POINT. */
 export const EXPORT_POINT_SEPARATOR = "@";

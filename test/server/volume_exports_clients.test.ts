@@ -11,48 +11,18 @@
  * the journal and head do not change. `fio --ioengine=nbd` random writes verify on the
  * switch export and on the scratch image. A missing client fails the test.
  */
-import { execFile } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runPeer as run, runPeerOk as runOk } from "../support/peers.ts";
 import type { Listener } from "../../src/io/transport.ts";
 import { NbdServer } from "../../src/nbd/nbd_server.ts";
-import { VolumeExports } from "../../src/nbd/volume_exports.ts";
+import { VolumeExports } from "../../src/server/volume_exports.ts";
 import { runtimeTarget } from "../support/runtime.ts";
-import { firstDifference, patternBytes } from "./nbd_support.ts";
+import { firstDifference, patternBytes } from "../nbd/nbd_support.ts";
 import { protectedVolume, until } from "./volume_exports_support.ts";
 
 const volumeBytes = 16 * 1024 * 1024;
-const clientTimeoutMs = 120_000;
-
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a client; resolves with its exit code and output (never rejects on a non-zero exit). */
-function run(command: string, args: readonly string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    execFile(`/usr/bin/${command}`, args, { timeout: clientTimeoutMs, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error && typeof error.code !== "number") {
-        // Not an exit status: the client is missing (ENOENT) or was killed by the timeout.
-        reject(new Error(`Cannot run ${command} ${args.join(" ")}: ${error.message}\n${stderr}`, { cause: error }));
-        return;
-      }
-      resolve({ code: error ? Number(error.code) : 0, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-
-/** Runs a client that must succeed; the failure message carries its output. */
-async function runOk(command: string, args: readonly string[]): Promise<RunResult> {
-  const result = await run(command, args);
-  if (result.code !== 0) {
-    throw new Error(`${command} ${args.join(" ")} exited ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
-  }
-  return result;
-}
 
 function expectSame(actual: Uint8Array, expected: Uint8Array, what: string) {
   expect(actual.length, what).toBe(expected.length);

@@ -7,7 +7,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { formatExportName, parseExportName } from "../../src/nbd/export_name.ts";
+import { formatExportName, parseExportName } from "../../src/server/export_name.ts";
 
 describe("parseExportName", () => {
   it("reads a plain name as the volume itself", () => {

@@ -16,7 +16,7 @@ import { MemorySegmentStore } from "../../src/io/memory_segment_store.ts";
 import { MemoryTransport } from "../../src/io/memory_transport.ts";
 import { Splitter } from "../../src/switch/splitter.ts";
 import { SwitchLink } from "../../src/switch/switch_link.ts";
-import { patternBytes } from "./nbd_support.ts";
+import { patternBytes } from "../nbd/nbd_support.ts";
 
 const secret = new TextEncoder().encode("volume exports test shared secret");
 

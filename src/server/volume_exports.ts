@@ -31,7 +31,7 @@
  * import type { Appliance } from "../appliance/appliance.ts";
  * import type { Listener } from "../io/transport.ts";
  * import type { Splitter } from "../switch/splitter.ts";
- * import { NbdServer } from "./nbd_server.ts";
+ * import { NbdServer } from "../nbd/nbd_server.ts";
  * import { VolumeExports } from "./volume_exports.ts";
  *
  * function serveNbd(listener: Listener, appliance: Appliance, splitter: Splitter) {
@@ -58,7 +58,7 @@ import { checkOverlayOptions, OverlayBlockDevice, overlayLimits } from "../io/ov
 import type { Splitter } from "../switch/splitter.ts";
 import { SplitterDevice } from "../switch/splitter_device.ts";
 import { formatExportName, parseExportName } from "./export_name.ts";
-import type { NbdExport, NbdExportListing, NbdLogEvent, NbdServerDeps } from "./nbd_server.ts";
+import type { NbdExport, NbdExportListing, NbdLogEvent, NbdServerDeps } from "../nbd/nbd_server.ts";
 
 /** Limits of the exports of one process. */
 export const volumeExportLimits = {

@@ -34,7 +34,7 @@ import {
   nbdOptions,
   type RequestFields,
 } from "../../src/nbd/protocol.ts";
-import { VolumeExports } from "../../src/nbd/volume_exports.ts";
+import { VolumeExports } from "../../src/server/volume_exports.ts";
 import { Splitter } from "../../src/switch/splitter.ts";
 import { SplitterDevice } from "../../src/switch/splitter_device.ts";
 import {
@@ -47,7 +47,7 @@ import {
   readLengthsOf,
   requestBytes,
   within,
-} from "./nbd_support.ts";
+} from "../nbd/nbd_support.ts";
 import { fillStartUs, fillVolume, memoryAppliance, type ReplayModel } from "./volume_exports_support.ts";
 
 const volumeBytes = 1024 * 1024;
