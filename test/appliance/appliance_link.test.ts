@@ -10,10 +10,15 @@
  * in-flight limit are SwitchUnavailableErrors, and a late reply is ignored with the link up;
  * bad names, taken names and unknown volumes are refused before anything is sent. The switch
  * end is driven by hand over an in-test duplex connection.
+ * Restores through the switch (`startRestore`): RESTORE_REQUEST carries the resolved point;
+ * the plan answers the switch's drained head with the extents that differ (in RESTORE_PLAN
+ * frames); READ_REQUEST `atSeq` reads the image at the point; RESTORE_STARTED and
+ * RESTORE_PROGRESS drive the handle; a cancel is sent again on the session that reports next
+ * after a reconnect, with the same request id; a RESTORE_REFUSED is a ConflictError.
  */
 import { describe, expect, it } from "vitest";
 import { Appliance } from "../../src/appliance/appliance.ts";
-import { ApplianceLink, type ApplianceLinkOptions, SwitchUnavailableError } from "../../src/appliance/appliance_link.ts";
+import { ApplianceLink, type ApplianceLinkOptions, fitPlan, SwitchUnavailableError } from "../../src/appliance/appliance_link.ts";
 import { ConflictError, NotFoundError } from "../../src/appliance/errors.ts";
 import { createChecksum } from "../../src/core/checksum.ts";
 import { wireLimits } from "../../src/core/limits.ts";
@@ -24,6 +29,7 @@ import { FramedConnection } from "../../src/wire/framed_connection.ts";
 import { switchHandshake } from "../../src/wire/handshake.ts";
 import {
   checksumToBytes,
+  decodeRestoreExtents,
   type Message,
   type MessageKind,
   messageKinds,
@@ -368,5 +374,100 @@ describe("ApplianceLink under fuzzed input", () => {
       expect(volume.head.seq).toBe(0);
       await appliance.close();
     }
+  });
+});
+
+describe("ApplianceLink.startRestore", () => {
+  it("plans from the switch's head, reads the image at the point, follows progress, and cancels across a reconnect", async () => {
+    const { appliance, link } = await setUp();
+    const first = await connectSwitch(link);
+    await writeBatch(first.framed, [1, 2, 3]);
+    await ackThrough(first.framed, 3);
+    const remote = link.startRestore("db", { toSeq: 1, toTimeUs: 1, instant: false, full: false });
+    const request = await nextOf(first.framed, messageKinds.restoreRequest);
+    expect(request.body).toEqual({ requestId: remote.requestId, volume: "db", toSeq: 1, toTimeUs: 1, instant: false, full: false });
+    expect(() => link.startRestore("db", { toSeq: 1, toTimeUs: 1, instant: false, full: false })).toThrow(ConflictError);
+
+    // The switch drained two more writes before it paused: the plan covers them too.
+    await writeBatch(first.framed, [4, 5]);
+    await ackThrough(first.framed, 5);
+    await first.framed.send(messageKinds.restorePlanRequest, { requestId: remote.requestId, headSeq: 5 });
+    const plan = await nextOf(first.framed, messageKinds.restorePlan);
+    expect(plan.body.last).toBe(true);
+    expect(decodeRestoreExtents(plan.body.extents)).toEqual([{ offsetBytes: 1024, lengthBytes: 2048 }]);
+
+    await first.framed.send(messageKinds.readRequest, { requestId: 70, volume: "db", offsetBytes: 512, lengthBytes: 2048, atSeq: 1 });
+    const reply = await nextOf(first.framed, messageKinds.readReply);
+    expect(reply.body).toEqual({ requestId: 70 });
+    expect([...reply.payload.subarray(0, 512)].every((b) => b === 1)).toBe(true); // seq 1's sector
+    expect([...reply.payload.subarray(512)].every((b) => b === 0)).toBe(true); // seqs 2-5 are after the point
+
+    await first.framed.send(messageKinds.restoreStarted, { requestId: remote.requestId, markerSeq: 6, bytesTotal: 2048 });
+    expect(await remote.started).toEqual({ markerSeq: 6, bytesTotal: 2048 });
+    await first.framed.send(messageKinds.restoreProgress, { requestId: remote.requestId, bytesMoved: 1024, state: "running" });
+    await turns();
+    expect(remote.bytesMoved).toBe(1024);
+
+    remote.cancel();
+    expect((await nextOf(first.framed, messageKinds.restoreCancel)).body).toEqual({ requestId: remote.requestId });
+    await first.framed.close();
+    await first.session;
+    expect(link.restoreCount).toBe(1); // the restore outlives its session
+
+    // The switch comes back: whatever it reports first gets the cancel again.
+    const second = await connectSwitch(link);
+    await second.framed.send(messageKinds.restoreStarted, { requestId: remote.requestId, markerSeq: 6, bytesTotal: 2048 });
+    expect((await nextOf(second.framed, messageKinds.restoreCancel)).body).toEqual({ requestId: remote.requestId });
+    await second.framed.send(messageKinds.restoreProgress, { requestId: remote.requestId, bytesMoved: 1536, state: "cancelled" });
+    expect(await remote.finished).toEqual({ state: "cancelled", bytesMoved: 1536 });
+    expect(link.restoreCount).toBe(0);
+
+    // A refusal is the switch's reason as a ConflictError; an unknown restore's plan request is cancelled.
+    const refused = link.startRestore("db", { toSeq: 2, toTimeUs: 2, instant: true, full: true });
+    const refusedRequest = await nextOf(second.framed, messageKinds.restoreRequest);
+    await second.framed.send(messageKinds.restoreRefused, { requestId: refusedRequest.body.requestId, refused: "it is marking" });
+    await expect(refused.started).rejects.toThrow(/refused: it is marking/);
+    await second.framed.send(messageKinds.restorePlanRequest, { requestId: 999, headSeq: 5 });
+    expect((await nextOf(second.framed, messageKinds.restoreCancel)).body).toEqual({ requestId: 999 });
+    await second.framed.send(messageKinds.bye, { reason: "done" });
+    await second.session;
+    expect(() => link.startRestore("db", { toSeq: 1, toTimeUs: 1, instant: false, full: false })).toThrow(SwitchUnavailableError);
+    await appliance.close();
+  });
+
+  it("a full restore's plan is the whole volume", async () => {
+    const { appliance, link } = await setUp();
+    const { framed, session } = await connectSwitch(link);
+    await writeBatch(framed, [1]);
+    await ackThrough(framed, 1);
+    const remote = link.startRestore("db", { toSeq: 1, toTimeUs: 1, instant: true, full: true });
+    await nextOf(framed, messageKinds.restoreRequest);
+    await framed.send(messageKinds.restorePlanRequest, { requestId: remote.requestId, headSeq: 1 });
+    const plan = await nextOf(framed, messageKinds.restorePlan);
+    expect(decodeRestoreExtents(plan.body.extents)).toEqual([{ offsetBytes: 0, lengthBytes: volumeOffer.sizeBytes }]);
+    await framed.send(messageKinds.restoreStarted, { requestId: remote.requestId, markerSeq: 2, bytesTotal: volumeOffer.sizeBytes });
+    await framed.send(messageKinds.restoreProgress, {
+      requestId: remote.requestId,
+      bytesMoved: 0,
+      state: "failed",
+      message: "RemoteRestoreError: the link did not come back",
+    });
+    expect(await remote.finished).toEqual({ state: "failed", bytesMoved: 0, message: "RemoteRestoreError: the link did not come back" });
+    await framed.send(messageKinds.bye, { reason: "done" });
+    await session;
+    await appliance.close();
+  });
+});
+
+describe("fitPlan", () => {
+  it("merges the nearest extents until the plan fits, covering every extent", () => {
+    const extents = Array.from({ length: 10 }, (_, i) => ({ offsetBytes: i * 4096 + (i % 2) * 1024, lengthBytes: 512 }));
+    const fitted = fitPlan(extents, 3);
+    expect(fitted.length).toBeLessThanOrEqual(3);
+    for (const extent of extents) {
+      expect(fitted.some((f) => f.offsetBytes <= extent.offsetBytes && extent.offsetBytes + extent.lengthBytes <= f.offsetBytes + f.lengthBytes))
+        .toBe(true);
+    }
+    expect(fitPlan(extents, 10)).toEqual(extents);
   });
 });
