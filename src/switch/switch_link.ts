@@ -24,6 +24,11 @@
  * being sent are counted, and an appliance that keeps more than
  * `switchLimits.linkSnapshotRepliesSendingMax` of them unread loses the session.
  *
+ * Restores the appliance asks for (RESTORE_REQUEST, and the RESTORE_PLAN, RESTORE_CANCEL and
+ * READ_REPLY messages that follow) go to the {@link SwitchRestores} set with `setRestores`
+ * (`remote_restore.ts`), which hears of every connection and its end so that a restore's reads
+ * resume on the next connection; without one, a RESTORE_REQUEST is refused and the link stays up.
+ *
  * States: `connecting` → `handshaking` → `streaming`, then `backoff` after any failure and
  * back to `connecting`; `stopped` after `stop()`.
  *
