@@ -87,7 +87,9 @@ export class ProductControlPlane implements ControlPlane {
     if (volume === undefined && splitter === undefined) this.#unknownVolume(name);
     const nowUs = this.#deps.clock.nowUs();
     const linked = this.#linked(name, splitter);
-    const state = this.#state(splitter, linked);
+    // A restore the appliance runs through a switch in another process shows here as its job.
+    const restoring = splitter === undefined && this.#deps.jobs?.runningFor(name)?.kind === "restore";
+    const state = restoring ? "restoring" : this.#state(splitter, linked);
     const head = volume !== undefined ? volume.head : splitter !== undefined
       ? { seq: splitter.acknowledgedSeq, timeUs: nowUs }
       : { seq: 0, timeUs: nowUs };

@@ -99,7 +99,9 @@ describe("restore with anytime appliance + anytime switch over TCP", () => {
     await expect(appliance.controlPlane.restore("db", { at: "seq:99999", instant: false })).rejects.toThrow(PointUnavailableError);
     const job = await appliance.controlPlane.restore("db", { at: "snap:good", instant: false });
     expect(job).toMatchObject({ kind: "restore", volume: "db", state: "running", point: { seq: good.seq, landedOn: "snapshot" } });
+    const stateDuring = appliance.controlPlane.volume("db").state;
     const ended = await waitForJob(appliance, job.id);
+    expect(stateDuring).toBe("restoring");
     expect(ended).toMatchObject({ state: "done", progress: 1, bytesMoved: 4096 + 8192, bytesTotal: 4096 + 8192 });
     expect(firstDifference(await readAll(switchProcess.switchNode!.primary("db")), expected)).toBe(-1);
     const markers = volume.markers().filter((m) => m.kind === "restore");
