@@ -284,11 +284,15 @@ export async function startSwitch(runtime: ServerRuntime, options: SwitchOptions
     stops.add("remote restores", () => restores.stop());
     switchNode.start();
     const nbd = await startNbd(runtime, stops, options.nbdAddress, { splitters: switchNode.splitters });
+    const jobs = new Jobs(runtime.clock); // resync runs here
+    stops.add("jobs", () => jobs.stopAll());
     const controlPlane = new ProductControlPlane({
       clock: runtime.clock,
       process: processJson(runtime, "switch", { nbd: nbd.address, link: options.applianceAddress }),
       switchNode,
       nbdConnections: () => nbd.server.connectionCount,
+      jobs,
+      log: runtime.log,
     });
     const banner = [
       `Anytime ${ANYTIME_VERSION} switch (${runtime.runtimeName}), state in ${options.stateDirectory}`,

@@ -45,6 +45,7 @@ import { checkSnapshotName } from "../core/point.ts";
 import type { Splitter } from "../switch/splitter.ts";
 import type { Jobs } from "./jobs.ts";
 import { restoreRemotely } from "./remote_restore.ts";
+import { resyncLocally } from "./resync_job.ts";
 import { restoreLocally } from "./restore_job.ts";
 import type { SwitchNode } from "./switch_node.ts";
 
@@ -262,9 +263,26 @@ export class ProductControlPlane implements ControlPlane {
     );
   }
 
-  resync(name: string, _options: { full: boolean }): Promise<JobJson> {
+  async resync(name: string, options: { full: boolean }): Promise<JobJson> {
     this.volume(name);
-    return Promise.reject(new NotImplementedError(`Resync of volume "${name}" is not available in this release yet`));
+    const { switchNode, jobs } = this.#deps;
+    if (switchNode === undefined || jobs === undefined || !switchNode.splitters.has(name)) {
+      throw new UnavailableError(
+        `Resync of volume "${name}" runs where its switch runs: ask the switch's API (anytime switch --http), or use anytime serve`,
+      );
+    }
+    const running = jobs.runningFor(name);
+    if (running !== undefined) throw new ConflictError(`Volume "${name}" has job ${running.id} (${running.kind}) running`);
+    return await jobs.start(
+      { kind: "resync", volume: name },
+      (handle, ready) =>
+        resyncLocally(
+          { clock: this.#deps.clock, switchNode, appliance: this.#deps.appliance, log: this.#deps.log },
+          handle,
+          ready,
+          { volume: name, full: options.full },
+        ),
+    );
   }
 
   jobs(): readonly JobJson[] {
@@ -380,6 +398,7 @@ export class ProductControlPlane implements ControlPlane {
     if (splitter !== undefined) {
       if (splitter.state === "closed") return "stopped";
       if (splitter.restoring) return "restoring";
+      if (splitter.resyncing) return "resyncing";
       return splitter.state === "marking" ? "marking" : "protecting";
     }
     return linked ? "protecting" : "stopped";

@@ -202,6 +202,7 @@ export class Splitter {
 
   // Restore (see `attachRestore`): host I/O goes through the session first, or waits.
   #restore: { session: RestoreSession; instant: boolean } | null = null;
+  #resyncing = false;
   /** While set, new host writes wait here (bounded: `splitterQueuedWritesMax` waiters). */
   #hostGate: { promise: Promise<void>; open: () => void; waiters: number } | null = null;
 
@@ -531,7 +532,7 @@ export class Splitter {
    *
    * @throws {SplitterError} in marking mode or when the marker ring is full.
    */
-  recordMarker(kind: "restore" | "gap", detail: { [key: string]: MarkDetailValue }): number {
+  recordMarker(kind: "restore" | "gap" | "fixupStart" | "fixupEnd", detail: { [key: string]: MarkDetailValue }): number {
     if (this.#state !== splitterStates.protecting) {
       throw new SplitterError(`Cannot record a ${kind} marker for volume "${this.name}": it is ${this.#state}`);
     }
@@ -570,6 +571,121 @@ export class Splitter {
       throw new SplitterError(`Cannot serve host I/O on volume "${this.name}": it is being restored (use --instant to keep it usable)`);
     }
     await restore.session.prepare(offsetBytes, lengthBytes);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Resync (seed 003 [0049]-[0053], seed 002): bring the journal back in line with the primary
+
+  /** True while {@link resync} runs. */
+  get resyncing(): boolean {
+    return this.#resyncing;
+  }
+
+  /**
+   * Journals the primary's content of every dirty region (every region with `full`, the
+   * re-baseline) as fix-up records between `fixupStart` and `fixupEnd` markers: after the
+   * fix-up end, the journal's head equals the primary again and the suspect interval of the
+   * gaps before it closes. Each region is read with host writes held back for a moment (the
+   * writes in flight finish first), so its record sits after every write the primary had and
+   * before every later one. Fix-up records are not written to the primary (they come from it).
+   * The DRL stays set over each region until the appliance acknowledges its fix-up; once the
+   * fix-up end is acknowledged the caller ends the resync with {@link finishResync}.
+   *
+   * @returns the seq of the fix-up end marker and what moved.
+   * @throws {SplitterError} when not protecting (the link must carry the records), or while a
+   *   restore or another resync runs.
+   */
+  async resync(options: {
+    full?: boolean;
+    onProgress?: (progress: { regionsDone: number; regionsTotal: number; bytesMoved: number }) => void;
+    cancelled?: () => boolean;
+  } = {}): Promise<{ fixupEndSeq: number; regions: number; bytesMoved: number; cancelled: boolean }> {
+    if (this.#state !== splitterStates.protecting || this.#restore !== null || this.#resyncing) {
+      throw new SplitterError(
+        `Cannot resync volume "${this.name}" now: it is ${this.#resyncing ? "resyncing" : this.#restore !== null ? "restoring" : this.#state}`,
+      );
+    }
+    this.#resyncing = true;
+    try {
+      if (options.full === true) {
+        this.#drl.markAllDirty();
+        await this.#drl.persist();
+      }
+      const regions: number[] = [];
+      this.#drl.forEachDirtyRegion((regionIndex) => void regions.push(regionIndex));
+      this.recordMarker("fixupStart", { regions: regions.length, full: options.full === true });
+      const pieceBytesMax = Math.min(limits.writeBytesMax, this.#copyBuffer.bytesMax / 4);
+      const buffer = new Uint8Array(Math.min(this.#drl.regionBytes, pieceBytesMax));
+      let bytesMoved = 0;
+      let done = 0;
+      for (const region of regions) {
+        if (options.cancelled?.() === true) break;
+        const regionStartBytes = region * this.#drl.regionBytes;
+        const regionEndBytes = Math.min(regionStartBytes + this.#drl.regionBytes, this.#primary.sizeBytes);
+        for (let offsetBytes = regionStartBytes; offsetBytes < regionEndBytes; offsetBytes += buffer.length) {
+          const piece = buffer.subarray(0, Math.min(buffer.length, regionEndBytes - offsetBytes));
+          await this.#journalFromPrimary(offsetBytes, piece);
+          bytesMoved += piece.length;
+        }
+        done++;
+        options.onProgress?.({ regionsDone: done, regionsTotal: regions.length, bytesMoved });
+      }
+      const cancelled = done < regions.length;
+      const fixupEndSeq = cancelled ? -1 : this.recordMarker("fixupEnd", { regions: regions.length, bytes: bytesMoved });
+      return { fixupEndSeq, regions: regions.length, bytesMoved, cancelled };
+    } finally {
+      this.#resyncing = false;
+    }
+  }
+
+  /** After the appliance acknowledged the fix-up end: in sync again (seed 003 [0051]: resets resume). */
+  finishResync(): void {
+    if (this.#state !== splitterStates.protecting) return;
+    this.#needsResync = false;
+    this.#drl.setInSync(true);
+    this.#queueMarker("inSync", {});
+  }
+
+  /** One fix-up record: the primary's bytes at `offsetBytes`, read while no host write moves. */
+  async #journalFromPrimary(offsetBytes: number, piece: Uint8Array): Promise<void> {
+    for (;;) {
+      // Room first (acknowledgements free it), so the gate is held only for the read.
+      while (this.#copyBuffer.freeBytes < piece.length) {
+        if (this.#state !== splitterStates.protecting) {
+          throw new SplitterError(`Cannot resync volume "${this.name}": it dropped to ${this.#state}`);
+        }
+        await this.#clock.sleep(1);
+      }
+      this.pauseHostWrites();
+      try {
+        while (this.inFlightWriteCount > 0) await this.#clock.sleep(0);
+        // Writes admitted before the gate may have taken the room meanwhile: then wait again.
+        if (this.#state !== splitterStates.protecting || this.#copyBuffer.freeBytes < piece.length) continue;
+        await this.#primary.read(offsetBytes, piece);
+        const seq = this.#nextSeq;
+        const mustPersist = this.#drl.beginWrite(offsetBytes, piece.length); // ends at the acknowledgement
+        try {
+          if (mustPersist) await this.#drl.persist();
+        } catch (error) {
+          this.#drl.endWrite(offsetBytes, piece.length);
+          throw error;
+        }
+        const appended = this.#copyBuffer.tryAppend({
+          seq,
+          timeUs: this.#clock.nowUs(),
+          offsetBytes,
+          data: piece,
+          checksum: this.#checksum.hash64(piece),
+        });
+        assert(appended, "A fix-up record fits the room checked with host writes held");
+        this.#nextSeq = seq + 1;
+        this.#highestCopiedSeq = seq;
+        this.#recordListener?.();
+        return;
+      } finally {
+        this.resumeHostWrites();
+      }
+    }
   }
 
   // -------------------------------------------------------------------------------------
