@@ -426,7 +426,12 @@ export class Splitter {
    */
   async write(offsetBytes: number, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
     this.#checkWrite(offsetBytes, data);
-    if (this.#hostGate !== null) await this.#waitAtGate();
+    if (this.#hostGate !== null) {
+      await this.#waitAtGate();
+      if (this.#state === splitterStates.closed) {
+        throw new SplitterClosedError(`Cannot write to volume "${this.name}": the splitter closed while the write waited`);
+      }
+    }
     await this.#beforeHostIo(offsetBytes, data.length);
     const slot = await this.#acquireSlot();
     try {
@@ -476,9 +481,22 @@ export class Splitter {
     return seq;
   }
 
-  /** Refuses new writes. Writes in flight finish; writes waiting for room keep waiting (TODO). */
+  /**
+   * Refuses new writes. Writes in flight finish; writes waiting for copy-buffer room (they
+   * would never get it now) and writes held at the restore gate are refused with
+   * {@link SplitterClosedError}, nothing written.
+   */
   close(): void {
     this.#state = splitterStates.closed;
+    while (this.#spaceWaitersCount > 0) {
+      const slot = this.#spaceWaiters[this.#spaceWaitersHead];
+      this.#spaceWaitersHead = (this.#spaceWaitersHead + 1) % this.#spaceWaiters.length;
+      this.#spaceWaitersCount--;
+      const wake = this.#slotWake[slot];
+      this.#slotWake[slot] = null;
+      wake?.(); // not copied: the writer sees it and refuses
+    }
+    this.resumeHostWrites();
   }
 
   // -------------------------------------------------------------------------------------
@@ -814,7 +832,15 @@ export class Splitter {
       this.#drl.endWrite(offsetBytes, lengthBytes);
       throw error;
     }
-    const copied = await this.#copy(slot);
+    let copied: boolean;
+    try {
+      copied = await this.#copy(slot);
+    } catch (error) {
+      // Refused before the primary saw it (closed while waiting for room): both holds end.
+      this.#drl.endWrite(offsetBytes, lengthBytes);
+      this.#drl.endWrite(offsetBytes, lengthBytes);
+      throw error;
+    }
     if (!copied) this.#drl.endWrite(offsetBytes, lengthBytes); // no copy: only the DRL covers it
     try {
       await this.#waitForEarlierOverlaps(slot);
@@ -841,7 +867,10 @@ export class Splitter {
       if (this.#spaceWaitersCount === 0 && this.#tryCopySlot(slot)) return true;
       if (this.onFull === "wait") {
         await this.#waitForSpace(slot);
-        assert(this.#slotSeqs[slot] >= 0, "A woken writer was copied by its waker");
+        if (this.#slotSeqs[slot] < 0) {
+          assert((this.#state as SplitterState) === splitterStates.closed, "A woken writer was copied by its waker, unless closed");
+          throw new SplitterClosedError(`Cannot write to volume "${this.name}": the splitter closed while the write waited for room`);
+        }
         return true;
       }
       this.#enterMarking();

@@ -260,6 +260,25 @@ describe("Splitter", () => {
     expect(splitter.copyBuffer.usedBytes).toBeLessThanOrEqual(splitter.copyBuffer.bytesMax);
   });
 
+  it("close refuses writes waiting for room (onFull wait) and writes held at the restore gate, writing nothing", async () => {
+    const { splitter, primary } = await openSplitter({ bufferBytes: 8192, onFull: "wait" });
+    await splitter.write(0, filled(4096, 1));
+    await splitter.write(4096, filled(4096, 2));
+    const waiting = splitter.write(8192, filled(4096, 3));
+    splitter.pauseHostWrites();
+    const held = splitter.write(16384, filled(512, 4));
+    await settle();
+    splitter.close();
+    await expect(waiting).rejects.toThrow(SplitterClosedError);
+    await expect(held).rejects.toThrow(SplitterClosedError);
+    const bytes = (primary as MemoryBlockDevice).bytes();
+    expect(bytes[8192]).toBe(0);
+    expect(bytes[16384]).toBe(0);
+    expect(splitter.dirtyRegionLog.inFlightCount(0)).toBe(2); // only the two copies still unacknowledged hold it
+    splitter.acknowledge(2);
+    expect(splitter.dirtyRegionLog.inFlightCount(0)).toBe(0);
+  });
+
   it("a primary write failure reaches the host and queues a primaryWriteError marker", async () => {
     const { splitter, primary } = await openSplitter();
     (primary as MemoryBlockDevice).faults.failNextWrite = true;
