@@ -340,6 +340,10 @@ export const serverLimits = {
   stopDrainMs: 5_000,
   /** DRL upkeep interval (each splitter's reset policy decides whether to reset). */
   maintainIntervalMs: 1_000,
+  /** An automatic resync that keeps failing is tried again after this, doubling ... */
+  autoResyncBackoffMsMin: 2_000,
+  /** ... up to this. */
+  autoResyncBackoffMsMax: 120_000,
   /** Chunk of the initial full copy (read from the primary, journaled as baseline records). */
   baselineChunkBytes: 1024 * 1024,
   /** Entries one timeline request returns at most. */

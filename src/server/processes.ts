@@ -186,6 +186,8 @@ export async function startServe(runtime: ServerRuntime, options: ServeOptions):
       nbdAddress: nbd.address,
       nbdConnections: () => nbd.server.connectionCount,
     });
+    // A gap is repaired by itself once the link streams again (and shown as a resync job).
+    switchNode.setAutoResync((name) => controlPlane.resync(name, { full: false }));
     const http = await startHttp(runtime, stops, options.httpAddress, controlPlane, token.text);
     return {
       banner: [
@@ -294,6 +296,8 @@ export async function startSwitch(runtime: ServerRuntime, options: SwitchOptions
       jobs,
       log: runtime.log,
     });
+    // A gap is repaired by itself once the link streams again (and shown as a resync job).
+    switchNode.setAutoResync((name) => controlPlane.resync(name, { full: false }));
     const banner = [
       `Anytime ${ANYTIME_VERSION} switch (${runtime.runtimeName}), state in ${options.stateDirectory}`,
       ...primaries.map(({ volume, primary }) =>

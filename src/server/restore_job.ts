@@ -63,6 +63,7 @@ export async function restoreLocally(
   const volume = appliance.volume(request.volume);
   const splitter = switchNode.splitter(request.volume);
   if (splitter.restoring) throw new ConflictError(`Volume "${request.volume}" is being restored already`);
+  if (splitter.resyncing) throw new ConflictError(`Volume "${request.volume}" is resyncing: restore it once the resync ends`);
   if (splitter.state !== "protecting") {
     throw new UnavailableError(`Cannot restore volume "${request.volume}" while it is ${splitter.state}: resync it first`);
   }

@@ -73,6 +73,10 @@ export class SwitchNode {
   readonly #deps: SwitchNodeDeps;
   readonly #volumes: readonly SwitchVolume[];
   #maintaining: Promise<void> | null = null;
+  /** Starts a resync of a volume that needs one (the process runs it as a job). */
+  #autoResync: ((volumeName: string) => Promise<unknown>) | null = null;
+  /** Per volume: when the next automatic resync may be tried (µs), backing off after failures. */
+  readonly #autoResyncNext = new Map<string, { atUs: number; backoffMs: number }>();
   #stopped = false;
   /** Ends the upkeep loop's sleep early on stop. */
   #wakeMaintain: (() => void) | null = null;
@@ -111,6 +115,15 @@ export class SwitchNode {
   start(): void {
     this.link.start();
     this.#maintaining ??= this.#maintainLoop();
+  }
+
+  /**
+   * Resyncs volumes by themselves: whenever a volume needs resync (after a gap) and the link
+   * streams, `start(volumeName)` is called (the process starts its resync job), backing off
+   * from `serverLimits.autoResyncBackoffMsMin` to `...Max` while it keeps failing.
+   */
+  setAutoResync(start: ((volumeName: string) => Promise<unknown>) | null): void {
+    this.#autoResync = start;
   }
 
   /**
@@ -207,6 +220,25 @@ export class SwitchNode {
     }
   }
 
+  #maybeResync(): void {
+    const start = this.#autoResync;
+    if (start === null || this.link.state !== "streaming") return;
+    const nowUs = this.#deps.clock.nowUs();
+    for (const splitter of this.splitters.values()) {
+      if (!splitter.needsResync || splitter.state !== "protecting" || splitter.resyncing || splitter.restoring) continue;
+      const next = this.#autoResyncNext.get(splitter.name) ?? { atUs: 0, backoffMs: serverLimits.autoResyncBackoffMsMin };
+      if (nowUs < next.atUs) continue;
+      this.#autoResyncNext.set(splitter.name, {
+        atUs: nowUs + next.backoffMs * 1000,
+        backoffMs: Math.min(next.backoffMs * 2, serverLimits.autoResyncBackoffMsMax),
+      });
+      this.#deps.log?.(`Volume ${splitter.name}: needs resync after a gap; starting it`);
+      start(splitter.name).catch((error) => {
+        this.#deps.log?.(`Volume ${splitter.name}: cannot start the automatic resync: ${(error as Error).message}`);
+      });
+    }
+  }
+
   async #maintainLoop(): Promise<void> {
     while (!this.#stopped) {
       await Promise.race([
@@ -215,6 +247,7 @@ export class SwitchNode {
       ]);
       this.#wakeMaintain = null;
       if (this.#stopped) break;
+      this.#maybeResync();
       for (const splitter of this.splitters.values()) {
         try {
           await splitter.maintain();

@@ -283,6 +283,7 @@ export class SwitchRestores {
     const what = `Cannot restore volume "${request.volume}"`;
     const splitter = this.#deps.splitters.get(request.volume);
     if (splitter === undefined) return `${what}: this switch does not protect it`;
+    if (splitter.resyncing) return `${what}: it is resyncing; restore it once the resync ends`;
     if (splitter.restoring || [...this.#restores.values()].some((r) => r.request.volume === request.volume && r.phase !== "ended")) {
       return `${what}: it is being restored already`;
     }

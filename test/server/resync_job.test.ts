@@ -5,7 +5,8 @@
  * equals the primary byte for byte, the suspect interval is closed at the fix-up end, the
  * volume no longer needs resync and the DRL's resets clear its bits again. A full resync
  * (re-baseline) moves every region; a resync is refused while another job runs; a cancelled
- * one leaves the suspect interval open.
+ * one leaves the suspect interval open; with automatic resync on, the switch starts the job
+ * by itself once the link streams after a gap.
  */
 import { describe, expect, it } from "vitest";
 import { ConflictError } from "../../src/api/control_plane.ts";
@@ -88,6 +89,23 @@ describe("resync in one process", () => {
     for (let turn = 0; turn < 100 && volume.head.seq < splitter.nextSeq - 1; turn++) await new Promise((r) => setTimeout(r, 5));
     expect(firstDifference(await readAll(volume.openImage("head")), await readAll(primary))).toBe(-1);
     expect(volume.markers().map((m) => m.kind)).toEqual(["fixupStart", "fixupEnd", "inSync"]);
+    await tearDown();
+  });
+
+  it("resyncs by itself after a gap once the link streams (as a job), when the process asks for it", async () => {
+    const fixture = await setUp({ volumeBytes, bufferBytes: 128 * 1024 });
+    const { switchNode, controlPlane, appliance, primary, tearDown } = fixture;
+    switchNode.setAutoResync((name) => controlPlane.resync(name, { full: false }));
+    await makeGap(fixture);
+    let jobs = controlPlane.jobs();
+    for (let turn = 0; turn < 600 && !(jobs.length > 0 && jobs[0].state === "done"); turn++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      jobs = controlPlane.jobs();
+    }
+    expect(jobs.map((j) => [j.kind, j.state])).toEqual([["resync", "done"]]);
+    const volume = appliance.volume("db");
+    expect(volume.suspectIntervals()[0].to).toBeDefined();
+    expect(firstDifference(await readAll(volume.openImage("head")), await readAll(primary))).toBe(-1);
     await tearDown();
   });
 
