@@ -58,7 +58,7 @@ import {
 } from "../wire/messages.ts";
 import type { Appliance } from "./appliance.ts";
 import type { ImageDevice } from "./image.ts";
-import { ConflictError, NotFoundError } from "./errors.ts";
+import { ConflictError, NotFoundError, PointUnavailableError } from "./errors.ts";
 import { journalRecordKinds } from "./journal_record.ts";
 import type { Volume } from "./volume.ts";
 
@@ -543,7 +543,15 @@ export class ApplianceLink {
       await framed.sendError("write", `Cannot journal the marker for volume "${volume.name}": ${problem}`);
       throw new ProtocolError("bad-body", problem);
     }
-    await volume.appendMarker({ seq: body.seq, timeUs: body.timeUs, kind: journalRecordKinds[body.kind], payload: body.detail ?? {} });
+    try {
+      await volume.appendMarker({ seq: body.seq, timeUs: body.timeUs, kind: journalRecordKinds[body.kind], payload: body.detail ?? {} });
+    } catch (error) {
+      // A marker the engine refuses (a restore to a point it does not hold, a detail too large)
+      // changed nothing: say why, then end the session like any bad message.
+      if (!(error instanceof RangeError || error instanceof SyntaxError || error instanceof PointUnavailableError)) throw error;
+      await framed.sendError("write", `Cannot journal the ${body.kind} marker for volume "${volume.name}": ${error.message}`);
+      throw new ProtocolError("bad-body", error.message);
+    }
   }
 
   /**

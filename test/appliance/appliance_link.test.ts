@@ -137,6 +137,23 @@ describe("ApplianceLink", () => {
     }
   });
 
+  it("refuses a marker the engine cannot take (a restore to a later seq) with an ERROR, appending nothing", async () => {
+    const { appliance, link } = await setUp();
+    const { framed, session } = await connectSwitch(link);
+    await writeBatch(framed, [1]);
+    await ackThrough(framed, 1);
+    await framed.send(messageKinds.mark, { volume: "db", seq: 2, timeUs: 1, kind: "restore", detail: { toSeq: 5 } });
+    const reply = await nextMessage(framed);
+    expect(reply.kind).toBe(messageKinds.error);
+    if (reply.kind === messageKinds.error) expect(reply.body.message).toMatch(/Cannot journal the restore marker/);
+    await session;
+    const volume = appliance.volume("db");
+    await volume.flush();
+    expect(volume.durableRecords).toBe(1);
+    expect(volume.nextSeq).toBe(2);
+    await appliance.close();
+  });
+
   it("a switch without the secret gets nothing but an error", async () => {
     const { appliance, link } = await setUp();
     const attempt = connectSwitch(link, { secret: new TextEncoder().encode("not the secret at all!") });
