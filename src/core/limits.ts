@@ -199,8 +199,10 @@ export const switchLimits = {
   restoreChunkBytesMax: 64 * 1024 * 1024,
   /** Bytes the background restore copy moves per read and write (runs of pending chunks). */
   restoreCopyBytesMax: 4 * 1024 * 1024,
+  /** Restore copies in flight at once (each with its own buffer of `restoreCopyBytesMax`). */
+  restoreCopiesInFlight: 4,
   /** Restored bytes per primary flush (the DRL holds of restored chunks end after it). */
-  restoreFlushBytes: 1024 * 1024 * 1024,
+  restoreFlushBytes: 256 * 1024 * 1024,
   /** Chunks one restore tracks at most (a state byte and a piece index each); chunks grow to fit. */
   restoreChunksMax: 2 ** 24,
   /** The smallest unit of a write (and so of a region and a copy-buffer entry's accounting). */

@@ -22,8 +22,9 @@
  * records the partial state (a gap marker) so it is never silent.
  *
  * Memory is fixed at creation: a chunk-state byte per chunk (at most
- * `switchLimits.restoreChunksMax`), two copy buffers (`switchLimits.restoreCopyBytesMax` each, or one
- * chunk if larger: the next span is read while the last is written), and the extent pieces. The background copy takes runs of pending chunks
+ * `switchLimits.restoreChunksMax`), `switchLimits.restoreCopiesInFlight` copy buffers
+ * (`switchLimits.restoreCopyBytesMax` each, or one chunk if larger: that many copies run at
+ * once, the reads of one overlapping the writes of the others), and the extent pieces. The background copy takes runs of pending chunks
  * at once; restored chunks settle their DRL holds after one primary flush per
  * `switchLimits.restoreFlushBytes`.
  *
@@ -91,8 +92,10 @@ export class RestoreSession {
   readonly #firstPiece: Uint32Array;
   readonly #pieceOffsetsBytes: Float64Array;
   readonly #pieceLengthsBytes: Float64Array;
-  /** Two copy buffers (read one while the other is written). */
-  readonly #buffers: readonly [Uint8Array, Uint8Array];
+  /** Copy buffers, one per copy in flight (`switchLimits.restoreCopiesInFlight`), allocated at start. */
+  readonly #freeBuffers: Uint8Array[];
+  /** Copies waiting for a buffer (host I/O in flight and the background workers: bounded). */
+  readonly #bufferWaiters: (() => void)[] = [];
   /** Pending chunks the background copy takes at once. */
   readonly #chunksPerCopy: number;
   /** Chunks being copied now → their completion (at most the host's in-flight writes + 1). */
@@ -101,10 +104,12 @@ export class RestoreSession {
   #error: unknown = undefined;
   #bytesDone = 0;
   #cancelRequested = false;
-  #bufferBusy: Promise<void> = Promise.resolve();
   /** Chunks on the primary whose DRL holds end at the next flush (durable first, then settle). */
   readonly #unflushedChunks: number[] = [];
   #unflushedBytes = 0;
+  /** The background flush under way, and the first error one met. */
+  #flushing: Promise<void> | null = null;
+  #flushError: unknown = undefined;
 
   private constructor(deps: RestoreSessionDeps, extents: readonly RestoreExtent[], chunkBytes: number, copyBytesMax: number) {
     this.#deps = deps;
@@ -150,7 +155,7 @@ export class RestoreSession {
     this.#firstPiece[chunkCount] = piece;
     this.bytesTotal = total;
     this.#chunksPerCopy = Math.max(1, Math.floor(copyBytesMax / chunkBytes));
-    this.#buffers = [new Uint8Array(this.#chunksPerCopy * chunkBytes), new Uint8Array(this.#chunksPerCopy * chunkBytes)];
+    this.#freeBuffers = Array.from({ length: switchLimits.restoreCopiesInFlight }, () => new Uint8Array(this.#chunksPerCopy * chunkBytes));
     this.finished = Promise.resolve();
   }
 
@@ -230,25 +235,47 @@ export class RestoreSession {
 
   async #copyAll(): Promise<void> {
     try {
-      for (let chunk = 0; chunk < this.#chunkStates.length; chunk++) {
-        if (this.#cancelRequested) break;
-        if (this.#chunkStates[chunk] === chunkDone) continue;
-        // Copy a run of pending chunks at once (one read and one write per contiguous span).
-        let count = 1;
-        while (
-          chunk + count < this.#chunkStates.length && count < this.#chunksPerCopy &&
-          this.#chunkStates[chunk + count] === chunkPending
-        ) count++;
-        if (this.#chunkStates[chunk] === chunkPending) await this.#restoreChunks(chunk, count);
-        else await this.#restoreChunks(chunk, 1);
-        chunk += count - 1;
-        if (this.#unflushedBytes >= switchLimits.restoreFlushBytes) await this.#flushAndSettle();
-      }
+      // A few copies in flight (each reads its span, then writes it): the reads of one overlap
+      // the writes of the others, as a copier with several requests in flight does.
+      let cursor = 0;
+      const worker = async () => {
+        while (cursor < this.#chunkStates.length && !this.#cancelRequested) {
+          const chunk = cursor;
+          if (this.#chunkStates[chunk] === chunkDone) {
+            cursor++;
+            continue;
+          }
+          // Copy a run of pending chunks at once (one read and one write per contiguous span).
+          let count = 1;
+          if (this.#chunkStates[chunk] === chunkPending) {
+            while (
+              chunk + count < this.#chunkStates.length && count < this.#chunksPerCopy &&
+              this.#chunkStates[chunk + count] === chunkPending
+            ) count++;
+          }
+          cursor = chunk + count;
+          await this.#restoreChunks(chunk, this.#chunkStates[chunk] === chunkPending ? count : 1);
+          if (this.#flushError !== undefined) throw this.#flushError;
+          // Flush in the background: the copy goes on while the disk syncs what came before.
+          if (this.#unflushedBytes >= switchLimits.restoreFlushBytes && this.#flushing === null) {
+            this.#flushing = this.#flushAndSettle()
+              .catch((error) => void (this.#flushError ??= error))
+              .finally(() => (this.#flushing = null));
+          }
+        }
+      };
+      const workers = Array.from({ length: switchLimits.restoreCopiesInFlight }, worker);
+      const outcomes = await Promise.allSettled(workers);
+      const failed = outcomes.find((outcome) => outcome.status === "rejected");
+      if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
       await this.#drainCopies();
+      await this.#flushing;
+      if (this.#flushError !== undefined) throw this.#flushError;
       await this.#flushAndSettle();
       this.#state = this.#cancelRequested && this.#bytesDone < this.bytesTotal ? "cancelled" : "done";
     } catch (error) {
       await this.#drainCopies();
+      await this.#flushing;
       this.#state = "failed";
       this.#error = error;
       await this.#flushAndSettle().catch(() => {}); // what did land may settle; the rest stays held
@@ -302,43 +329,46 @@ export class RestoreSession {
   }
 
   async #copyChunks(first: number, count: number): Promise<void> {
-    // One buffer: copies take turns (host I/O waits behind at most one).
-    const previous = this.#bufferBusy;
-    let release!: () => void;
-    this.#bufferBusy = new Promise((resolve) => (release = resolve));
-    await previous;
+    const buffer = await this.#takeBuffer();
     try {
       const endPiece = this.#firstPiece[first + count];
       let piece = this.#firstPiece[first];
-      // Two buffers: the next span is read while the previous one is being written.
-      let writing: Promise<void> = Promise.resolve();
-      let which = 0;
       while (piece < endPiece) {
-        // A span of contiguous pieces that fits a buffer.
+        // A span of contiguous pieces that fits the buffer.
         const offsetBytes = this.#pieceOffsetsBytes[piece];
         let lengthBytes = this.#pieceLengthsBytes[piece];
         piece++;
         while (
           piece < endPiece && this.#pieceOffsetsBytes[piece] === offsetBytes + lengthBytes &&
-          lengthBytes + this.#pieceLengthsBytes[piece] <= this.#buffers[which].length
+          lengthBytes + this.#pieceLengthsBytes[piece] <= buffer.length
         ) {
           lengthBytes += this.#pieceLengthsBytes[piece];
           piece++;
         }
-        const data = this.#buffers[which].subarray(0, lengthBytes);
-        which ^= 1;
+        const data = buffer.subarray(0, lengthBytes);
         await this.#deps.source.read(offsetBytes, data);
-        await writing;
-        writing = this.#deps.primary.write(offsetBytes, data).then(() => {
-          this.#bytesDone += lengthBytes;
-          this.#unflushedBytes += lengthBytes;
-        });
+        await this.#deps.primary.write(offsetBytes, data);
+        this.#bytesDone += lengthBytes;
+        this.#unflushedBytes += lengthBytes;
       }
-      await writing;
       for (let chunk = first; chunk < first + count; chunk++) this.#unflushedChunks.push(chunk);
     } finally {
-      release();
+      this.#giveBuffer(buffer);
     }
+  }
+
+  /** A copy buffer from the pool, waiting for one when all are in use. */
+  async #takeBuffer(): Promise<Uint8Array> {
+    for (;;) {
+      const buffer = this.#freeBuffers.pop();
+      if (buffer !== undefined) return buffer;
+      await new Promise<void>((resolve) => this.#bufferWaiters.push(resolve));
+    }
+  }
+
+  #giveBuffer(buffer: Uint8Array): void {
+    this.#freeBuffers.push(buffer);
+    this.#bufferWaiters.shift()?.();
   }
 
   /**
