@@ -463,6 +463,9 @@ export class SwitchRestores {
   async #readOnce(framed: FramedConnection, request: RestoreRequestBody, offsetBytes: number, target: Uint8Array): Promise<void> {
     const requestId = this.#nextReadId++;
     const answered = new Promise<void>((resolve, reject) => this.#reads.set(requestId, { target, resolve, reject }));
+    // A link lost while the request is still being sent rejects `answered` before it is
+    // awaited below (then the send's own failure is what this read reports).
+    answered.catch(() => {});
     assert(this.#reads.size <= wireLimits.readRequestsInFlightMax, "Reads in flight stay inside the appliance's window");
     try {
       await guard(framed.send(messageKinds.readRequest, {
