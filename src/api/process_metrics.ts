@@ -1,7 +1,7 @@
 /**
  * Metric families of the process itself (its memory), for `GET /metrics`. `src/` cannot read
- * the process, so the target passes in its runtime's `memoryUsage` (Node's
- * `process.memoryUsage`, Deno's `Deno.memoryUsage`: both return this shape).
+ * the process, so the target passes in its runtime's `memoryUsage()` (Node's and Deno's both
+ * return this shape).
  *
  * @example
  * ```ts

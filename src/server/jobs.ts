@@ -109,7 +109,7 @@ class Job implements JobHandle {
   }
 }
 
-/** The jobs of a process. */
+/** The jobs one process runs. */
 export class Jobs {
   readonly #clock: Clock;
   readonly #jobs = new Map<string, Job>();

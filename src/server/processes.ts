@@ -51,7 +51,7 @@ import { CLI_VERSION as ANYTIME_VERSION } from "../cli/version.ts";
 export interface ServerRuntime {
   readonly fileSystem: FileSystem;
   readonly clock: Clock;
-  /** TCP (`node:net`, `Deno.listen`). */
+  /** TCP (Node's net module, Deno's listener). */
   readonly tcp: Transport;
   /** Serves a fetch handler on `HOST:PORT`. */
   serveHttp(
@@ -112,7 +112,7 @@ export interface SwitchOptions extends SwitchFlags {
   readonly secretFile?: string;
 }
 
-/** A started process. */
+/** A started process: serve, appliance or switch. */
 export interface RunningProcess {
   /** What to tell the operator at start: where everything listens, where the token is. */
   readonly banner: readonly string[];

@@ -4,7 +4,7 @@
  * `anytime serve`, one in `anytime switch` / `anytime appliance`).
  *
  * - `VOL`: the protected volume, read-write through its {@link Splitter} (a
- *   {@link SplitterDevice} per connection), when the switch runs in this process.
+ *   {@link SplitterDevice} per connection), when the switch runs here too.
  * - `VOL@POINT`: the read-only image at POINT, opened on connect with `Volume.openImage` (maps
  *   only, no data copied) and closed when the connection ends. The point is resolved once, at
  *   connect: `VOL@head` stays at the state it opened at while writes go on.
@@ -60,7 +60,7 @@ import { SplitterDevice } from "../switch/splitter_device.ts";
 import { formatExportName, parseExportName } from "./export_name.ts";
 import type { NbdExport, NbdExportListing, NbdLogEvent, NbdServerDeps } from "../nbd/nbd_server.ts";
 
-/** Limits of the exports of one process. */
+/** Limits of one process's exports. */
 export const volumeExportLimits = {
   /** Writable scratch images open at once: each may hold `overlayBytesMax` of memory. */
   writableImagesMaxDefault: 8,

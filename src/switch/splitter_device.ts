@@ -10,7 +10,7 @@
  *   the write is durable on the primary when it resolves. `flush` flushes the primary.
  *   The product's primaries (`FileBlockDevice`, `MemoryBlockDevice`) honour both.
  * - One splitter serves many connections: each connection gets its own adapter, and
- *   `close()` ends only that adapter (later calls reject); the splitter belongs to the process.
+ *   `close()` ends only that adapter (later calls reject); the splitter outlives it.
  *
  * @example
  * ```ts

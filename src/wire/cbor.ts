@@ -5,7 +5,7 @@
  * - `useRecords: false`, `mapsAsObjects: true`: plain CBOR maps decoded to plain objects, no
  *   cbor-x record extension (DESIGN.md, "Wire protocol"); any CBOR decoder can read the bodies.
  * - `tagUint8Array: false`: a `Uint8Array` is an untagged byte string. cbor-x's default tags it
- *   (tag 64) only where a Node `Buffer` exists, which would make Node and Deno send different
+ *   (tag 64) only where Node's own byte-buffer class exists, which would make Node and Deno send different
  *   bytes.
  * - `copyBuffers: false`: a decoded byte string (nonce, proof, checksum, hashes) is a view into
  *   the body it came from, not a copy: a WRITE of 4096 entries carries 4096 checksums, and
