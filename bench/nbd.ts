@@ -30,7 +30,6 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Appliance } from "../src/appliance/appliance.ts";
@@ -58,6 +57,7 @@ import { VolumeExports } from "../src/server/volume_exports.ts";
 import { Splitter } from "../src/switch/splitter.ts";
 import { SwitchLink } from "../src/switch/switch_link.ts";
 import { FileBlockDevice, FileDurableCell, FileSegmentStore, SystemClock, TcpTransport } from "../targets/node/mod.ts";
+import { freePort } from "../test/support/peers.ts";
 import { median, percentile, report } from "./report.ts";
 
 const MiB = 1024 * 1024;
@@ -88,16 +88,6 @@ async function timedSeconds(command: string, args: readonly string[]): Promise<n
   return (performance.now() - started) / 1000;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0));
-    });
-  });
-}
 
 async function until(condition: () => boolean, what: string, timeoutMs = 600_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;

@@ -12,9 +12,8 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runPeerOk } from "../support/peers.ts";
+import { freePort, runPeerOk } from "../support/peers.ts";
 import { type RuntimeTarget, runtimeTarget } from "../support/runtime.ts";
 
 const volumeBytes = 16 * 1024 * 1024;
@@ -23,17 +22,6 @@ const cliCommand: readonly string[] = deno !== undefined
   ? [deno.execPath(), "run", "-A", "targets/deno/cli.ts"]
   : [process.execPath, "bin/anytime.mjs"];
 
-/** A free loopback port (bound, then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0));
-    });
-  });
-}
 
 interface Started {
   child: ChildProcess;

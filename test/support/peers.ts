@@ -8,6 +8,7 @@
  * ```
  */
 import { execFile } from "node:child_process";
+import { createServer } from "node:net";
 
 /** What a peer printed and how it exited. */
 export interface PeerResult {
@@ -39,4 +40,16 @@ export async function runPeerOk(command: string, args: readonly string[]): Promi
     throw new Error(`${command} ${args.join(" ")} exited ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
   }
   return result;
+}
+
+/** A free loopback TCP port (bound, then released) for a peer or a process to listen on. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0));
+    });
+  });
 }
