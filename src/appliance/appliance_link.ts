@@ -49,11 +49,13 @@ import {
   type PlanExtent,
   type ReadRequestBody,
   type RestoreProgressState,
+  type RestoreStartedBody,
   type SnapshotReplyBody,
   type SnapshotRequestBody,
   type VolumeOffer,
   type VolumeResume,
   type WriteBody,
+  fitWireText,
   writeChecksumProblem,
 } from "../wire/messages.ts";
 import type { Appliance } from "./appliance.ts";
@@ -195,13 +197,27 @@ export class ApplianceLink {
   readonly #snapshotRequests = new Set<string>();
   /** Restores through a switch, by request id (bounded by `wireLimits.restoresInFlightMax`). */
   readonly #restores = new Map<number, RemoteRestore>();
-  #nextRequestId = 0;
+  /** Starts at the clock's µs, so a restarted appliance never reuses the id of a restore a switch still runs (and resumes). */
+  #nextRequestId: number;
+  /** Makes a job of a restore a switch reports that this process did not start ({@link setAdopter}). */
+  #adopt: ((restore: RemoteRestore) => void) | null = null;
 
   constructor(deps: { appliance: Appliance; clock: Clock; log?: (line: string) => void }, options: ApplianceLinkOptions) {
     this.#appliance = deps.appliance;
     this.#clock = deps.clock;
+    this.#nextRequestId = Math.max(0, Math.floor(deps.clock.nowUs()));
     this.#log = deps.log ?? (() => {});
     this.#options = options;
+  }
+
+  /**
+   * Follows the restores a switch reports (RESTORE_STARTED) that this process did not start —
+   * it restarted while the switch kept copying, or the switch resumed one after its own crash
+   * and this process forgot it: each is looked up by its restore marker in the journal and
+   * handed to `adopt` (the process makes a job of it), then followed like any other.
+   */
+  setAdopter(adopt: ((restore: RemoteRestore) => void) | null): void {
+    this.#adopt = adopt;
   }
 
   /** Switches connected now. */
@@ -458,6 +474,7 @@ export class ApplianceLink {
         await this.#answerRead(session, message.body);
         return false;
       case messageKinds.restoreStarted: {
+        if (!this.#restores.has(message.body.requestId)) this.#adoptRestore(session, message.body);
         const restore = this.#heardFrom(session, message.body.requestId);
         if (restore === undefined) return false;
         restore.bytesTotal = message.body.bytesTotal;
@@ -551,6 +568,37 @@ export class ApplianceLink {
       if (!(error instanceof RangeError || error instanceof SyntaxError || error instanceof PointUnavailableError)) throw error;
       await framed.sendError("write", `Cannot journal the ${body.kind} marker for volume "${volume.name}": ${error.message}`);
       throw new ProtocolError("bad-body", error.message);
+    }
+  }
+
+  /** Takes up a restore the switch reports and this process does not follow (see {@link setAdopter}). */
+  #adoptRestore(session: SwitchSession, body: RestoreStartedBody): void {
+    if (this.#adopt === null) return;
+    for (const name of session.volumes) {
+      const volume = this.#appliance.volume(name);
+      const marker = volume.markers({ fromSeq: body.markerSeq, toSeq: body.markerSeq }).find((m) => m.kind === "restore");
+      if (marker === undefined) continue;
+      const detail = marker.detail as { toSeq?: unknown; instant?: unknown; full?: unknown };
+      if (typeof detail.toSeq !== "number") return;
+      if ([...this.#restores.values()].some((r) => r.volume === volume) || this.#restores.size >= wireLimits.restoresInFlightMax) return;
+      let toTimeUs = marker.timeUs;
+      try {
+        toTimeUs = volume.resolvePoint(`seq:${detail.toSeq}`).timeUs;
+      } catch {
+        // The point is no longer retained: the switch's reads will say so.
+      }
+      const request: RemoteRestoreRequest = { toSeq: detail.toSeq, toTimeUs, instant: detail.instant === true, full: detail.full === true };
+      const restore = new RemoteRestore(
+        { requestId: body.requestId, volume, request, session, nowUs: this.#clock.nowUs() },
+        { cancel: (r) => this.#cancelRestore(r), abandon: (r, error) => this.#endRestore(r, error) },
+      );
+      this.#restores.set(restore.requestId, restore);
+      this.#log(
+        `Switch ${session.switchId} reports restore ${body.requestId} of volume "${name}" to seq:${detail.toSeq} ` +
+          `(restore marker seq:${body.markerSeq}), started before this process: following it`,
+      );
+      this.#adopt(restore);
+      return;
     }
   }
 
@@ -652,8 +700,10 @@ export class ApplianceLink {
         temporary = true;
       }
     } catch (error) {
-      await framed.sendError("read", `Cannot ${what}: ${(error as Error).message}`);
-      throw error;
+      // Not the switch's fault (the point faded, say): this read fails, the link goes on.
+      this.#log(`Cannot ${what} for switch ${session.switchId}: ${(error as Error).message}`);
+      await framed.send(messageKinds.readReply, { requestId: request.requestId, error: fitWireText(`Cannot ${what}: ${(error as Error).message}`) });
+      return;
     }
     session.readsInFlight++;
     void (async () => {
@@ -664,7 +714,8 @@ export class ApplianceLink {
       } catch (error) {
         if (!(error instanceof ConnectionClosedError)) {
           this.#log(`Cannot ${what} for switch ${session.switchId}: ${(error as Error).message}`);
-          await framed.sendError("read", `Cannot ${what}: ${(error as Error).message}`);
+          await framed.send(messageKinds.readReply, { requestId: request.requestId, error: fitWireText(`Cannot ${what}: ${(error as Error).message}`) })
+            .catch(() => {}); // the link ended meanwhile: the switch asks again on the next one
         }
       } finally {
         session.readsInFlight--;

@@ -27,6 +27,8 @@ export interface JobHandle {
   setPoint(point: ResolvedPointJson): void;
   /** True once cancel was asked; the work stops at its next chance and returns. */
   readonly cancelRequested: boolean;
+  /** True when the cancel comes from the process stopping (a restore then suspends, to resume at the next start). */
+  readonly stopping: boolean;
   /** Called once when cancel is asked (the work's own stop). */
   onCancel(stop: () => void): void;
 }
@@ -46,6 +48,7 @@ class Job implements JobHandle {
   point: ResolvedPointJson | undefined;
   error: { code: string; message: string } | undefined;
   cancelRequested = false;
+  stopping = false;
   #stop: (() => void) | null = null;
   /** Two samples for the rate: older and newer (µs, bytes). */
   #sample = { timeUs: 0, bytes: 0, previousTimeUs: 0, previousBytes: 0 };
@@ -78,9 +81,10 @@ class Job implements JobHandle {
     if (this.cancelRequested) stop();
   }
 
-  requestCancel(): void {
+  requestCancel(stopping = false): void {
     if (this.state !== "running" && this.state !== "queued") return;
     this.cancelRequested = true;
+    this.stopping = stopping;
     this.#stop?.();
   }
 
@@ -170,10 +174,10 @@ export class Jobs {
     return undefined;
   }
 
-  /** Cancels every running job and waits until each has ended (a process stopping). */
+  /** Cancels every running job (as the process stopping: restores suspend) and waits until each has ended. */
   async stopAll(): Promise<void> {
     const running = [...this.#jobs.values()].filter((job) => job.state === "running");
-    for (const job of running) job.requestCancel();
+    for (const job of running) job.requestCancel(true);
     for (let turn = 0; turn < 1000 && running.some((job) => job.state === "running"); turn++) await this.#clock.sleep(10);
   }
 

@@ -44,6 +44,7 @@ import { SwitchRestores } from "../switch/remote_restore.ts";
 import type { OnFull } from "../switch/splitter.ts";
 import { Jobs } from "./jobs.ts";
 import { ProductControlPlane } from "./product_control_plane.ts";
+import { resumeLocalRestores } from "./restore_job.ts";
 import { SwitchNode, type SwitchVolume } from "./switch_node.ts";
 import { CLI_VERSION as ANYTIME_VERSION } from "../cli/version.ts";
 
@@ -172,9 +173,11 @@ export async function startServe(runtime: ServerRuntime, options: ServeOptions):
     });
     stops.add("switch", () => switchNode.stop());
     switchNode.start();
-    const nbd = await startNbd(runtime, stops, options.nbdAddress, { appliance, splitters: switchNode.splitters });
     const jobs = new Jobs(runtime.clock);
     stops.add("jobs", () => jobs.stopAll());
+    // A restore a crash or a stop interrupted goes on before any host connects.
+    await resumeLocalRestores({ clock: runtime.clock, appliance, switchNode, log: runtime.log }, jobs);
+    const nbd = await startNbd(runtime, stops, options.nbdAddress, { appliance, splitters: switchNode.splitters });
     const controlPlane = new ProductControlPlane({
       clock: runtime.clock,
       process: processJson(runtime, "serve", { nbd: nbd.address }),
@@ -280,10 +283,13 @@ export async function startSwitch(runtime: ServerRuntime, options: SwitchOptions
       clock: runtime.clock,
       splitters: switchNode.splitters,
       primary: (name) => switchNode.primary(name),
+      checkpoint: (name) => switchNode.restoreCheckpoint(name),
       log: runtime.log,
     });
     switchNode.link.setRestores(restores);
     stops.add("remote restores", () => restores.stop());
+    // A restore a crash or a stop interrupted goes on before any host connects.
+    await restores.resume();
     switchNode.start();
     const nbd = await startNbd(runtime, stops, options.nbdAddress, { splitters: switchNode.splitters });
     const jobs = new Jobs(runtime.clock); // resync runs here
@@ -440,6 +446,7 @@ async function openSwitchNode(
       name: volume.name,
       primary,
       drlCell: await FileDurableCell.open(fileSystem, join(fileSystem, stateDirectory, `${volume.name}.drl`)),
+      restoreCell: await FileDurableCell.open(fileSystem, join(fileSystem, stateDirectory, `${volume.name}.restore`)),
     });
   }
   return SwitchNode.open({ clock: runtime.clock, transport: link.transport, log: runtime.log }, volumes, {

@@ -44,7 +44,7 @@ import type { Clock } from "../io/clock.ts";
 import { checkSnapshotName } from "../core/point.ts";
 import type { Splitter } from "../switch/splitter.ts";
 import type { Jobs } from "./jobs.ts";
-import { restoreRemotely } from "./remote_restore.ts";
+import { adoptRemoteRestore, restoreRemotely } from "./remote_restore.ts";
 import { resyncLocally } from "./resync_job.ts";
 import { restoreLocally } from "./restore_job.ts";
 import type { SwitchNode } from "./switch_node.ts";
@@ -71,6 +71,11 @@ export class ProductControlPlane implements ControlPlane {
 
   constructor(deps: ProductControlPlaneDeps) {
     this.#deps = deps;
+    const { appliance, applianceLink, jobs } = deps;
+    if (appliance !== undefined && applianceLink !== undefined && jobs !== undefined && deps.switchNode === undefined) {
+      // A switch in another process may report a restore this process did not start (it restarted meanwhile).
+      applianceLink.setAdopter((remote) => adoptRemoteRestore({ clock: deps.clock, appliance, applianceLink, log: deps.log }, jobs, remote));
+    }
   }
 
   process(): ProcessJson {

@@ -26,7 +26,8 @@ import { type ApplianceLink, type RemoteRestore, SwitchUnavailableError } from "
 import { UnavailableError } from "../api/control_plane.ts";
 import { serverLimits } from "../core/limits.ts";
 import type { Clock } from "../io/clock.ts";
-import type { JobHandle, JobOutcome } from "./jobs.ts";
+import { formatTimeUs } from "../core/units.ts";
+import type { JobHandle, JobOutcome, Jobs } from "./jobs.ts";
 import { resolveRestorePoint, type RestoreRequest } from "./restore_job.ts";
 
 /** What a restore through the switch needs. */
@@ -46,7 +47,6 @@ export async function restoreRemotely(
   ready: () => void,
   request: RestoreRequest,
 ): Promise<JobOutcome> {
-  const { clock } = deps;
   const { report, point } = resolveRestorePoint(deps, request);
   handle.setPoint(point);
   const remote = throughSwitch(() =>
@@ -57,12 +57,37 @@ export async function restoreRemotely(
       full: request.full === true,
     })
   );
+  return await followRemoteRestore(deps, handle, ready, remote, `${point.time}`);
+}
+
+/**
+ * Makes a job of a restore the switch reports that this process did not start (it restarted
+ * while the switch kept copying): the job follows it from here, as {@link restoreRemotely} does.
+ */
+export function adoptRemoteRestore(deps: RemoteRestoreDeps, jobs: Jobs, remote: RemoteRestore): void {
+  const time = formatTimeUs(remote.request.toTimeUs);
+  jobs.start({ kind: "restore", volume: remote.volume.name }, (handle, ready) => {
+    handle.setPoint({ seq: remote.request.toSeq, time, landedOn: "restore" });
+    return followRemoteRestore(deps, handle, ready, remote, `${time}, started before this process`);
+  }).catch((error) => deps.log?.(`Volume ${remote.volume.name}: cannot follow the switch's restore: ${(error as Error).message}`));
+}
+
+/** Reports what the switch reports until the restore ends; `ready` once it started. */
+async function followRemoteRestore(
+  deps: RemoteRestoreDeps,
+  handle: JobHandle,
+  ready: () => void,
+  remote: RemoteRestore,
+  pointText: string,
+): Promise<JobOutcome> {
+  const { clock } = deps;
+  const request = { volume: remote.volume.name, ...remote.request };
   const silenceMsMax = deps.silenceMsMax ?? serverLimits.remoteRestoreSilenceMsMax;
   const started = await untilSilent(deps, remote, remote.started, silenceMsMax);
   handle.report({ bytesMoved: 0, bytesTotal: started.bytesTotal });
   handle.onCancel(() => remote.cancel());
   deps.log?.(
-    `Volume ${request.volume}: the switch restores it to seq:${report.seq} (${point.time}), ${started.bytesTotal} bytes to move, ` +
+    `Volume ${request.volume}: the switch restores it to seq:${request.toSeq} (${pointText}), ${started.bytesTotal} bytes to move, ` +
       `restore marker seq:${started.markerSeq}${request.instant ? ", instant" : ""}`,
   );
   ready();
@@ -82,7 +107,7 @@ export async function restoreRemotely(
       }
       await clock.sleep(serverLimits.acknowledgePollMs);
     }
-    deps.log?.(`Volume ${request.volume}: restored to seq:${report.seq}, ${end.bytesMoved} bytes moved`);
+    deps.log?.(`Volume ${request.volume}: restored to seq:${request.toSeq}, ${end.bytesMoved} bytes moved`);
     return "done";
   }
   if (end.state === "cancelled") return "cancelled";

@@ -35,6 +35,7 @@ import type { DurableCell } from "../io/durable_cell.ts";
 import type { Transport } from "../io/transport.ts";
 import { type OnFull, Splitter } from "../switch/splitter.ts";
 import { SwitchLink } from "../switch/switch_link.ts";
+import { RestoreCheckpoint } from "../switch/restore_checkpoint.ts";
 import { NotFoundError, UnavailableError } from "../api/control_plane.ts";
 
 /** One volume the switch protects. */
@@ -43,6 +44,12 @@ export interface SwitchVolume {
   readonly primary: BlockDevice;
   /** Where its dirty region log lives (the `--state` directory). */
   readonly drlCell: DurableCell;
+  /**
+   * Where a restore in progress keeps what it has left (`--state/VOL.restore`), so a restore
+   * resumes after a crash of the switch; without one a crash mid-restore leaves the partial
+   * state to resync.
+   */
+  readonly restoreCell?: DurableCell;
 }
 
 /** What a switch node needs from outside. */
@@ -72,6 +79,7 @@ export class SwitchNode {
   readonly link: SwitchLink;
   readonly #deps: SwitchNodeDeps;
   readonly #volumes: readonly SwitchVolume[];
+  readonly #checkpoints: ReadonlyMap<string, RestoreCheckpoint>;
   #maintaining: Promise<void> | null = null;
   /** Starts a resync of a volume that needs one (the process runs it as a job). */
   #autoResync: ((volumeName: string) => Promise<unknown>) | null = null;
@@ -81,22 +89,44 @@ export class SwitchNode {
   /** Ends the upkeep loop's sleep early on stop. */
   #wakeMaintain: (() => void) | null = null;
 
-  private constructor(deps: SwitchNodeDeps, volumes: readonly SwitchVolume[], splitters: Splitter[], link: SwitchLink) {
+  private constructor(
+    deps: SwitchNodeDeps,
+    volumes: readonly SwitchVolume[],
+    splitters: Splitter[],
+    link: SwitchLink,
+    checkpoints: ReadonlyMap<string, RestoreCheckpoint>,
+  ) {
     this.#deps = deps;
     this.#volumes = volumes;
+    this.#checkpoints = checkpoints;
     this.splitters = new Map(splitters.map((splitter) => [splitter.name, splitter]));
     this.link = link;
   }
 
   /**
-   * Opens every volume's splitter (loading its DRL) and the link (not yet started).
+   * Opens every volume's splitter (loading its DRL and its restore checkpoint) and the link
+   * (not yet started). A checkpoint that holds a restore is to be resumed before hosts connect
+   * ({@link restoreCheckpoint}).
    *
    * @throws {RangeError} for bad options or duplicate volume names.
+   * @throws {RestoreCheckpointError} for a damaged restore checkpoint (nothing is changed).
    */
   static async open(deps: SwitchNodeDeps, volumes: readonly SwitchVolume[], options: SwitchNodeOptions): Promise<SwitchNode> {
     const checksum = deps.checksum ?? await createChecksum();
     const splitters: Splitter[] = [];
+    const checkpoints = new Map<string, RestoreCheckpoint>();
     for (const volume of volumes) {
+      if (volume.restoreCell !== undefined) {
+        const checkpoint = await RestoreCheckpoint.open(volume.restoreCell, { sizeBytes: volume.primary.sizeBytes, checksum });
+        checkpoints.set(volume.name, checkpoint);
+        const active = checkpoint.active;
+        if (active !== null) {
+          deps.log?.(
+            `Volume ${volume.name}: a restore to seq:${active.toSeq} was under way when the switch stopped; ` +
+              `${checkpoint.pendingCount()} of ${checkpoint.chunkCount} chunks are left: it resumes`,
+          );
+        }
+      }
       splitters.push(
         await Splitter.open(
           { primary: volume.primary, drlCell: volume.drlCell, clock: deps.clock, checksum },
@@ -108,7 +138,7 @@ export class SwitchNode {
       { transport: deps.transport, clock: deps.clock, splitters, log: deps.log },
       { address: options.applianceAddress, secret: options.secret, switchId: options.switchId },
     );
-    return new SwitchNode({ ...deps, checksum }, volumes, splitters, link);
+    return new SwitchNode({ ...deps, checksum }, volumes, splitters, link, checkpoints);
   }
 
   /** Starts streaming to the appliance and the DRL upkeep. */
@@ -148,6 +178,16 @@ export class SwitchNode {
     this.splitter(name);
     const volume = this.#volumes.find((v) => v.name === name);
     return volume!.primary;
+  }
+
+  /**
+   * The restore checkpoint of a volume, `null` when it has no restore cell.
+   *
+   * @throws {NotFoundError} naming the volumes this switch protects.
+   */
+  restoreCheckpoint(name: string): RestoreCheckpoint | null {
+    this.splitter(name);
+    return this.#checkpoints.get(name) ?? null;
   }
 
   /**

@@ -47,6 +47,7 @@ import { ConnectionClosedError } from "../io/transport.ts";
 import type { FramedConnection } from "../wire/framed_connection.ts";
 import {
   decodeRestoreExtents,
+  fitWireText,
   type Message,
   messageKinds,
   type PlanExtent,
@@ -55,7 +56,8 @@ import {
   type RestoreRequestBody,
   type RestoreStartedBody,
 } from "../wire/messages.ts";
-import { RestoreSession, type RestoreSource } from "./restore_session.ts";
+import type { RestoreCheckpoint } from "./restore_checkpoint.ts";
+import { RestoreSession, type RestoreSource, withDirtyRegions } from "./restore_session.ts";
 import type { Splitter } from "./splitter.ts";
 
 /** What {@link SwitchRestores} needs. */
@@ -64,6 +66,8 @@ export interface SwitchRestoresDeps {
   readonly splitters: ReadonlyMap<string, Splitter>;
   /** The primary of a volume (restored data is written directly: it is not a host write). */
   primary(volumeName: string): BlockDevice;
+  /** Where a volume's restore keeps what it has left, so it resumes after a crash of the switch ({@link SwitchRestores.resume}). */
+  checkpoint?(volumeName: string): RestoreCheckpoint | null;
   readonly log?: (line: string) => void;
 }
 
@@ -212,7 +216,9 @@ export class SwitchRestores {
           return null;
         }
         this.#reads.delete(message.body.requestId);
-        if (message.payload.length !== read.target.length) {
+        if (message.body.error !== undefined) {
+          read.reject(new RemoteRestoreError(`The appliance could not answer a read: ${message.body.error}`));
+        } else if (message.payload.length !== read.target.length) {
           read.reject(new RemoteRestoreError(`The appliance answered a ${read.target.length}-byte read with ${message.payload.length} bytes`));
         } else {
           read.target.set(message.payload); // the payload is a view into received bytes: copy now
@@ -225,14 +231,50 @@ export class SwitchRestores {
     }
   }
 
-  /** Cancels every restore (the switch is stopping) and waits until each session has ended. */
+  /**
+   * Resumes the restores the volumes' checkpoints hold (a crash or a stop of the switch
+   * interrupted them), before hosts connect: each session is attached to its splitter when this
+   * resolves, and reads the appliance's image as soon as the link streams. The appliance hears
+   * RESTORE_STARTED again on connecting, then progress and the end, as for any restore.
+   */
+  async resume(): Promise<void> {
+    for (const [name, splitter] of this.#deps.splitters) {
+      const checkpoint = this.#deps.checkpoint?.(name) ?? null;
+      const record = checkpoint?.active ?? null;
+      if (checkpoint === null || record === null) continue;
+      const request: RestoreRequestBody = {
+        requestId: record.requestId,
+        volume: name,
+        toSeq: record.toSeq,
+        toTimeUs: record.toTimeUs,
+        instant: record.instant,
+        full: false,
+      };
+      const restore = newRestore(request, "running");
+      const session = await RestoreSession.resume(
+        { primary: this.#deps.primary(name), drl: splitter.dirtyRegionLog, source: this.#source(restore) },
+        checkpoint,
+      );
+      splitter.attachRestore(session, { instant: record.instant });
+      restore.session = session;
+      restore.started = { requestId: request.requestId, markerSeq: record.markerSeq, bytesTotal: session.bytesTotal };
+      this.#restores.set(request.requestId, restore);
+      this.#log(
+        `Volume ${name}: resuming the restore to seq:${record.toSeq} for the appliance (request ${request.requestId}, ` +
+          `restore marker seq:${record.markerSeq}), ${session.bytesTotal} bytes left${record.instant ? ", instant" : ""}`,
+      );
+      void this.#copy(restore, splitter, session);
+    }
+  }
+
+  /** Suspends every restore (the switch is stopping: each resumes at the next start) and waits until each session has ended. */
   async stop(): Promise<void> {
     const sessions: Promise<void>[] = [];
     for (const restore of this.#restores.values()) {
       restore.cancelRequested = true;
       restore.planWaiter?.(new RemoteRestoreError("the switch is stopping"));
       if (restore.session !== null) {
-        restore.session.cancel();
+        restore.session.suspend();
         sessions.push(restore.session.finished);
       }
     }
@@ -248,22 +290,11 @@ export class SwitchRestores {
     if (refused !== null) {
       this.#log(refused);
       await this.#sendIfConnected((framed) =>
-        framed.send(messageKinds.restoreRefused, { requestId: request.requestId, refused: cut(refused) })
+        framed.send(messageKinds.restoreRefused, { requestId: request.requestId, refused: fitWireText(refused) })
       );
       return;
     }
-    const restore: SwitchRestore = {
-      request,
-      phase: "starting",
-      plan: [],
-      planWaiter: null,
-      session: null,
-      started: null,
-      final: null,
-      cancelRequested: false,
-      sendingProgress: false,
-      reads: new Window(switchLimits.remoteRestoreReadsInFlightMax),
-    };
+    const restore = newRestore(request, "starting");
     this.#restores.set(request.requestId, restore);
     const splitter = this.#deps.splitters.get(request.volume)!;
     try {
@@ -272,7 +303,7 @@ export class SwitchRestores {
       restore.phase = "ended";
       const reason = `Cannot restore volume "${request.volume}" to seq:${request.toSeq}: ${(error as Error).message}`;
       this.#log(reason);
-      restore.final = { requestId: request.requestId, refused: cut(reason) };
+      restore.final = { requestId: request.requestId, refused: fitWireText(reason) };
       this.#deliverFinal(restore);
       return;
     }
@@ -323,9 +354,10 @@ export class SwitchRestores {
       if (outcome !== true) throw outcome;
       if (restore.cancelRequested) throw new RemoteRestoreError("it was cancelled before it started");
       assert(splitter.nextSeq - 1 === headSeq && splitter.inFlightWriteCount === 0, "Nothing moved while host writes were paused");
-      const session = await RestoreSession.start(
+      // Out of sync (a gap not yet resynced), regions the DRL holds dirty are copied whole: there the primary may differ from the journal.
+      const session = await RestoreSession.hold(
         { primary: this.#deps.primary(request.volume), drl: splitter.dirtyRegionLog, source: this.#source(restore) },
-        { extents: restore.plan },
+        { extents: splitter.needsResync ? withDirtyRegions(restore.plan, splitter.dirtyRegionLog) : restore.plan },
       );
       let markerSeq: number;
       try {
@@ -338,8 +370,32 @@ export class SwitchRestores {
           bytes: session.bytesTotal,
         });
       } catch (error) {
-        session.cancel(); // its DRL holds stay until resync: the copy may have begun
-        await session.finished;
+        session.abandon(error); // nothing moved; its DRL holds stay until resync
+        throw error;
+      }
+      try {
+        // The marker durable first: a crash from here on resumes the copy (the checkpoint).
+        const ackDeadlineUs = clock.nowUs() + switchLimits.remoteRestoreDrainWaitMs * 1000;
+        while (splitter.acknowledgedSeq < markerSeq) {
+          if (clock.nowUs() > ackDeadlineUs) {
+            throw new RemoteRestoreError(`the appliance did not acknowledge the restore marker within ${switchLimits.remoteRestoreDrainWaitMs} ms`);
+          }
+          await clock.sleep(drainPollMs);
+        }
+        const checkpoint = this.#deps.checkpoint?.(request.volume) ?? null;
+        await session.begin(
+          checkpoint === null ? null : {
+            checkpoint,
+            record: { toSeq: request.toSeq, toTimeUs: request.toTimeUs, markerSeq, instant: request.instant, requestId: request.requestId },
+          },
+        );
+      } catch (error) {
+        session.abandon(error);
+        try {
+          splitter.recordMarker("gap", { reason: "restore failed to start", restoreSeq: markerSeq, bytesMoved: 0, bytesTotal: session.bytesTotal });
+        } catch (gapError) {
+          this.#log(`Volume ${request.volume}: cannot record the gap of the restore: ${(gapError as Error).message}`);
+        }
         throw error;
       }
       splitter.attachRestore(session, { instant: request.instant });
@@ -374,6 +430,16 @@ export class SwitchRestores {
     }
     splitter.detachRestore();
     const volume = restore.request.volume;
+    if (session.checkpointError !== undefined) {
+      this.#log(`Volume ${volume}: cannot clear the restore checkpoint: ${errorText(session.checkpointError)}`);
+    }
+    if (session.state === "suspended") {
+      // The switch is stopping: no end report, no gap; the next start resumes and reports.
+      this.#log(`Volume ${volume}: restore suspended after ${session.bytesDone} of ${session.bytesTotal} bytes (stopping); it resumes at the next start`);
+      restore.phase = "ended";
+      this.#restores.delete(restore.request.requestId);
+      return;
+    }
     let final: RestoreProgressBody;
     if (session.state === "done") {
       this.#log(`Volume ${volume}: restored to seq:${restore.request.toSeq}, ${session.bytesDone} bytes moved`);
@@ -394,7 +460,7 @@ export class SwitchRestores {
       this.#log(`Volume ${volume}: ${reason} after ${session.bytesDone} of ${session.bytesTotal} bytes; resync will repair the rest`);
       final = session.state === "cancelled"
         ? { requestId, bytesMoved: session.bytesDone, state: "cancelled" }
-        : { requestId, bytesMoved: session.bytesDone, state: "failed", message: cut(errorText(session.error)) };
+        : { requestId, bytesMoved: session.bytesDone, state: "failed", message: fitWireText(errorText(session.error)) };
     }
     restore.phase = "ended";
     restore.final = final;
@@ -551,9 +617,20 @@ async function guard(sent: Promise<void>): Promise<void> {
   }
 }
 
-function cut(text: string): string {
-  const lengthMax = wireLimits.restoreMessageLengthMax;
-  return text.length === 0 ? "unknown" : text.length <= lengthMax ? text : `${text.slice(0, lengthMax - 3)}...`;
+/** A restore's entry in the table, before its session exists. */
+function newRestore(request: RestoreRequestBody, phase: Phase): SwitchRestore {
+  return {
+    request,
+    phase,
+    plan: [],
+    planWaiter: null,
+    session: null,
+    started: null,
+    final: null,
+    cancelRequested: false,
+    sendingProgress: false,
+    reads: new Window(switchLimits.remoteRestoreReadsInFlightMax),
+  };
 }
 
 function errorText(error: unknown): string {

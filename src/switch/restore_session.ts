@@ -40,6 +40,7 @@ import { assert } from "../core/assert.ts";
 import { switchLimits } from "../core/limits.ts";
 import type { BlockDevice } from "../io/block_device.ts";
 import type { DirtyRegionLog } from "./dirty_region_log.ts";
+import type { RestoreCheckpoint, RestoreCheckpointRecord } from "./restore_checkpoint.ts";
 
 /** Where restored data comes from: the appliance's image at the target point. */
 export interface RestoreSource {
@@ -54,11 +55,18 @@ export interface RestoreExtent {
 }
 
 /** The session's states. */
-export type RestoreState = "running" | "done" | "failed" | "cancelled";
+export type RestoreState = "running" | "done" | "failed" | "cancelled" | "suspended";
 
 const chunkPending = 1;
 const chunkCopying = 2;
+/** On the primary, not yet durable there (its checkpoint bit and DRL holds end at the next flush). */
+const chunkRestored = 3;
+/** On the primary durably: its checkpoint bit is clear. */
 const chunkDone = 0;
+
+function isOnPrimary(state: number): boolean {
+  return state === chunkDone || state === chunkRestored;
+}
 
 /** Dependencies of {@link RestoreSession.start}. */
 export interface RestoreSessionDeps {
@@ -104,12 +112,18 @@ export class RestoreSession {
   #error: unknown = undefined;
   #bytesDone = 0;
   #cancelRequested = false;
+  #suspendRequested = false;
+  /** Why the checkpoint could not be cleared at the end, if it could not. */
+  #checkpointError: unknown = undefined;
   /** Chunks on the primary whose DRL holds end at the next flush (durable first, then settle). */
   readonly #unflushedChunks: number[] = [];
   #unflushedBytes = 0;
   /** The background flush under way, and the first error one met. */
   #flushing: Promise<void> | null = null;
   #flushError: unknown = undefined;
+  /** Where the chunks left to copy are kept durably (a restore that survives a crash), if anywhere. */
+  #checkpoint: RestoreCheckpoint | null = null;
+  #begun = false;
 
   private constructor(deps: RestoreSessionDeps, extents: readonly RestoreExtent[], chunkBytes: number, copyBytesMax: number) {
     this.#deps = deps;
@@ -166,17 +180,29 @@ export class RestoreSession {
    * @throws {DirtyRegionLogError} when the DRL cannot be made durable (nothing was changed).
    */
   static async start(deps: RestoreSessionDeps, options: RestoreSessionOptions): Promise<RestoreSession> {
-    const sizeBytes = deps.primary.sizeBytes;
-    let chunkBytes = options.chunkBytes ?? switchLimits.restoreChunkBytesDefault;
-    if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 512 || chunkBytes % 512 !== 0 || chunkBytes > switchLimits.restoreChunkBytesMax) {
-      throw new RangeError(`Cannot restore in chunks of ${chunkBytes} bytes: use a multiple of 512 up to ${switchLimits.restoreChunkBytesMax}`);
-    }
-    while (Math.ceil(sizeBytes / chunkBytes) > switchLimits.restoreChunksMax) chunkBytes *= 2;
-    const copyBytesMax = options.copyBytesMax ?? switchLimits.restoreCopyBytesMax;
-    if (!Number.isSafeInteger(copyBytesMax) || copyBytesMax < 512 || copyBytesMax > switchLimits.restoreCopyBytesMax) {
-      throw new RangeError(`Cannot copy ${copyBytesMax} bytes at a time: use 512 to ${switchLimits.restoreCopyBytesMax}`);
-    }
-    const session = new RestoreSession(deps, options.extents, chunkBytes, copyBytesMax);
+    const session = await RestoreSession.hold(deps, options);
+    await session.begin(null);
+    return session;
+  }
+
+  /**
+   * Holds the DRL over every piece (durably) but moves nothing until {@link begin}: a restore
+   * that keeps a checkpoint first makes its restore marker durable, then begins.
+   *
+   * @throws as {@link start}.
+   */
+  static hold(deps: RestoreSessionDeps, options: RestoreSessionOptions): Promise<RestoreSession> {
+    const { chunkBytes, copyBytesMax } = RestoreSession.#geometry(deps.primary.sizeBytes, options);
+    return RestoreSession.#holdWith(deps, options.extents, chunkBytes, copyBytesMax);
+  }
+
+  static async #holdWith(
+    deps: RestoreSessionDeps,
+    extents: readonly RestoreExtent[],
+    chunkBytes: number,
+    copyBytesMax: number,
+  ): Promise<RestoreSession> {
+    const session = new RestoreSession(deps, extents, chunkBytes, copyBytesMax);
     let mustPersist = false;
     for (let piece = 0; piece < session.#pieceOffsetsBytes.length; piece++) {
       if (deps.drl.beginWrite(session.#pieceOffsetsBytes[piece], session.#pieceLengthsBytes[piece])) mustPersist = true;
@@ -189,8 +215,81 @@ export class RestoreSession {
       }
       throw error;
     }
+    return session;
+  }
+
+  /**
+   * Resumes the restore a checkpoint keeps (after a crash of the switch): every chunk still
+   * marked is copied whole from `deps.source` (the target point's image), as instant or not as
+   * the caller attaches it. Holds the DRL over those chunks and begins at once.
+   *
+   * @throws {RangeError} when the checkpoint holds no restore.
+   */
+  static async resume(deps: RestoreSessionDeps, checkpoint: RestoreCheckpoint, options: { copyBytesMax?: number } = {}): Promise<RestoreSession> {
+    const record = checkpoint.active;
+    if (record === null) throw new RangeError("Cannot resume a restore: the checkpoint holds none");
+    const sizeBytes = deps.primary.sizeBytes;
+    const extents: RestoreExtent[] = [];
+    for (let chunk = 0; chunk < checkpoint.chunkCount; chunk++) {
+      if (!checkpoint.isPending(chunk)) continue;
+      const offsetBytes = chunk * record.chunkBytes;
+      const endBytes = Math.min(sizeBytes, offsetBytes + record.chunkBytes);
+      const last = extents[extents.length - 1];
+      if (last !== undefined && last.offsetBytes + last.lengthBytes === offsetBytes) {
+        extents[extents.length - 1] = { offsetBytes: last.offsetBytes, lengthBytes: endBytes - last.offsetBytes };
+      } else {
+        extents.push({ offsetBytes, lengthBytes: endBytes - offsetBytes });
+      }
+    }
+    const { copyBytesMax } = RestoreSession.#geometry(sizeBytes, { extents, chunkBytes: record.chunkBytes, ...options });
+    const session = await RestoreSession.#holdWith(deps, extents, record.chunkBytes, copyBytesMax);
+    session.#checkpoint = checkpoint;
+    session.#begun = true;
     (session as { finished: Promise<void> }).finished = session.#copyAll();
     return session;
+  }
+
+  /**
+   * Starts the copy of a held session. With a checkpoint, the chunks to copy are first kept
+   * durably in it (`record` says what the restore is; the restore marker must be durable on
+   * the appliance by now), and a chunk's bit clears once it is durable on the primary.
+   *
+   * @throws the checkpoint cell's error (then nothing moved; {@link abandon} the session).
+   */
+  async begin(checkpoint: { checkpoint: RestoreCheckpoint; record: Omit<RestoreCheckpointRecord, "chunkBytes"> } | null): Promise<void> {
+    assert(!this.#begun && this.#state === "running", "A session begins once");
+    if (checkpoint !== null) {
+      await checkpoint.checkpoint.begin(
+        { ...checkpoint.record, chunkBytes: this.chunkBytes },
+        (chunk) => this.#chunkStates[chunk] === chunkPending,
+      );
+      this.#checkpoint = checkpoint.checkpoint;
+    }
+    this.#begun = true;
+    (this as { finished: Promise<void> }).finished = this.#copyAll();
+  }
+
+  /** Ends a held session that will not begin: nothing moved; its regions stay dirty until resync. */
+  abandon(error: unknown): void {
+    assert(!this.#begun && this.#state === "running", "Only a session that did not begin is abandoned");
+    this.#begun = true;
+    this.#state = "failed";
+    this.#error = error;
+    this.#abandonHolds();
+  }
+
+  /** The chunk size and copy size `start` uses for a volume of `sizeBytes`. */
+  static #geometry(sizeBytes: number, options: RestoreSessionOptions): { chunkBytes: number; copyBytesMax: number } {
+    let chunkBytes = options.chunkBytes ?? switchLimits.restoreChunkBytesDefault;
+    if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 512 || chunkBytes % 512 !== 0 || chunkBytes > switchLimits.restoreChunkBytesMax) {
+      throw new RangeError(`Cannot restore in chunks of ${chunkBytes} bytes: use a multiple of 512 up to ${switchLimits.restoreChunkBytesMax}`);
+    }
+    while (Math.ceil(sizeBytes / chunkBytes) > switchLimits.restoreChunksMax) chunkBytes *= 2;
+    const copyBytesMax = options.copyBytesMax ?? switchLimits.restoreCopyBytesMax;
+    if (!Number.isSafeInteger(copyBytesMax) || copyBytesMax < 512 || copyBytesMax > switchLimits.restoreCopyBytesMax) {
+      throw new RangeError(`Cannot copy ${copyBytesMax} bytes at a time: use 512 to ${switchLimits.restoreCopyBytesMax}`);
+    }
+    return { chunkBytes, copyBytesMax };
   }
 
   get state(): RestoreState {
@@ -218,19 +317,50 @@ export class RestoreSession {
   }
 
   /**
+   * Stops the copy between chunks and keeps the checkpoint and the DRL holds (the process is
+   * stopping): `finished` settles with state `suspended`, and the next start resumes.
+   * Without a checkpoint this is {@link cancel}.
+   */
+  suspend(): void {
+    if (this.#state !== "running") return;
+    this.#cancelRequested = true;
+    if (this.#checkpoint !== null) this.#suspendRequested = true;
+  }
+
+  /** Why the checkpoint could not be cleared when the session ended (a resume would find it). */
+  get checkpointError(): unknown {
+    return this.#checkpointError;
+  }
+
+  /**
    * Makes sure the range holds the target's bytes before host I/O touches it (instant
-   * restore): restores the pending chunks it overlaps and waits for those being copied.
+   * restore): restores the pending chunks it overlaps and waits for those being copied. Before
+   * a host write (`forWrite`) of a session with a checkpoint, the chunks are also made durable
+   * on the primary and cleared in the checkpoint (rule 3 of `restore_checkpoint.ts`: a resume
+   * must never copy over a host write).
    *
    * @throws the source's or primary's error when a chunk cannot be restored (the host I/O must fail).
    */
-  async prepare(offsetBytes: number, lengthBytes: number): Promise<void> {
+  async prepare(offsetBytes: number, lengthBytes: number, forWrite = true): Promise<void> {
     if (this.#state !== "running" && this.#state !== "done") return;
     const first = Math.floor(offsetBytes / this.chunkBytes);
     const last = Math.floor((offsetBytes + lengthBytes - 1) / this.chunkBytes);
     for (let chunk = first; chunk <= last; chunk++) {
-      if (this.#chunkStates[chunk] === chunkDone) continue;
-      await this.#restoreChunk(chunk);
+      if (!isOnPrimary(this.#chunkStates[chunk])) await this.#restoreChunk(chunk);
+      if (!forWrite || this.#checkpoint === null) continue;
+      while (this.#chunkStates[chunk] === chunkRestored) {
+        await this.#settleSoon();
+        if (this.#flushError !== undefined) throw this.#flushError;
+      }
     }
+  }
+
+  /** The flush under way, or a new one (a host write waits for its chunk to be durable). */
+  #settleSoon(): Promise<void> {
+    this.#flushing ??= this.#flushAndSettle()
+      .catch((error) => void (this.#flushError ??= error))
+      .finally(() => (this.#flushing = null));
+    return this.#flushing;
   }
 
   async #copyAll(): Promise<void> {
@@ -241,7 +371,7 @@ export class RestoreSession {
       const worker = async () => {
         while (cursor < this.#chunkStates.length && !this.#cancelRequested) {
           const chunk = cursor;
-          if (this.#chunkStates[chunk] === chunkDone) {
+          if (isOnPrimary(this.#chunkStates[chunk])) {
             cursor++;
             continue;
           }
@@ -257,11 +387,7 @@ export class RestoreSession {
           await this.#restoreChunks(chunk, this.#chunkStates[chunk] === chunkPending ? count : 1);
           if (this.#flushError !== undefined) throw this.#flushError;
           // Flush in the background: the copy goes on while the disk syncs what came before.
-          if (this.#unflushedBytes >= switchLimits.restoreFlushBytes && this.#flushing === null) {
-            this.#flushing = this.#flushAndSettle()
-              .catch((error) => void (this.#flushError ??= error))
-              .finally(() => (this.#flushing = null));
-          }
+          if (this.#unflushedBytes >= switchLimits.restoreFlushBytes && this.#flushing === null) void this.#settleSoon();
         }
       };
       const workers = Array.from({ length: switchLimits.restoreCopiesInFlight }, worker);
@@ -272,7 +398,9 @@ export class RestoreSession {
       await this.#flushing;
       if (this.#flushError !== undefined) throw this.#flushError;
       await this.#flushAndSettle();
-      this.#state = this.#cancelRequested && this.#bytesDone < this.bytesTotal ? "cancelled" : "done";
+      this.#state = !this.#cancelRequested || this.#bytesDone >= this.bytesTotal
+        ? "done"
+        : this.#suspendRequested ? "suspended" : "cancelled";
     } catch (error) {
       await this.#drainCopies();
       await this.#flushing;
@@ -280,7 +408,15 @@ export class RestoreSession {
       this.#error = error;
       await this.#flushAndSettle().catch(() => {}); // what did land may settle; the rest stays held
     }
+    if (this.#state === "suspended") return; // holds and checkpoint stay: the next start resumes
     if (this.#state !== "done") this.#abandonHolds();
+    if (this.#checkpoint !== null) {
+      try {
+        await this.#checkpoint.clear();
+      } catch (error) {
+        this.#checkpointError = error;
+      }
+    }
   }
 
   /** Waits for the chunks host I/O is restoring (their failures are the host's to report). */
@@ -302,7 +438,7 @@ export class RestoreSession {
   #restoreChunks(first: number, count: number): Promise<void> {
     const under = this.#copying.get(first);
     if (under !== undefined) return under;
-    if (this.#chunkStates[first] === chunkDone) return Promise.resolve();
+    if (isOnPrimary(this.#chunkStates[first])) return Promise.resolve();
     for (let chunk = first; chunk < first + count; chunk++) {
       assert(this.#chunkStates[chunk] === chunkPending, `Chunk ${chunk} is pending`);
       this.#chunkStates[chunk] = chunkCopying;
@@ -314,7 +450,7 @@ export class RestoreSession {
       }
     };
     const copy = this.#copyChunks(first, count).then(
-      () => settle(chunkDone),
+      () => settle(chunkRestored),
       (error) => {
         settle(chunkPending);
         throw error;
@@ -387,7 +523,20 @@ export class RestoreSession {
       this.#unflushedBytes += bytes;
       throw error;
     }
+    const checkpoint = this.#checkpoint;
+    if (checkpoint !== null) {
+      for (const chunk of chunks) checkpoint.markDone(chunk);
+      try {
+        await checkpoint.persist();
+      } catch (error) {
+        // Durable on the primary, but the checkpoint still names them: a resume copies them
+        // again (the same bytes; no host write touched them yet), so they stay held.
+        this.#unflushedChunks.unshift(...chunks);
+        throw error;
+      }
+    }
     for (const chunk of chunks) {
+      this.#chunkStates[chunk] = chunkDone;
       for (let piece = this.#firstPiece[chunk]; piece < this.#firstPiece[chunk + 1]; piece++) {
         this.#deps.drl.endWrite(this.#pieceOffsetsBytes[piece], this.#pieceLengthsBytes[piece]);
       }
@@ -398,6 +547,7 @@ export class RestoreSession {
   #abandonHolds(): void {
     this.#deps.drl.setInSync(false);
     for (const chunk of this.#unflushedChunks.splice(0)) {
+      this.#chunkStates[chunk] = chunkDone;
       for (let piece = this.#firstPiece[chunk]; piece < this.#firstPiece[chunk + 1]; piece++) {
         this.#deps.drl.endWrite(this.#pieceOffsetsBytes[piece], this.#pieceLengthsBytes[piece]);
       }
@@ -410,4 +560,30 @@ export class RestoreSession {
       this.#chunkStates[chunk] = chunkDone; // nothing more will copy it
     }
   }
+}
+
+/**
+ * `extents` joined with every region the DRL holds dirty: there the primary may differ from
+ * the journal's head (a gap not yet resynced), so the restore copies the target's bytes whole
+ * rather than trusting the maps' diff. Ascending and apart, as a session takes them.
+ */
+export function withDirtyRegions(extents: readonly RestoreExtent[], drl: DirtyRegionLog): RestoreExtent[] {
+  if (drl.dirtyCount === 0) return [...extents];
+  const all: RestoreExtent[] = [...extents];
+  drl.forEachDirtyRegion((regionIndex) => {
+    const offsetBytes = regionIndex * drl.regionBytes;
+    all.push({ offsetBytes, lengthBytes: Math.min(drl.regionBytes, drl.sizeBytes - offsetBytes) });
+  });
+  all.sort((a, b) => a.offsetBytes - b.offsetBytes);
+  const merged: RestoreExtent[] = [];
+  for (const extent of all) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && extent.offsetBytes <= last.offsetBytes + last.lengthBytes) {
+      const endBytes = Math.max(last.offsetBytes + last.lengthBytes, extent.offsetBytes + extent.lengthBytes);
+      merged[merged.length - 1] = { offsetBytes: last.offsetBytes, lengthBytes: endBytes - last.offsetBytes };
+    } else {
+      merged.push(extent);
+    }
+  }
+  return merged;
 }

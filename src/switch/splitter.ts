@@ -406,7 +406,7 @@ export class Splitter {
   /** Passes through to the primary (reads are not ordered against writes in flight, as in NBD). */
   async read(offsetBytes: number, target: Uint8Array): Promise<void> {
     assertBlockRange(this.#primary.sizeBytes, offsetBytes, target.length);
-    await this.#beforeHostIo(offsetBytes, target.length);
+    await this.#beforeHostIo(offsetBytes, target.length, false);
     await this.#primary.read(offsetBytes, target);
   }
 
@@ -432,7 +432,7 @@ export class Splitter {
         throw new SplitterClosedError(`Cannot write to volume "${this.name}": the splitter closed while the write waited`);
       }
     }
-    await this.#beforeHostIo(offsetBytes, data.length);
+    await this.#beforeHostIo(offsetBytes, data.length, true);
     const slot = await this.#acquireSlot();
     try {
       await this.#writeInSlot(slot, offsetBytes, data, options);
@@ -582,13 +582,13 @@ export class Splitter {
   }
 
   /** Host I/O during a restore: restore the range first (instant), or refuse. */
-  async #beforeHostIo(offsetBytes: number, lengthBytes: number): Promise<void> {
+  async #beforeHostIo(offsetBytes: number, lengthBytes: number, forWrite: boolean): Promise<void> {
     const restore = this.#restore;
     if (restore === null) return;
     if (!restore.instant) {
       throw new SplitterError(`Cannot serve host I/O on volume "${this.name}": it is being restored (use --instant to keep it usable)`);
     }
-    await restore.session.prepare(offsetBytes, lengthBytes);
+    await restore.session.prepare(offsetBytes, lengthBytes, forWrite);
   }
 
   // -------------------------------------------------------------------------------------

@@ -178,9 +178,14 @@ export interface ReadRequestBody {
 /** FETCH: instant restore asks for a range it must serve now. */
 export type FetchBody = ReadRequestBody;
 
-/** READ_REPLY: the payload is the data. */
+/**
+ * READ_REPLY: the payload is the data; or, with `error` and no payload, why the appliance
+ * could not read (the point no longer retained, a store error): that read fails at once and
+ * the link goes on.
+ */
 export interface ReadReplyBody {
   readonly requestId: number;
+  readonly error?: string;
 }
 
 /**
@@ -857,13 +862,19 @@ function readRequestProblem(body: unknown, payloadBytes: number): string | null 
   );
 }
 
-const readReplyFields = ["requestId"] as const;
+const readReplyFields = ["requestId", "error"] as const;
 
 function readReplyProblem(body: unknown, payloadBytes: number): string | null {
   const fields = asFields(body);
   if (fields === null) return objectProblem(body, "the body");
+  if (fields.error !== undefined) {
+    return integerProblem(fields.requestId, `field "requestId"`, 0) ??
+      stringProblem(fields.error, `field "error"`, 1, wireLimits.restoreMessageLengthMax) ??
+      exactFieldsProblem(fields, readReplyFields, 2, "the body") ??
+      noPayloadProblem(payloadBytes);
+  }
   return integerProblem(fields.requestId, `field "requestId"`, 0) ??
-    exactFieldsProblem(fields, readReplyFields, readReplyFields.length, "the body") ??
+    exactFieldsProblem(fields, readReplyFields, 1, "the body") ??
     (payloadBytes % wireSectorBytes === 0 && payloadBytes <= wireLimits.readBytesMax
       ? null
       : `its ${payloadBytes}-byte payload is not whole sectors up to ${wireLimits.readBytesMax} bytes`);
@@ -1084,3 +1095,9 @@ const validators: Readonly<Record<MessageKind, Validator>> = {
   [messageKinds.error]: errorProblem,
   [messageKinds.bye]: byeProblem,
 };
+
+/** A text cut to fit a restore message or a read error (`wireLimits.restoreMessageLengthMax`). */
+export function fitWireText(text: string): string {
+  const lengthMax = wireLimits.restoreMessageLengthMax;
+  return text.length === 0 ? "unknown" : text.length <= lengthMax ? text : `${text.slice(0, lengthMax - 3)}...`;
+}

@@ -10,71 +10,13 @@
  *   silent difference.
  * A missing `qemu-io` or `nbdcopy` fails the test (CI installs them).
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { killHard, startCli, stopCleanly } from "../support/cli_processes.ts";
 import { freePort, runPeerOk } from "../support/peers.ts";
 import { type RuntimeTarget, runtimeTarget } from "../support/runtime.ts";
 
 const volumeBytes = 16 * 1024 * 1024;
-const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
-const cliCommand: readonly string[] = deno !== undefined
-  ? [deno.execPath(), "run", "-A", "targets/deno/cli.ts"]
-  : [process.execPath, "bin/anytime.mjs"];
-
-
-interface Started {
-  child: ChildProcess;
-  output: () => string;
-}
-
-/** Starts `anytime ARGS...`, resolving once its banner (up to `readyText`) is printed. */
-function startCli(args: readonly string[], readyText: RegExp): Promise<Started> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cliCommand[0], [...cliCommand.slice(1), ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let text = "";
-    const timer = setTimeout(() => reject(new Error(`anytime ${args[0]} did not start:\n${text}`)), 30_000);
-    const onData = (chunk: Buffer) => {
-      text += chunk.toString();
-      if (readyText.test(text)) {
-        clearTimeout(timer);
-        resolve({ child, output: () => text });
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`anytime ${args[0]} exited with ${code}:\n${text}`));
-    });
-  });
-}
-
-function killHard(started: Started): Promise<void> {
-  return new Promise((resolve) => {
-    started.child.removeAllListeners("exit");
-    started.child.once("exit", () => resolve());
-    started.child.kill("SIGKILL");
-  });
-}
-
-/**
- * SIGTERM, then "stopped cleanly" when the process said so and exited 0; else what it did.
- * Deno's `node:child_process` reports a child that exited 0 after handling the SIGTERM it was
- * sent as killed by that signal (a shell sees exit 0), so under Deno the printed line decides.
- */
-function stopCleanly(started: Started): Promise<string> {
-  return new Promise((resolve) => {
-    started.child.removeAllListeners("exit");
-    started.child.once("exit", (code, signal) => {
-      const exitedZero = code === 0 || (deno !== undefined && code === null && signal === "SIGTERM");
-      const said = started.output().includes("anytime: stopped cleanly");
-      resolve(exitedZero && said ? "stopped cleanly" : `exit ${code} ${signal}:\n${started.output()}`);
-    });
-    started.child.kill("SIGTERM");
-  });
-}
-
 async function run(command: string, args: readonly string[]): Promise<string> {
   return (await runPeerOk(command, args)).stdout;
 }

@@ -411,6 +411,31 @@ describe("SwitchLink running restores the appliance asks for", () => {
     await appliance.close();
   });
 
+  it("a read the appliance cannot answer fails the restore at once with its reason, and the link stays up", async () => {
+    const { appliance, applianceLink, splitter, link, clock } = await setUpRestores();
+    await writePieces(splitter, clock, 4, 65536, 1);
+    const volume = appliance.volume("db");
+    const target = volume.resolvePoint("head");
+    await writePieces(splitter, clock, 4, 65536, 2);
+    const openImage = volume.openImage.bind(volume);
+    volume.openImage = ((point: string) => {
+      const image = openImage(point);
+      image.read = () => Promise.reject(new Error("Injected store read failure"));
+      return image;
+    }) as typeof volume.openImage;
+    const remote = applianceLink.startRestore("db", { toSeq: target.seq, toTimeUs: target.timeUs, instant: false, full: false });
+    await settle(remote.started, clock);
+    const end = await settle(remote.finished, clock);
+    expect(end.state).toBe("failed");
+    expect(end.message).toMatch(/could not answer a read: Cannot read .*Injected store read failure/);
+    expect(link.connectionCount).toBe(1); // a READ_REPLY with an error, not an ERROR that ends the link
+    expect(link.state).toBe("streaming");
+    await until(() => splitter.acknowledgedSeq === splitter.nextSeq - 1, "the gap acknowledged", clock);
+    expect(volume.gaps().map((gap) => gap.reason)).toEqual(["restore failed"]);
+    await link.stop();
+    await appliance.close();
+  });
+
   it("resumes after a connection dropped mid-restore: reads are asked again, nothing is copied twice", async () => {
     const { appliance, applianceLink, primary, splitter, link, transport, clock } = await setUpRestores();
     await writePieces(splitter, clock, 16, 65536, 1, true);

@@ -375,6 +375,19 @@ const cases: Case[] = [
     says: /100-byte payload is not whole sectors/,
   },
   {
+    what: "a READ_REPLY error with data",
+    kind: messageKinds.readReply,
+    body: () => ({ requestId: 1, error: "Cannot read" }),
+    payloadBytes: 512,
+    says: /payload/,
+  },
+  {
+    what: "a READ_REPLY with an empty error",
+    kind: messageKinds.readReply,
+    body: () => ({ requestId: 1, error: "" }),
+    says: /error" is ""/,
+  },
+  {
     what: "a PING with a fractional time",
     kind: messageKinds.ping,
     body: () => ({ timeUs: 0.5 }),

@@ -566,6 +566,7 @@ export function everyKindSamples(checksum: Checksum): SampleMessage[] {
       body: { requestId: 8, volume: "db", offsetBytes: 4096, lengthBytes: 4096, atSeq: 41 },
       payload: new Uint8Array(0),
     },
+    { kind: messageKinds.readReply, body: { requestId: 8, error: "Cannot read 4096 bytes at 4096: the point faded" }, payload: new Uint8Array(0) },
   ];
   return samples;
 }
