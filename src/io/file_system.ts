@@ -51,6 +51,12 @@ export interface FileHandle {
    * @returns the bytes read: fewer at the end of the file, 0 past it.
    */
   readSync(target: Uint8Array, positionBytes: number): number;
+  /**
+   * The same as `readSync`, for large buffers: a runtime that can read positionally off the
+   * event loop does (Node: the thread pool), so several large reads and writes run at once;
+   * one that cannot reads synchronously.
+   */
+  read(target: Uint8Array, positionBytes: number): Promise<number>;
   /** Writes up to `source.length` bytes at `positionBytes`; returns the bytes written. */
   writeSync(source: Uint8Array, positionBytes: number): number;
   /**
@@ -119,14 +125,23 @@ const ioCallBytesMax = 1024 * 1024 * 1024;
 export function readFullySync(handle: FileHandle, target: Uint8Array, positionBytes: number): void {
   let doneBytes = 0;
   while (doneBytes < target.length) {
-    const readBytes = handle.readSync(nextPart(target, doneBytes), positionBytes + doneBytes);
-    if (readBytes === 0) {
-      throw new Error(
-        `Cannot read ${target.length} bytes at offset ${positionBytes}: the file ends after ${doneBytes}`,
-      );
-    }
-    doneBytes += readBytes;
+    doneBytes += checkRead(handle.readSync(nextPart(target, doneBytes), positionBytes + doneBytes), target, positionBytes, doneBytes);
   }
+}
+
+/** {@link readFullySync} through the handle's `read` (off the event loop where the runtime can). */
+export async function readFully(handle: FileHandle, target: Uint8Array, positionBytes: number): Promise<void> {
+  let doneBytes = 0;
+  while (doneBytes < target.length) {
+    doneBytes += checkRead(await handle.read(nextPart(target, doneBytes), positionBytes + doneBytes), target, positionBytes, doneBytes);
+  }
+}
+
+function checkRead(readBytes: number, target: Uint8Array, positionBytes: number, doneBytes: number): number {
+  if (readBytes === 0) {
+    throw new Error(`Cannot read ${target.length} bytes at offset ${positionBytes}: the file ends after ${doneBytes}`);
+  }
+  return readBytes;
 }
 
 /** Writes all of `source` at `positionBytes`, looping over short writes. */

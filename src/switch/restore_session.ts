@@ -121,6 +121,8 @@ export class RestoreSession {
   /** The background flush under way, and the first error one met. */
   #flushing: Promise<void> | null = null;
   #flushError: unknown = undefined;
+  /** The last flush queued (flushes run one after another). */
+  #lastFlush: Promise<void> = Promise.resolve();
   /** Where the chunks left to copy are kept durably (a restore that survives a crash), if anywhere. */
   #checkpoint: RestoreCheckpoint | null = null;
   #begun = false;
@@ -348,9 +350,15 @@ export class RestoreSession {
     for (let chunk = first; chunk <= last; chunk++) {
       if (!isOnPrimary(this.#chunkStates[chunk])) await this.#restoreChunk(chunk);
       if (!forWrite || this.#checkpoint === null) continue;
-      while (this.#chunkStates[chunk] === chunkRestored) {
-        await this.#settleSoon();
-        if (this.#flushError !== undefined) throw this.#flushError;
+      if (this.#chunkStates[chunk] === chunkRestored) {
+        // Flushes run one after another: the one queued now comes after the chunk was handed to one.
+        try {
+          await this.#flushAndSettle();
+        } catch (error) {
+          this.#flushError ??= error;
+          throw error;
+        }
+        assert(this.#chunkStates[chunk] !== chunkRestored, "A restored chunk is durable after the next flush");
       }
     }
   }
@@ -443,16 +451,18 @@ export class RestoreSession {
       assert(this.#chunkStates[chunk] === chunkPending, `Chunk ${chunk} is pending`);
       this.#chunkStates[chunk] = chunkCopying;
     }
-    const settle = (state: number) => {
+    // The copy itself marks its chunks restored as it hands them to the next flush (which may
+    // run, and mark them done, before this settles): settling only ends the copy.
+    const settle = (failed: boolean) => {
       for (let chunk = first; chunk < first + count; chunk++) {
-        this.#chunkStates[chunk] = state;
+        if (failed && this.#chunkStates[chunk] === chunkCopying) this.#chunkStates[chunk] = chunkPending;
         this.#copying.delete(chunk);
       }
     };
     const copy = this.#copyChunks(first, count).then(
-      () => settle(chunkRestored),
+      () => settle(false),
       (error) => {
-        settle(chunkPending);
+        settle(true);
         throw error;
       },
     );
@@ -487,7 +497,10 @@ export class RestoreSession {
         this.#bytesDone += lengthBytes;
         this.#unflushedBytes += lengthBytes;
       }
-      for (let chunk = first; chunk < first + count; chunk++) this.#unflushedChunks.push(chunk);
+      for (let chunk = first; chunk < first + count; chunk++) {
+        this.#chunkStates[chunk] = chunkRestored;
+        this.#unflushedChunks.push(chunk);
+      }
     } finally {
       this.#giveBuffer(buffer);
     }
@@ -508,10 +521,18 @@ export class RestoreSession {
   }
 
   /**
-   * Makes the restored chunks durable on the primary (one flush for many chunks), then ends
-   * their DRL holds: a region may settle only once its restored bytes cannot be lost.
+   * Makes the restored chunks durable on the primary (one flush for many chunks), then clears
+   * them in the checkpoint and ends their DRL holds: a region may settle only once its restored
+   * bytes cannot be lost. Flushes run one after another (each takes the chunks restored by
+   * the time it starts).
    */
-  async #flushAndSettle(): Promise<void> {
+  #flushAndSettle(): Promise<void> {
+    const run = this.#lastFlush.catch(() => {}).then(() => this.#flushAndSettleNow());
+    this.#lastFlush = run;
+    return run;
+  }
+
+  async #flushAndSettleNow(): Promise<void> {
     if (this.#unflushedChunks.length === 0) return;
     const chunks = this.#unflushedChunks.splice(0);
     const bytes = this.#unflushedBytes;

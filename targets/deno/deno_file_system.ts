@@ -134,6 +134,11 @@ class DenoFileHandle implements FileHandle {
     return this.#file.writeSync(source);
   }
 
+  /** The synchronous read: see the module doc. */
+  async read(target: Uint8Array, positionBytes: number): Promise<number> {
+    return this.readSync(target, positionBytes);
+  }
+
   /** The synchronous write: see the module doc. */
   async write(source: Uint8Array, positionBytes: number): Promise<number> {
     return this.writeSync(source, positionBytes);

@@ -128,6 +128,14 @@ class NodeFileHandle implements FileHandle {
     return fs.writeSync(this.#fd, source, 0, source.length, positionBytes);
   }
 
+  /** `fs.read` on the thread pool. */
+  read(target: Uint8Array, positionBytes: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      fs.read(this.#fd, target, 0, target.length, positionBytes, (error, readBytes) =>
+        error === null ? resolve(readBytes) : reject(error));
+    });
+  }
+
   /** `fs.write` on the thread pool. */
   write(source: Uint8Array, positionBytes: number): Promise<number> {
     return new Promise((resolve, reject) => {

@@ -80,6 +80,15 @@ function describeSegmentStoreContract(name: string, makeHarness: () => Promise<S
       expect(isAllZero(await readAll(store, 3))).toBe(true);
     });
 
+    test("large reads (off the event loop where the runtime can) see what was written, several at once", async () => {
+      await store.create(4, 4 * mebibyte);
+      const bytes = patternBytes(4 * mebibyte, 9);
+      await store.write(4, 0, bytes);
+      const pieces = [0, 1, 2, 3].map(() => new Uint8Array(mebibyte - 512));
+      await Promise.all(pieces.map((piece, i) => store.read(4, i * mebibyte + 512, piece)));
+      pieces.forEach((piece, i) => expect(piece).toEqual(bytes.subarray(i * mebibyte + 512, (i + 1) * mebibyte)));
+    });
+
     test("list returns segment ids ascending", async () => {
       for (const segmentId of [10, 2, 7, 100_000_000]) await store.create(segmentId, 4096);
       expect(await store.list()).toEqual([2, 7, 10, 100_000_000]);
