@@ -272,11 +272,12 @@ export async function startSwitch(runtime: ServerRuntime, options: SwitchOptions
   const secret = await readOrCreateKey(runtime, secretFile, secretBytes);
   return await assemble(runtime, async (stops) => {
     const primaries = await openPrimaries(runtime, options.volumes);
+    // The first start on an existing volume journals it whole (the initial copy), through resync.
     const switchNode = await openSwitchNode(runtime, primaries, options.stateDirectory, options, {
       transport: runtime.tcp,
       applianceAddress: options.applianceAddress,
       secret: new TextEncoder().encode(secret.text),
-    });
+    }, { initialCopy: true });
     stops.add("switch", () => switchNode.stop());
     // Restores the appliance asks for (stopped before the switch: they are cancelled first).
     const restores = new SwitchRestores({
@@ -438,14 +439,25 @@ async function openSwitchNode(
   stateDirectory: string,
   flags: SwitchFlags,
   link: { transport: Transport; applianceAddress: string; secret: Uint8Array },
+  options: { initialCopy?: boolean } = {},
 ): Promise<SwitchNode> {
   const fileSystem = runtime.fileSystem;
   const volumes: SwitchVolume[] = [];
-  for (const { volume, primary } of primaries) {
+  for (const { volume, primary, created } of primaries) {
+    const drlCell = await FileDurableCell.open(fileSystem, join(fileSystem, stateDirectory, `${volume.name}.drl`));
+    const firstStart = options.initialCopy !== true || (await drlCell.read()) !== null
+      ? undefined
+      : created
+      ? "empty" as const
+      : "initial copy" as const;
+    if (firstStart === "initial copy") {
+      runtime.log(`Volume ${volume.name}: protected by this switch for the first time: its whole content is journaled by the resync that follows`);
+    }
     volumes.push({
       name: volume.name,
       primary,
-      drlCell: await FileDurableCell.open(fileSystem, join(fileSystem, stateDirectory, `${volume.name}.drl`)),
+      firstStart,
+      drlCell,
       restoreCell: await FileDurableCell.open(fileSystem, join(fileSystem, stateDirectory, `${volume.name}.restore`)),
     });
   }

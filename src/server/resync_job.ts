@@ -8,8 +8,10 @@
  * guarantee 3). Host writes go on meanwhile: each region is read with them held back for a
  * moment.
  *
- * This release moves every dirty region whole; comparing region hashes with the appliance
- * first (so only true mismatches move, DESIGN.md "Resync") is the next step.
+ * In one process (`serve`) each piece is compared first with the appliance's image at the
+ * seq it was read at (DESIGN.md "Resync": only true mismatches move — after a switch restart
+ * or a resumed restore most dirty regions already match). `anytime switch` moves every dirty
+ * region whole: comparing over the link (HASH_REQUEST/HASH_REPLY) is the next step.
  *
  * @module
  */
@@ -51,9 +53,25 @@ export async function resyncLocally(
   handle.report({ bytesMoved: 0, bytesTotal: Math.min(regionsTotal * regionBytes, splitter.sizeBytes) });
   ready();
   deps.log?.(`Volume ${request.volume}: ${request.full ? "re-baseline" : "resync"} of ${regionsTotal} regions`);
+  const appliance = deps.appliance;
+  let scratch = new Uint8Array(0);
   const result = await splitter.resync({
     full: request.full,
     cancelled: () => cancelled,
+    // In one process the appliance's image is at hand: a piece that already matches moves nothing.
+    compare: appliance === undefined ? undefined : async (offsetBytes, primary, atSeq) => {
+      const volume = appliance.volume(request.volume);
+      while (volume.head.seq < atSeq) await deps.clock.sleep(1);
+      if (scratch.length < primary.length) scratch = new Uint8Array(primary.length);
+      const image = volume.openImage(`seq:${atSeq}`);
+      try {
+        const journaled = scratch.subarray(0, primary.length);
+        await image.read(offsetBytes, journaled);
+        return equalBytes(journaled, primary);
+      } finally {
+        await image.close();
+      }
+    },
     onProgress: (progress) =>
       handle.report({ bytesMoved: progress.bytesMoved, bytesTotal: Math.min(progress.regionsTotal * regionBytes, splitter.sizeBytes) }),
   });
@@ -68,6 +86,22 @@ export async function resyncLocally(
     const volume = deps.appliance.volume(request.volume);
     while (volume.head.seq < result.fixupEndSeq) await deps.clock.sleep(2);
   }
-  deps.log?.(`Volume ${request.volume}: in sync again (${result.regions} regions, ${result.bytesMoved} bytes)`);
+  deps.log?.(
+    `Volume ${request.volume}: in sync again (${result.regions} regions, ${result.bytesMoved} bytes moved` +
+      `${result.bytesMatched > 0 ? `, ${result.bytesMatched} bytes already matched` : ""})`,
+  );
   return "done";
+}
+
+/** Byte equality, four bytes at a time where both are aligned (pieces are whole sectors). */
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  if (a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0 && a.length % 4 === 0) {
+    const wordsA = new Int32Array(a.buffer, a.byteOffset, a.length / 4);
+    const wordsB = new Int32Array(b.buffer, b.byteOffset, b.length / 4);
+    for (let i = 0; i < wordsA.length; i++) if (wordsA[i] !== wordsB[i]) return false;
+    return true;
+  }
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

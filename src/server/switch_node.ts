@@ -50,6 +50,8 @@ export interface SwitchVolume {
    * state to resync.
    */
   readonly restoreCell?: DurableCell;
+  /** The switch protects the volume for the first time (see `SplitterOptions.firstStart`). */
+  readonly firstStart?: "initial copy" | "empty";
 }
 
 /** What a switch node needs from outside. */
@@ -130,7 +132,13 @@ export class SwitchNode {
       splitters.push(
         await Splitter.open(
           { primary: volume.primary, drlCell: volume.drlCell, clock: deps.clock, checksum },
-          { name: volume.name, regionBytes: options.regionBytes, bufferBytes: options.bufferBytes, onFull: options.onFull },
+          {
+            name: volume.name,
+            regionBytes: options.regionBytes,
+            bufferBytes: options.bufferBytes,
+            onFull: options.onFull,
+            firstStart: volume.firstStart,
+          },
         ),
       );
     }

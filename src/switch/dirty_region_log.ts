@@ -204,6 +204,26 @@ export class DirtyRegionLog {
   }
 
   /**
+   * Starts the DRL of a volume the switch protects for the first time, every region clean,
+   * persisted before this resolves (so the next start knows the switch has seen it).
+   *
+   * @throws {RangeError} when the geometry is invalid.
+   * @throws {DirtyRegionLogError} when the cell write fails.
+   */
+  static async createClean(
+    cell: DurableCell,
+    options: DirtyRegionLogOptions,
+    deps: DirtyRegionLogDeps = {},
+  ): Promise<DirtyRegionLog> {
+    const geometry = validateGeometry(options);
+    const checksum = deps.checksum ?? await createChecksum();
+    const drl = new DirtyRegionLog(cell, checksum, geometry, 0);
+    drl.#changedSinceSnapshot = true;
+    await drl.persist();
+    return drl;
+  }
+
+  /**
    * Discards whatever `cell` holds and starts with every region dirty, persisted before
    * this resolves: the way back from a corrupt or mismatched DRL, at the price of a full
    * resync.

@@ -126,6 +126,14 @@ export interface SplitterOptions {
   nextSeq?: number;
   /** When {@link Splitter.maintain} resets the DRL; default `new ResetPolicy()` (every 30 s). */
   resetPolicy?: ResetPolicy;
+  /**
+   * The switch protects this volume for the first time (its DRL cell is empty): `"initial
+   * copy"` when the primary holds data the appliance has never seen — every region starts
+   * dirty and a `gap` (reason "initial copy") makes the volume need resync, which journals the
+   * whole primary (the initial full copy; images before it ends are suspect); `"empty"` when
+   * the primary was created now (all zeros, as the appliance's base is).
+   */
+  firstStart?: "initial copy" | "empty";
 }
 
 /** A queued marker, as the link sends it. */
@@ -279,10 +287,12 @@ export class Splitter {
     }
     const bufferBytes = options.bufferBytes ?? switchLimits.copyBufferBytesDefault;
     const checksum = deps.checksum ?? await createChecksum();
-    const drl = await DirtyRegionLog.open(deps.drlCell, {
-      sizeBytes: deps.primary.sizeBytes,
-      regionBytes: options.regionBytes ?? switchLimits.drlRegionBytesDefault,
-    }, { checksum });
+    const geometry = { sizeBytes: deps.primary.sizeBytes, regionBytes: options.regionBytes ?? switchLimits.drlRegionBytesDefault };
+    const drl = options.firstStart === "initial copy"
+      ? await DirtyRegionLog.recreateAllDirty(deps.drlCell, geometry, { checksum })
+      : options.firstStart === "empty"
+      ? await DirtyRegionLog.createClean(deps.drlCell, geometry, { checksum })
+      : await DirtyRegionLog.open(deps.drlCell, geometry, { checksum });
     const splitter = new Splitter(
       { primary: deps.primary, drl, clock: deps.clock, checksum },
       {
@@ -297,7 +307,8 @@ export class Splitter {
     if (drl.dirtyCount > 0) {
       // The DRL on disk covers every region that may differ: resync must compare them.
       splitter.#needsResync = true;
-      const seq = splitter.#queueMarker("gap", { reason: "switch restart", dirtyRegions: drl.dirtyCount });
+      const reason = options.firstStart === "initial copy" ? "initial copy" : "switch restart";
+      const seq = splitter.#queueMarker("gap", { reason, dirtyRegions: drl.dirtyCount });
       assert(seq >= 0, "The first marker always fits");
     } else {
       // seed 003 [0051]: a clean DRL with nothing in flight is in sync; resets may clear bits.
@@ -609,7 +620,12 @@ export class Splitter {
    * The DRL stays set over each region until the appliance acknowledges its fix-up; once the
    * fix-up end is acknowledged the caller ends the resync with {@link finishResync}.
    *
-   * @returns the seq of the fix-up end marker and what moved.
+   * With `compare` (DESIGN "Resync": compare first, move only what differs), each piece of a
+   * region is first read with host writes held back at seq S (every write the primary has),
+   * and once the appliance holds S durably, `compare` says whether its image at S equals
+   * those bytes: then no fix-up is needed there (later writes reach the journal as usual).
+   *
+   * @returns the seq of the fix-up end marker and what moved (and what matched).
    * @throws {SplitterError} when not protecting (the link must carry the records), or while a
    *   restore or another resync runs.
    */
@@ -617,7 +633,8 @@ export class Splitter {
     full?: boolean;
     onProgress?: (progress: { regionsDone: number; regionsTotal: number; bytesMoved: number }) => void;
     cancelled?: () => boolean;
-  } = {}): Promise<{ fixupEndSeq: number; regions: number; bytesMoved: number; cancelled: boolean }> {
+    compare?: (offsetBytes: number, primary: Uint8Array, atSeq: number) => Promise<boolean>;
+  } = {}): Promise<{ fixupEndSeq: number; regions: number; bytesMoved: number; bytesMatched: number; cancelled: boolean }> {
     if (this.#state !== splitterStates.protecting || this.#restore !== null || this.#resyncing) {
       throw new SplitterError(
         `Cannot resync volume "${this.name}" now: it is ${this.#resyncing ? "resyncing" : this.#restore !== null ? "restoring" : this.#state}`,
@@ -635,6 +652,7 @@ export class Splitter {
       const pieceBytesMax = Math.min(limits.writeBytesMax, this.#copyBuffer.bytesMax / 4);
       const buffer = new Uint8Array(Math.min(this.#drl.regionBytes, pieceBytesMax));
       let bytesMoved = 0;
+      let bytesMatched = 0;
       let done = 0;
       for (const region of regions) {
         if (options.cancelled?.() === true) break;
@@ -642,6 +660,14 @@ export class Splitter {
         const regionEndBytes = Math.min(regionStartBytes + this.#drl.regionBytes, this.#primary.sizeBytes);
         for (let offsetBytes = regionStartBytes; offsetBytes < regionEndBytes; offsetBytes += buffer.length) {
           const piece = buffer.subarray(0, Math.min(buffer.length, regionEndBytes - offsetBytes));
+          if (options.compare !== undefined) {
+            const atSeq = await this.#readQuiesced(offsetBytes, piece);
+            await this.#untilAcknowledged(atSeq);
+            if (await options.compare(offsetBytes, piece, atSeq)) {
+              bytesMatched += piece.length;
+              continue;
+            }
+          }
           await this.#journalFromPrimary(offsetBytes, piece);
           bytesMoved += piece.length;
         }
@@ -649,8 +675,8 @@ export class Splitter {
         options.onProgress?.({ regionsDone: done, regionsTotal: regions.length, bytesMoved });
       }
       const cancelled = done < regions.length;
-      const fixupEndSeq = cancelled ? -1 : this.recordMarker("fixupEnd", { regions: regions.length, bytes: bytesMoved });
-      return { fixupEndSeq, regions: regions.length, bytesMoved, cancelled };
+      const fixupEndSeq = cancelled ? -1 : this.recordMarker("fixupEnd", { regions: regions.length, bytes: bytesMoved, matched: bytesMatched });
+      return { fixupEndSeq, regions: regions.length, bytesMoved, bytesMatched, cancelled };
     } finally {
       this.#resyncing = false;
     }
@@ -662,6 +688,28 @@ export class Splitter {
     this.#needsResync = false;
     this.#drl.setInSync(true);
     this.#queueMarker("inSync", {});
+  }
+
+  /** Reads the primary at `offsetBytes` while no host write moves; returns the seq it matches (every write copied so far). */
+  async #readQuiesced(offsetBytes: number, piece: Uint8Array): Promise<number> {
+    this.pauseHostWrites();
+    try {
+      while (this.inFlightWriteCount > 0) await this.#clock.sleep(0);
+      await this.#primary.read(offsetBytes, piece);
+      return this.#nextSeq - 1;
+    } finally {
+      this.resumeHostWrites();
+    }
+  }
+
+  /** Waits until the appliance holds `seq` durably (while the link carries the records). */
+  async #untilAcknowledged(seq: number): Promise<void> {
+    while (this.#acknowledgedSeq < seq) {
+      if (this.#state !== splitterStates.protecting) {
+        throw new SplitterError(`Cannot resync volume "${this.name}": it dropped to ${this.#state}`);
+      }
+      await this.#clock.sleep(1);
+    }
   }
 
   /** One fix-up record: the primary's bytes at `offsetBytes`, read while no host write moves. */

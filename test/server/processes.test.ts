@@ -203,4 +203,48 @@ describe("anytime appliance + anytime switch over TCP", () => {
       await target.removeDir(directory);
     }
   });
+
+  it("journals an existing primary whole at the switch's first start (the initial copy), and not again after a restart", async () => {
+    const directory = await target.tempDir();
+    try {
+      const path = `${directory}/existing.img`;
+      const device = await target.FileBlockDevice.open(path, { sizeBytes: volumeBytes, create: true });
+      const content = new Uint8Array(volumeBytes);
+      for (let i = 0; i < content.length; i += 4096) content.fill((i / 4096) % 251 + 1, i, i + 4096);
+      await device.write(0, content);
+      await device.close();
+      const appliance = await startAppliance(runtime, {
+        dataDirectory: `${directory}/appliance`,
+        listenAddress: "127.0.0.1:0",
+        httpAddress: "127.0.0.1:0",
+        nbdAddress: "127.0.0.1:0",
+      });
+      const switchOptions = {
+        stateDirectory: `${directory}/switch`,
+        applianceAddress: appliance.linkAddress!,
+        secretFile: `${directory}/appliance/secret`,
+        volumes: [{ name: "old", path }],
+        nbdAddress: "127.0.0.1:0",
+      };
+      let switchProcess = await startSwitch(runtime, switchOptions);
+      const splitter = () => switchProcess.switchNode!.splitter("old");
+      for (let turn = 0; turn < 1000 && (splitter().needsResync || splitter().resyncing); turn++) await runtime.clock.sleep(10);
+      expect(splitter().needsResync).toBe(false);
+      const volume = appliance.appliance!.volume("old");
+      for (let turn = 0; turn < 200 && volume.head.seq < splitter().acknowledgedSeq; turn++) await runtime.clock.sleep(5);
+      const image = new Uint8Array(volumeBytes);
+      await volume.openImage("head").read(0, image);
+      expect(image.every((byte, i) => byte === content[i])).toBe(true); // (toEqual on 8 MiB takes a minute)
+      expect(volume.gaps().map((gap) => gap.reason)).toEqual(["initial copy"]);
+      expect(volume.suspectIntervals().every((interval) => interval.to !== undefined)).toBe(true); // closed by the copy's end
+
+      await switchProcess.stop();
+      switchProcess = await startSwitch(runtime, switchOptions);
+      expect(splitter().needsResync).toBe(false); // the DRL says the switch has seen it: no second copy
+      await switchProcess.stop();
+      await appliance.stop();
+    } finally {
+      await target.removeDir(directory);
+    }
+  });
 });

@@ -4,7 +4,8 @@
  * primary; the resync job journals the dirty regions as fix-ups, after which the head image
  * equals the primary byte for byte, the suspect interval is closed at the fix-up end, the
  * volume no longer needs resync and the DRL's resets clear its bits again. A full resync
- * (re-baseline) moves every region; a resync is refused while another job runs; a cancelled
+ * (re-baseline) compares every region; each compares a dirty piece with the appliance's image
+ * first and moves only what differs; a resync is refused while another job runs; a cancelled
  * one leaves the suspect interval open; with automatic resync on, the switch starts the job
  * by itself once the link streams after a gap.
  */
@@ -60,7 +61,12 @@ describe("resync in one process", () => {
     await expect(controlPlane.resync("db", { full: false })).rejects.toThrow(ConflictError);
     const ended = await waitForJob(controlPlane, job.id);
     expect(ended).toMatchObject({ state: "done", progress: 1 });
-    expect(controlPlane.job(job.id).bytesMoved).toBe(dirty * regionBytes);
+    // Compared first: only what the journal missed moves; the rest of the dirty regions matched.
+    const moved = controlPlane.job(job.id).bytesMoved;
+    expect(moved).toBeGreaterThan(0);
+    expect(moved).toBeLessThanOrEqual(dirty * regionBytes);
+    const end = volume.markers().find((m) => m.kind === "fixupEnd")!;
+    expect((end.detail as { bytes: number }).bytes + (end.detail as { matched: number }).matched).toBe(dirty * regionBytes);
 
     expect(firstDifference(await readAll(volume.openImage("head")), await readAll(primary))).toBe(-1);
     const suspect = volume.suspectIntervals();
@@ -83,12 +89,28 @@ describe("resync in one process", () => {
     await splitter.write(volumeBytes - 4096, new Uint8Array(4096).fill(8)); // during the resync
     const ended = await waitForJob(controlPlane, job.id);
     expect(ended.state).toBe("done");
-    expect(controlPlane.job(job.id).bytesMoved).toBe(volumeBytes);
     const volume = appliance.volume("db");
+    // Every region compared; the ones the journal already holds move nothing.
+    const end = volume.markers().find((m) => m.kind === "fixupEnd")!;
+    expect((end.detail as { bytes: number }).bytes + (end.detail as { matched: number }).matched).toBe(volumeBytes);
+    expect(controlPlane.job(job.id).bytesMoved).toBeLessThan(volumeBytes);
     await fixture.switchNode.waitAcknowledged("db", splitter.nextSeq - 1);
     for (let turn = 0; turn < 100 && volume.head.seq < splitter.nextSeq - 1; turn++) await new Promise((r) => setTimeout(r, 5));
     expect(firstDifference(await readAll(volume.openImage("head")), await readAll(primary))).toBe(-1);
     expect(volume.markers().map((m) => m.kind)).toEqual(["fixupStart", "fixupEnd", "inSync"]);
+    await tearDown();
+  });
+
+  it("moves nothing when the journal already holds what the primary has", async () => {
+    const fixture = await setUp({ volumeBytes, bufferBytes: 1024 * 1024 });
+    const { splitter, controlPlane, appliance, switchNode, tearDown } = fixture;
+    await splitter.write(8192, new Uint8Array(65536).fill(3));
+    await switchNode.waitAcknowledged("db", splitter.nextSeq - 1);
+    const job = await controlPlane.resync("db", { full: true });
+    expect((await waitForJob(controlPlane, job.id)).state).toBe("done");
+    expect(controlPlane.job(job.id).bytesMoved).toBe(0);
+    const end = appliance.volume("db").markers().find((m) => m.kind === "fixupEnd")!;
+    expect(end.detail).toMatchObject({ bytes: 0, matched: volumeBytes });
     await tearDown();
   });
 
