@@ -365,12 +365,13 @@ export class NbdServer {
     const replies = new ReplyWriter(connection);
     try {
       for (;;) {
-        const request = await reader.nextRequest();
+        // Awaited only when no decoded request waits: a chunk often holds several.
+        const request = reader.takeDecoded() ?? await reader.nextRequest();
         if (request === undefined) return;
         // Soft disconnect: no reply; the outstanding requests finish in `finally`.
         if (request.header.type === nbdCommands.disconnect) return;
         const costBytes = costBytesOf(request);
-        await window.admit(costBytes);
+        if (!window.fits(costBytes)) await window.admit(costBytes);
         window.track(this.#serveRequest(connection, replies, chosen, shape, request), costBytes);
       }
     } finally {
@@ -417,27 +418,28 @@ export class NbdServer {
     }
   }
 
-  /** Does what a checked request asks; `readTarget` is where READ data goes (absent for 0 bytes). */
-  async #execute(device: BlockDevice, request: DecodedRequest, readTarget: Uint8Array | undefined): Promise<void> {
+  /**
+   * Does what a checked request asks; `readTarget` is where READ data goes (absent for 0
+   * bytes). Returns the device's promise itself (no extra async step per request); the
+   * caller awaits it inside its `try`, so a device that throws instead of rejecting is
+   * caught too.
+   */
+  #execute(device: BlockDevice, request: DecodedRequest, readTarget: Uint8Array | undefined): Promise<void> {
     const { type, flags, offsetBytes, lengthBytes } = request.header;
     const fua = (flags & nbdCommandFlags.fua) !== 0;
     switch (type) {
       case nbdCommands.read:
-        if (readTarget !== undefined) await device.read(offsetBytes, readTarget);
-        return;
+        return readTarget === undefined ? settled : device.read(offsetBytes, readTarget);
       case nbdCommands.write:
         assert(request.payload !== undefined && request.payload.length === lengthBytes, "A WRITE has its payload");
-        if (lengthBytes > 0) await writeDurably(device, offsetBytes, request.payload, fua);
-        return;
+        return lengthBytes === 0 ? settled : writeDurably(device, offsetBytes, request.payload, fua);
       case nbdCommands.flush:
-        await device.flush();
-        return;
+        return device.flush();
       case nbdCommands.trim:
         // A hint the document lets the server ignore ("MAY discard"); FUA then has nothing to persist.
-        return;
+        return settled;
       case nbdCommands.writeZeroes:
-        await this.#writeZeroes(device, offsetBytes, lengthBytes, fua);
-        return;
+        return this.#writeZeroes(device, offsetBytes, lengthBytes, fua);
     }
     assert(false, `checkRequest let through request type ${type}`);
   }
@@ -485,14 +487,19 @@ function costBytesOf(request: DecodedRequest): number {
   return request.payload?.length ?? 0;
 }
 
+/** A promise that has resolved, for requests with nothing to do. */
+const settled: Promise<void> = Promise.resolve();
+
 /** A write that is durable when it resolves if `fua` (by FUA or, failing that, a flush). */
-async function writeDurably(device: BlockDevice, offsetBytes: number, source: Uint8Array, fua: boolean): Promise<void> {
-  if (fua && device.capabilities.fua) {
-    await device.write(offsetBytes, source, { fua: true });
-    return;
-  }
+function writeDurably(device: BlockDevice, offsetBytes: number, source: Uint8Array, fua: boolean): Promise<void> {
+  if (!fua) return device.write(offsetBytes, source);
+  if (device.capabilities.fua) return device.write(offsetBytes, source, { fua: true });
+  return writeThenFlush(device, offsetBytes, source);
+}
+
+async function writeThenFlush(device: BlockDevice, offsetBytes: number, source: Uint8Array): Promise<void> {
   await device.write(offsetBytes, source);
-  if (fua && device.capabilities.flush) await device.flush();
+  if (device.capabilities.flush) await device.flush();
 }
 
 /**
@@ -532,6 +539,16 @@ class ConnectionReader {
       if (chunk === undefined) return undefined;
       this.#queue.push(chunk);
     }
+  }
+
+  /**
+   * A request already decoded from the chunks read so far, or undefined (then call
+   * {@link nextRequest}); no await needed.
+   *
+   * @throws {NbdProtocolError} as {@link nextRequest} does.
+   */
+  takeDecoded(): DecodedRequest | undefined {
+    return this.#decoder?.next();
   }
 
   /** The next request, or undefined if the stream ended first. */
@@ -625,12 +642,15 @@ class InFlightWindow {
     this.#bytesMax = bytesMax;
   }
 
-  /** Waits until a request of `costBytes` fits; one always fits when nothing is in flight. */
+  /** Whether a request of `costBytes` fits now; one always fits when nothing is in flight. */
+  fits(costBytes: number): boolean {
+    return this.#pending.size === 0 ||
+      (this.#pending.size < this.#requestsMax && this.#bytes + costBytes <= this.#bytesMax);
+  }
+
+  /** Waits until a request of `costBytes` {@link fits}. */
   async admit(costBytes: number): Promise<void> {
-    while (
-      this.#pending.size > 0 &&
-      (this.#pending.size >= this.#requestsMax || this.#bytes + costBytes > this.#bytesMax)
-    ) {
+    while (!this.fits(costBytes)) {
       await new Promise<void>((resolve) => {
         assert(this.#waiter === null, "One reader waits on the window");
         this.#waiter = resolve;
