@@ -40,6 +40,11 @@ export const nbdLimits = {
    * two connections' full in-flight windows, so steady traffic allocates nothing.
    */
   bufferPoolRetainedBytesMax: 32 * 1024 * 1024,
+  /**
+   * Replies of at least this many bytes are sent on their own; smaller ones that finish
+   * while a send is in flight are batched into the next send (one system call for many).
+   */
+  replyBatchBytesMax: 64 * 1024,
   /** WRITE_ZEROES writes zeros in pieces of this size (one shared buffer of zeros). */
   zeroChunkBytes: 1024 * 1024,
 } as const;

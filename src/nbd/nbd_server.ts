@@ -14,8 +14,10 @@
  *   `requestsInFlightMax` requests and `requestBytesInFlightMax` payload bytes: at the limit
  *   the server stops reading the socket, so a client that does not read its replies stalls
  *   only itself. Each reply's chunks go out in one `send` call, which the seam never
- *   interleaves; replies that finish while a send is in flight go out together in the next
- *   one (one `writev` on TCP instead of a system call per reply, no delay added).
+ *   interleaves; small replies that finish while a send is in flight go out together in the
+ *   next one (one `writev` on TCP instead of a system call per reply, no delay added), while
+ *   a reply of `replyBatchBytesMax` or more is sent on its own, so each large READ frees its
+ *   place in the window as soon as the socket took it.
  * - No per-request copies or allocations on the data path: a WRITE payload is copied once,
  *   from the received chunks into a pooled buffer ({@link RequestDecoder},
  *   {@link BufferPool}); READ data is read into a pooled buffer and sent by reference behind
@@ -407,7 +409,11 @@ export class NbdServer {
       const replyHeader = new Uint8Array(simpleReplyHeaderBytes);
       encodeSimpleReplyHeader(replyHeader, errorValue, header.cookie);
       try {
-        await replies.send(readData !== undefined && errorValue === nbdErrors.none ? [replyHeader, readData] : [replyHeader]);
+        if (readData !== undefined && errorValue === nbdErrors.none) {
+          await replies.send([replyHeader, readData], simpleReplyHeaderBytes + readData.length);
+        } else {
+          await replies.send([replyHeader], simpleReplyHeaderBytes);
+        }
       } catch (error) {
         // The peer went away with requests in flight; the session ends on its own.
         if (!(error instanceof ConnectionClosedError)) this.#logError(connection, error);
@@ -604,7 +610,10 @@ class ReplyWriter {
     this.#connection = connection;
   }
 
-  send(chunks: readonly Uint8Array[]): Promise<void> {
+  send(chunks: readonly Uint8Array[], lengthBytes: number): Promise<void> {
+    // A large reply goes out on its own and settles as soon as it is written, so the window
+    // frees request by request while the socket drains (a batch would free all at once).
+    if (lengthBytes >= nbdLimits.replyBatchBytesMax) return this.#connection.send(chunks);
     for (const chunk of chunks) this.#chunks.push(chunk);
     const sent = new Promise<void>((resolve, reject) => this.#settlers.push({ resolve, reject }));
     if (!this.#sending) void this.#sendAll();
