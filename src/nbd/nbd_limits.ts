@@ -35,6 +35,16 @@ export const nbdLimits = {
    * request past it waits unless nothing is in flight (so one maximal request always runs).
    */
   requestBytesInFlightMax: 16 * 1024 * 1024,
+  /**
+   * Idle payload and READ buffers the server keeps for reuse (all connections together):
+   * two connections' full in-flight windows, so steady traffic allocates nothing.
+   */
+  bufferPoolRetainedBytesMax: 32 * 1024 * 1024,
+  /**
+   * Replies of at least this many bytes are sent on their own; smaller ones that finish
+   * while a send is in flight are batched into the next send (one system call for many).
+   */
+  replyBatchBytesMax: 64 * 1024,
   /** WRITE_ZEROES writes zeros in pieces of this size (one shared buffer of zeros). */
   zeroChunkBytes: 1024 * 1024,
 } as const;
@@ -42,5 +52,6 @@ export const nbdLimits = {
 assert(nbdLimits.payloadBytesMax % nbdLimits.blockBytesPreferred === 0, "The maximum is a multiple of the preferred");
 assert(nbdLimits.blockBytesPreferred % nbdLimits.blockBytesMin === 0, "The preferred is a multiple of the minimum");
 assert(nbdLimits.requestBytesInFlightMax >= nbdLimits.payloadBytesMax, "One maximal request fits the window");
+assert(nbdLimits.bufferPoolRetainedBytesMax >= nbdLimits.requestBytesInFlightMax, "A full window of buffers is kept");
 assert(nbdLimits.zeroChunkBytes % SECTOR_BYTES === 0, "Zero chunks are whole sectors");
 assert(nbdLimits.optionDataBytesMax >= 4 + nbdLimits.exportNameBytesMax + 2, "A GO with a maximal name fits");

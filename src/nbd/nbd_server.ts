@@ -13,7 +13,16 @@
  * - Requests run concurrently and reply out of order, but a connection holds at most
  *   `requestsInFlightMax` requests and `requestBytesInFlightMax` payload bytes: at the limit
  *   the server stops reading the socket, so a client that does not read its replies stalls
- *   only itself. Every reply is one `send` call, which the seam never interleaves.
+ *   only itself. Each reply's chunks go out in one `send` call, which the seam never
+ *   interleaves; small replies that finish while a send is in flight go out together in the
+ *   next one (one `writev` on TCP instead of a system call per reply, no delay added), while
+ *   a reply of `replyBatchBytesMax` or more is sent on its own, so each large READ frees its
+ *   place in the window as soon as the socket took it.
+ * - No per-request copies or allocations on the data path: a WRITE payload is copied once,
+ *   from the received chunks into a pooled buffer ({@link RequestDecoder},
+ *   {@link BufferPool}); READ data is read into a pooled buffer and sent by reference behind
+ *   its 16-byte header. A buffer goes back to the pool only when the device call that used
+ *   it and the send that carried it have settled (the seam's buffer rules).
  * - A stream that cannot be resynchronized (bad magic, unknown client flags) closes that
  *   connection only; nothing a client sends can throw out of {@link NbdServer.handle}.
  *
@@ -35,6 +44,7 @@
 import { assert } from "../core/assert.ts";
 import type { BlockDevice } from "../io/block_device.ts";
 import { type Connection, ConnectionClosedError, type Listener } from "../io/transport.ts";
+import { BufferPool } from "./buffer_pool.ts";
 import { checkRequest, errorValueOf } from "./nbd_errors.ts";
 import { nbdLimits } from "./nbd_limits.ts";
 import {
@@ -45,7 +55,6 @@ import {
   decodeInfoRequest,
   decodeName,
   decodeOption,
-  decodeRequest,
   encodeExportNameReply,
   encodeGreeting,
   encodeInfoBlockSize,
@@ -65,6 +74,7 @@ import {
   nbdOptions,
   NbdProtocolError,
   nbdTransmissionFlags,
+  RequestDecoder,
   simpleReplyHeaderBytes,
 } from "./protocol.ts";
 
@@ -113,6 +123,11 @@ export class NbdServer {
   /** Zeros for WRITE_ZEROES, allocated once and never written to. */
   readonly #zeros = new Uint8Array(nbdLimits.zeroChunkBytes);
   readonly #sessions = new Map<Connection, Promise<void>>();
+  /** WRITE payloads and READ data, shared by the connections. */
+  readonly #buffers = new BufferPool({
+    bytesMax: nbdLimits.payloadBytesMax,
+    retainedBytesMax: nbdLimits.bufferPoolRetainedBytesMax,
+  });
 
   constructor(deps: NbdServerDeps, options: NbdServerOptions = {}) {
     this.#deps = deps;
@@ -156,7 +171,7 @@ export class NbdServer {
   }
 
   async #serveConnection(connection: Connection): Promise<void> {
-    const reader = new ConnectionReader(connection);
+    const reader = new ConnectionReader(connection, this.#buffers);
     let chosen: NbdExport | undefined;
     try {
       await connection.send(encodeGreeting());
@@ -349,15 +364,17 @@ export class NbdServer {
   async #transmit(connection: Connection, reader: ConnectionReader, chosen: NbdExport): Promise<void> {
     const shape = { sizeBytes: chosen.device.sizeBytes, readOnly: isReadOnly(chosen) };
     const window = new InFlightWindow(this.#requestsInFlightMax, this.#requestBytesInFlightMax);
+    const replies = new ReplyWriter(connection);
     try {
       for (;;) {
-        const request = await reader.nextRequest();
+        // Awaited only when no decoded request waits: a chunk often holds several.
+        const request = reader.takeDecoded() ?? await reader.nextRequest();
         if (request === undefined) return;
         // Soft disconnect: no reply; the outstanding requests finish in `finally`.
         if (request.header.type === nbdCommands.disconnect) return;
         const costBytes = costBytesOf(request);
-        await window.admit(costBytes);
-        window.track(this.#serveRequest(connection, chosen, shape, request), costBytes);
+        if (!window.fits(costBytes)) await window.admit(costBytes);
+        window.track(this.#serveRequest(connection, replies, chosen, shape, request), costBytes);
       }
     } finally {
       await window.drain();
@@ -367,58 +384,68 @@ export class NbdServer {
   /** Runs one request and sends its reply; never rejects. */
   async #serveRequest(
     connection: Connection,
+    replies: ReplyWriter,
     chosen: NbdExport,
     shape: { sizeBytes: number; readOnly: boolean },
     request: DecodedRequest,
   ): Promise<void> {
     const { header } = request;
     let errorValue: NbdError = checkRequest(request, shape);
-    let reply: Uint8Array;
-    if (errorValue === nbdErrors.none && header.type === nbdCommands.read) {
-      // Header and data in one buffer: one send, no copy.
-      reply = new Uint8Array(simpleReplyHeaderBytes + header.lengthBytes);
-    } else {
-      reply = new Uint8Array(simpleReplyHeaderBytes);
+    let readData: Uint8Array | undefined;
+    if (errorValue === nbdErrors.none && header.type === nbdCommands.read && header.lengthBytes > 0) {
+      readData = this.#buffers.take(header.lengthBytes);
     }
-    if (errorValue === nbdErrors.none) {
-      try {
-        await this.#execute(chosen.device, request, reply.subarray(simpleReplyHeaderBytes));
-      } catch (error) {
-        errorValue = errorValueOf(error);
-        this.#log(connection, `Request of type ${header.type} failed with error ${errorValue}`, error);
-        reply = reply.subarray(0, simpleReplyHeaderBytes);
-      }
-    }
-    encodeSimpleReplyHeader(reply, errorValue, header.cookie);
     try {
-      await connection.send(reply);
-    } catch (error) {
-      // The peer went away with requests in flight; the session ends on its own.
-      if (!(error instanceof ConnectionClosedError)) this.#logError(connection, error);
+      if (errorValue === nbdErrors.none) {
+        try {
+          await this.#execute(chosen.device, request, readData);
+        } catch (error) {
+          errorValue = errorValueOf(error);
+          this.#log(connection, `Request of type ${header.type} failed with error ${errorValue}`, error);
+        }
+      }
+      // The WRITE payload is no longer used once the device call settled.
+      if (request.payload !== undefined && request.payload.length > 0) this.#buffers.give(request.payload);
+      const replyHeader = new Uint8Array(simpleReplyHeaderBytes);
+      encodeSimpleReplyHeader(replyHeader, errorValue, header.cookie);
+      try {
+        if (readData !== undefined && errorValue === nbdErrors.none) {
+          await replies.send([replyHeader, readData], simpleReplyHeaderBytes + readData.length);
+        } else {
+          await replies.send([replyHeader], simpleReplyHeaderBytes);
+        }
+      } catch (error) {
+        // The peer went away with requests in flight; the session ends on its own.
+        if (!(error instanceof ConnectionClosedError)) this.#logError(connection, error);
+      }
+    } finally {
+      // After the send settled (or never began): the transport holds no reference any more.
+      if (readData !== undefined) this.#buffers.give(readData);
     }
   }
 
-  /** Does what a checked request asks; `readTarget` is where READ data goes. */
-  async #execute(device: BlockDevice, request: DecodedRequest, readTarget: Uint8Array): Promise<void> {
+  /**
+   * Does what a checked request asks; `readTarget` is where READ data goes (absent for 0
+   * bytes). Returns the device's promise itself (no extra async step per request); the
+   * caller awaits it inside its `try`, so a device that throws instead of rejecting is
+   * caught too.
+   */
+  #execute(device: BlockDevice, request: DecodedRequest, readTarget: Uint8Array | undefined): Promise<void> {
     const { type, flags, offsetBytes, lengthBytes } = request.header;
     const fua = (flags & nbdCommandFlags.fua) !== 0;
     switch (type) {
       case nbdCommands.read:
-        if (lengthBytes > 0) await device.read(offsetBytes, readTarget);
-        return;
+        return readTarget === undefined ? settled : device.read(offsetBytes, readTarget);
       case nbdCommands.write:
         assert(request.payload !== undefined && request.payload.length === lengthBytes, "A WRITE has its payload");
-        if (lengthBytes > 0) await writeDurably(device, offsetBytes, request.payload, fua);
-        return;
+        return lengthBytes === 0 ? settled : writeDurably(device, offsetBytes, request.payload, fua);
       case nbdCommands.flush:
-        await device.flush();
-        return;
+        return device.flush();
       case nbdCommands.trim:
         // A hint the document lets the server ignore ("MAY discard"); FUA then has nothing to persist.
-        return;
+        return settled;
       case nbdCommands.writeZeroes:
-        await this.#writeZeroes(device, offsetBytes, lengthBytes, fua);
-        return;
+        return this.#writeZeroes(device, offsetBytes, lengthBytes, fua);
     }
     assert(false, `checkRequest let through request type ${type}`);
   }
@@ -466,26 +493,36 @@ function costBytesOf(request: DecodedRequest): number {
   return request.payload?.length ?? 0;
 }
 
+/** A promise that has resolved, for requests with nothing to do. */
+const settled: Promise<void> = Promise.resolve();
+
 /** A write that is durable when it resolves if `fua` (by FUA or, failing that, a flush). */
-async function writeDurably(device: BlockDevice, offsetBytes: number, source: Uint8Array, fua: boolean): Promise<void> {
-  if (fua && device.capabilities.fua) {
-    await device.write(offsetBytes, source, { fua: true });
-    return;
-  }
+function writeDurably(device: BlockDevice, offsetBytes: number, source: Uint8Array, fua: boolean): Promise<void> {
+  if (!fua) return device.write(offsetBytes, source);
+  if (device.capabilities.fua) return device.write(offsetBytes, source, { fua: true });
+  return writeThenFlush(device, offsetBytes, source);
+}
+
+async function writeThenFlush(device: BlockDevice, offsetBytes: number, source: Uint8Array): Promise<void> {
   await device.write(offsetBytes, source);
-  if (fua && device.capabilities.flush) await device.flush();
+  if (device.capabilities.flush) await device.flush();
 }
 
 /**
- * Reads a connection into a {@link ByteQueue}, one chunk at a time and only while a decoder
- * needs more bytes, so the queue never holds more than one message plus one chunk.
+ * Reads a connection, one chunk at a time and only while a decoder needs more bytes: during
+ * the handshake into a {@link ByteQueue} (options are small and rare), then into a
+ * {@link RequestDecoder}, which copies WRITE payloads straight into pooled buffers. So the
+ * reader never holds more than one message plus one chunk's worth of decoded requests.
  */
 class ConnectionReader {
   readonly #iterator: AsyncIterator<Uint8Array>;
   readonly #queue = new ByteQueue();
+  readonly #buffers: BufferPool;
+  #decoder: RequestDecoder | null = null;
 
-  constructor(connection: Connection) {
+  constructor(connection: Connection, buffers: BufferPool) {
     this.#iterator = connection[Symbol.asyncIterator]();
+    this.#buffers = buffers;
   }
 
   /** Exactly `lengthBytes` bytes, or undefined if the stream ended first. */
@@ -493,7 +530,9 @@ class ConnectionReader {
     for (;;) {
       const bytes = this.#queue.take(lengthBytes);
       if (bytes !== undefined) return bytes;
-      if (!(await this.#pull())) return undefined;
+      const chunk = await this.#pull();
+      if (chunk === undefined) return undefined;
+      this.#queue.push(chunk);
     }
   }
 
@@ -502,31 +541,100 @@ class ConnectionReader {
     for (;;) {
       const option = decodeOption(this.#queue, nbdLimits.optionDataBytesMax);
       if (option !== undefined) return option;
-      if (!(await this.#pull())) return undefined;
+      const chunk = await this.#pull();
+      if (chunk === undefined) return undefined;
+      this.#queue.push(chunk);
     }
+  }
+
+  /**
+   * A request already decoded from the chunks read so far, or undefined (then call
+   * {@link nextRequest}); no await needed.
+   *
+   * @throws {NbdProtocolError} as {@link nextRequest} does.
+   */
+  takeDecoded(): DecodedRequest | undefined {
+    return this.#decoder?.next();
   }
 
   /** The next request, or undefined if the stream ended first. */
   async nextRequest(): Promise<DecodedRequest | undefined> {
+    const decoder = this.#decoder ?? this.#startTransmission();
     for (;;) {
-      const request = decodeRequest(this.#queue, nbdLimits.payloadBytesMax);
+      const request = decoder.next();
       if (request !== undefined) return request;
-      if (!(await this.#pull())) return undefined;
+      const chunk = await this.#pull();
+      if (chunk === undefined) return undefined;
+      decoder.push(chunk);
     }
   }
 
-  /** Queues one more chunk; false when the stream ended (in order or broken). */
-  async #pull(): Promise<boolean> {
+  /** After the handshake: requests from here on, starting with what the queue still holds. */
+  #startTransmission(): RequestDecoder {
+    assert(this.#queue.discardPendingBytes === 0, "No option data is being dropped once an export is chosen");
+    const decoder = new RequestDecoder({
+      payloadBytesMax: nbdLimits.payloadBytesMax,
+      allocate: (lengthBytes) => this.#buffers.take(lengthBytes),
+    });
+    const leftover = this.#queue.take(this.#queue.lengthBytes);
+    if (leftover !== undefined && leftover.length > 0) decoder.push(leftover);
+    this.#decoder = decoder;
+    return decoder;
+  }
+
+  /** The next chunk; undefined when the stream ended (in order or broken). */
+  async #pull(): Promise<Uint8Array | undefined> {
     let result: IteratorResult<Uint8Array>;
     try {
       result = await this.#iterator.next();
     } catch (error) {
-      if (error instanceof ConnectionClosedError) return false;
+      if (error instanceof ConnectionClosedError) return undefined;
       throw error;
     }
-    if (result.done) return false;
-    this.#queue.push(result.value);
-    return true;
+    return result.done ? undefined : result.value;
+  }
+}
+
+/**
+ * Sends a connection's replies: at once when no send is in flight, else together with every
+ * reply that finished meanwhile, in the next send. Replies go out in the order they finished;
+ * each settles when the send that carried it settles.
+ */
+class ReplyWriter {
+  readonly #connection: Connection;
+  #chunks: Uint8Array[] = [];
+  #settlers: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  #sending = false;
+
+  constructor(connection: Connection) {
+    this.#connection = connection;
+  }
+
+  send(chunks: readonly Uint8Array[], lengthBytes: number): Promise<void> {
+    // A large reply goes out on its own and settles as soon as it is written, so the window
+    // frees request by request while the socket drains (a batch would free all at once).
+    if (lengthBytes >= nbdLimits.replyBatchBytesMax) return this.#connection.send(chunks);
+    for (const chunk of chunks) this.#chunks.push(chunk);
+    const sent = new Promise<void>((resolve, reject) => this.#settlers.push({ resolve, reject }));
+    if (!this.#sending) void this.#sendAll();
+    return sent;
+  }
+
+  async #sendAll(): Promise<void> {
+    this.#sending = true;
+    while (this.#chunks.length > 0) {
+      const chunks = this.#chunks;
+      const settlers = this.#settlers;
+      this.#chunks = [];
+      this.#settlers = [];
+      try {
+        await this.#connection.send(chunks);
+        for (const settler of settlers) settler.resolve();
+      } catch (error) {
+        for (const settler of settlers) settler.reject(error);
+      }
+    }
+    this.#sending = false;
   }
 }
 
@@ -543,12 +651,15 @@ class InFlightWindow {
     this.#bytesMax = bytesMax;
   }
 
-  /** Waits until a request of `costBytes` fits; one always fits when nothing is in flight. */
+  /** Whether a request of `costBytes` fits now; one always fits when nothing is in flight. */
+  fits(costBytes: number): boolean {
+    return this.#pending.size === 0 ||
+      (this.#pending.size < this.#requestsMax && this.#bytes + costBytes <= this.#bytesMax);
+  }
+
+  /** Waits until a request of `costBytes` {@link fits}. */
   async admit(costBytes: number): Promise<void> {
-    while (
-      this.#pending.size > 0 &&
-      (this.#pending.size >= this.#requestsMax || this.#bytes + costBytes > this.#bytesMax)
-    ) {
+    while (!this.fits(costBytes)) {
       await new Promise<void>((resolve) => {
         assert(this.#waiter === null, "One reader waits on the window");
         this.#waiter = resolve;

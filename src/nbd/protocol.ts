@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { assert } from "../core/assert.ts";
 
 /** `NBDMAGIC`, the first 8 bytes the server sends. */
 export const nbdInitMagic = 0x4e42444d41474943n;
@@ -618,4 +619,141 @@ export function decodeRequest(queue: ByteQueue, payloadBytesMax: number): Decode
   queue.discard(requestHeaderBytes);
   const payload = queue.take(header.lengthBytes)!;
   return { header, payload, payloadDiscarded: false };
+}
+
+/** Where a {@link RequestDecoder} puts a WRITE payload: a buffer of exactly `lengthBytes`. */
+export type PayloadAllocator = (lengthBytes: number) => Uint8Array;
+
+const emptyPayload = new Uint8Array(0);
+
+/**
+ * The transmission-phase decoder: each pushed chunk is decoded at once into the requests it
+ * completes, and nothing of the chunk is kept (a connection lends its chunks). Header bytes
+ * are read in place when a header lies inside one chunk; a WRITE payload is copied once,
+ * straight from the chunks into a buffer of the payload's exact length from `allocate` (the
+ * server's {@link BufferPool}), never into an intermediate queue. Between pushes the decoder
+ * holds at most a partial header (27 bytes) and one partial payload (at most
+ * `payloadBytesMax`); a longer WRITE payload is dropped as it arrives and its request
+ * decoded with `payloadDiscarded` at once, as {@link decodeRequest} does.
+ *
+ * The requests one chunk completes wait in order for {@link next}; they are bounded by the
+ * chunk (at least 28 bytes each), and the owner pushes the next chunk only once they are
+ * taken. A bad magic stops decoding; `next` throws it after the requests before it.
+ *
+ * @example
+ * ```ts
+ * import { encodeRequest, nbdCommands, RequestDecoder } from "./protocol.ts";
+ *
+ * const decoder = new RequestDecoder({ payloadBytesMax: 4096, allocate: (lengthBytes) => new Uint8Array(lengthBytes) });
+ * const bytes = encodeRequest({ type: nbdCommands.write, cookie: 1n, offsetBytes: 0, lengthBytes: 512, payload: new Uint8Array(512) });
+ * decoder.push(bytes.subarray(0, 100));
+ * decoder.next(); // undefined: the payload is not all here
+ * decoder.push(bytes.subarray(100));
+ * decoder.next(); // { header: { type: 1, ... }, payload: Uint8Array(512), payloadDiscarded: false }
+ * ```
+ */
+export class RequestDecoder {
+  readonly #payloadBytesMax: number;
+  readonly #allocate: PayloadAllocator;
+  /** A header that spans chunks, as far as it has arrived. */
+  readonly #headerBytes = new Uint8Array(requestHeaderBytes);
+  #headerFilledBytes = 0;
+  /** The WRITE whose payload is arriving, the payload's buffer and how much of it is here. */
+  #payloadHeader: RequestHeader | null = null;
+  #payload: Uint8Array = emptyPayload;
+  #payloadFilledBytes = 0;
+  #discardBytes = 0;
+  readonly #decoded: DecodedRequest[] = [];
+  #decodedHead = 0;
+  #failure: NbdProtocolError | null = null;
+
+  constructor(options: { readonly payloadBytesMax: number; readonly allocate: PayloadAllocator }) {
+    this.#payloadBytesMax = options.payloadBytesMax;
+    this.#allocate = options.allocate;
+  }
+
+  /** Requests decoded and not yet taken. */
+  get pendingCount(): number {
+    return this.#decoded.length - this.#decodedHead;
+  }
+
+  /** Decodes what `chunk` completes; keeps no reference to it. */
+  push(chunk: Uint8Array): void {
+    let atBytes = 0;
+    while (atBytes < chunk.length && this.#failure === null) {
+      const availableBytes = chunk.length - atBytes;
+      if (this.#discardBytes > 0) {
+        const dropBytes = Math.min(this.#discardBytes, availableBytes);
+        this.#discardBytes -= dropBytes;
+        atBytes += dropBytes;
+      } else if (this.#payloadHeader !== null) {
+        const pieceBytes = Math.min(this.#payload.length - this.#payloadFilledBytes, availableBytes);
+        this.#payload.set(chunk.subarray(atBytes, atBytes + pieceBytes), this.#payloadFilledBytes);
+        this.#payloadFilledBytes += pieceBytes;
+        atBytes += pieceBytes;
+        if (this.#payloadFilledBytes === this.#payload.length) {
+          this.#decoded.push({ header: this.#payloadHeader, payload: this.#payload, payloadDiscarded: false });
+          this.#payloadHeader = null;
+          this.#payload = emptyPayload;
+          this.#payloadFilledBytes = 0;
+        }
+      } else if (this.#headerFilledBytes === 0 && availableBytes >= requestHeaderBytes) {
+        // The usual case: the header lies inside the chunk and is read where it is.
+        this.#start(chunk.subarray(atBytes, atBytes + requestHeaderBytes));
+        atBytes += requestHeaderBytes;
+      } else {
+        const pieceBytes = Math.min(requestHeaderBytes - this.#headerFilledBytes, availableBytes);
+        this.#headerBytes.set(chunk.subarray(atBytes, atBytes + pieceBytes), this.#headerFilledBytes);
+        this.#headerFilledBytes += pieceBytes;
+        atBytes += pieceBytes;
+        if (this.#headerFilledBytes === requestHeaderBytes) {
+          this.#headerFilledBytes = 0;
+          this.#start(this.#headerBytes);
+        }
+      }
+    }
+  }
+
+  /**
+   * The next decoded request, or undefined until a push completes one.
+   *
+   * @throws {NbdProtocolError} once the requests before a bad magic are taken.
+   */
+  next(): DecodedRequest | undefined {
+    if (this.#decodedHead < this.#decoded.length) {
+      const request = this.#decoded[this.#decodedHead++];
+      if (this.#decodedHead === this.#decoded.length) {
+        this.#decoded.length = 0;
+        this.#decodedHead = 0;
+      }
+      return request;
+    }
+    if (this.#failure !== null) throw this.#failure;
+    return undefined;
+  }
+
+  /** Starts the request whose header is `headerBytes` (read before the next push). */
+  #start(headerBytes: Uint8Array): void {
+    let header: RequestHeader;
+    try {
+      header = decodeRequestHeader(headerBytes);
+    } catch (error) {
+      if (!(error instanceof NbdProtocolError)) throw error;
+      this.#failure = error;
+      return;
+    }
+    if (header.type !== nbdCommands.write) {
+      this.#decoded.push({ header, payloadDiscarded: false });
+    } else if (header.lengthBytes > this.#payloadBytesMax) {
+      this.#discardBytes = header.lengthBytes;
+      this.#decoded.push({ header, payloadDiscarded: true });
+    } else if (header.lengthBytes === 0) {
+      this.#decoded.push({ header, payload: emptyPayload, payloadDiscarded: false });
+    } else {
+      this.#payloadHeader = header;
+      this.#payload = this.#allocate(header.lengthBytes);
+      assert(this.#payload.length === header.lengthBytes, "A payload buffer has the payload's length");
+      this.#payloadFilledBytes = 0;
+    }
+  }
 }

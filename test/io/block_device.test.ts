@@ -314,6 +314,25 @@ describe(`FileBlockDevice (${target.name}) opens files by the rules`, () => {
     expect(stat.allocatedBytes).toBeLessThan(sizeBytes / 16);
   });
 
+  test("large writes in flight at once all land, and close waits for them", async () => {
+    const device = await target.FileBlockDevice.open(path, { sizeBytes: 16 * mebibyte, create: true });
+    const writes = Array.from(
+      { length: 8 },
+      (_, index) => device.write(index * mebibyte, patternBytes(mebibyte, index + 1), { fua: index % 2 === 0 }),
+    );
+    writes.push(device.write(12 * mebibyte, patternBytes(4096, 20), { fua: true }));
+    const closing = device.close();
+    await Promise.all(writes);
+    await closing;
+    const reopened = await target.FileBlockDevice.open(path, { readOnly: true });
+    for (let index = 0; index < 8; index++) {
+      const target = new Uint8Array(mebibyte);
+      await reopened.read(index * mebibyte, target);
+      expectBytes(target, patternBytes(mebibyte, index + 1));
+    }
+    await reopened.close();
+  });
+
   test("create opens an existing file instead of replacing it", async () => {
     await target.writeFile(path, patternBytes(8192, 2));
     const device = await target.FileBlockDevice.open(path, { sizeBytes: 8192, create: true });

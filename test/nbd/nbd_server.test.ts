@@ -5,7 +5,8 @@
  * LIST, INFO, GO, EXPORT_NAME (with and without zeroes), ABORT and unknown ones answer as
  * the NBD document says; each rejected request gets its error value and writes nothing;
  * bad magic and unknown client flags close that connection only; at most the configured
- * number of requests run at once and replies may come out of order; and a fast-check fuzz
+ * number of requests run at once and replies may come out of order; a WRITE payload (in a
+ * pooled, reused buffer) stays unchanged until its device write settles; and a fast-check fuzz
  * of mutated request streams never crashes or hangs the server, never changes the read-only
  * export, and never disturbs a well-behaved connection served at the same time.
  */
@@ -307,7 +308,65 @@ describe("NbdServer sessions", () => {
     expect(order.slice(0, 4)).toEqual([4n, 3n, 2n, 1n]);
     expect(new Set(order).size).toBe(10);
   });
+
+  it("keeps each WRITE payload unchanged until its device write settles, though buffers are reused", async () => {
+    const device = new HoldingWriteDevice(new MemoryBlockDevice(1024 * 1024));
+    const server = new NbdServer({ resolveExport: async () => ({ device, readOnly: false }), listExports: () => [] });
+    const requests: RequestFields[] = Array.from({ length: 24 }, (_, index) => ({
+      type: nbdCommands.write,
+      cookie: BigInt(index + 1),
+      offsetBytes: index * 4096,
+      lengthBytes: 4096,
+      payload: patternBytes(4096, index + 1),
+    }));
+    const [client, serverEnd] = duplexPair();
+    const done = server.handle(serverEnd);
+    await client.send(goBytes("disk"));
+    // Three rounds of eight; after each, all but the four oldest settle, so the next round's
+    // payloads reuse buffers while the four oldest writes are still held.
+    for (let round = 0; round < 3; round++) {
+      await client.send(requestBytes(requests.slice(round * 8, round * 8 + 8)));
+      await until(() => device.held.length === (round === 0 ? 8 : 12));
+      while (device.held.length > (round === 2 ? 0 : 4)) device.held.pop()!(); // newest first
+    }
+    await client.send(requestBytes([sessionRequests.at(-1)!]));
+    await within(done, 5000, "The session");
+    expect(device.changedWhileHeld).toBe(0);
+    for (const request of requests) {
+      const target = new Uint8Array(4096);
+      await device.next.read(request.offsetBytes, target);
+      expect(firstDifference(target, request.payload!)).toBe(-1);
+    }
+  });
 });
+
+/** A device whose writes wait until the test releases them, checking the source meanwhile. */
+class HoldingWriteDevice implements BlockDevice {
+  readonly held: (() => void)[] = [];
+  changedWhileHeld = 0;
+  constructor(readonly next: MemoryBlockDevice) {}
+  get sizeBytes() {
+    return this.next.sizeBytes;
+  }
+  get capabilities() {
+    return this.next.capabilities;
+  }
+  read(offsetBytes: number, target: Uint8Array) {
+    return this.next.read(offsetBytes, target);
+  }
+  async write(offsetBytes: number, source: Uint8Array): Promise<void> {
+    const copy = source.slice();
+    await new Promise<void>((resolve) => this.held.push(resolve));
+    if (firstDifference(source, copy) !== -1) this.changedWhileHeld++;
+    await this.next.write(offsetBytes, source);
+  }
+  flush() {
+    return this.next.flush();
+  }
+  close() {
+    return this.next.close();
+  }
+}
 
 /** A device whose reads wait until the test releases them. */
 class GatedDevice implements BlockDevice {

@@ -3,7 +3,10 @@
  * option and request streams decode to the same messages however TCP cuts them (every
  * split point, and one byte at a time); oversize option data and WRITE payloads are dropped
  * as they stream in, never buffered, and the stream stays in sync after them; bad magic is
- * a protocol error; every rejection maps to the error value the NBD document names.
+ * a protocol error; every rejection maps to the error value the NBD document names. The
+ * transmission decoder (`RequestDecoder`) decodes the same requests as the queue decoders
+ * under the same splits, keeps nothing of a chunk it was given, and reports a bad magic only
+ * after the requests before it; the buffer pool reuses what it is given back, within its cap.
  */
 import { describe, expect, it } from "vitest";
 import { SECTOR_BYTES } from "../../src/io/block_device.ts";
@@ -24,8 +27,10 @@ import {
   nbdErrors,
   nbdOptions,
   NbdProtocolError,
+  RequestDecoder,
   type RequestFields,
 } from "../../src/nbd/protocol.ts";
+import { BufferPool } from "../../src/nbd/buffer_pool.ts";
 import { concatBytes, patternBytes, requestBytes } from "./nbd_support.ts";
 
 const sampleRequests: RequestFields[] = [
@@ -132,6 +137,88 @@ describe("NBD request decoding", () => {
     const queue = new ByteQueue();
     queue.push(bytes);
     expect(() => decodeRequest(queue, 4096)).toThrow(NbdProtocolError);
+  });
+});
+
+/** Feeds `pieces` to a {@link RequestDecoder}, taking every request after each push. */
+function decodeAllWithDecoder(pieces: readonly Uint8Array[], payloadBytesMax = 4096) {
+  const allocated: number[] = [];
+  const decoder = new RequestDecoder({
+    payloadBytesMax,
+    allocate: (lengthBytes) => {
+      allocated.push(lengthBytes);
+      return new Uint8Array(lengthBytes);
+    },
+  });
+  const decoded: ReturnType<typeof summary>[] = [];
+  for (const piece of pieces) {
+    decoder.push(piece);
+    piece.fill(0xee); // the connection lends its chunks: nothing decoded may still point into one
+    for (let request = decoder.next(); request; request = decoder.next()) decoded.push(summary(request));
+  }
+  return { decoded, allocated, decoder };
+}
+
+describe("NBD transmission decoder", () => {
+  const stream = requestBytes(sampleRequests);
+
+  it("decodes the same requests whatever byte the stream is split at, keeping nothing of a chunk", () => {
+    for (let splitBytes = 0; splitBytes <= stream.length; splitBytes++) {
+      const copy = stream.slice();
+      const { decoded, decoder } = decodeAllWithDecoder([copy.subarray(0, splitBytes), copy.subarray(splitBytes)]);
+      expect(decoded, `split at ${splitBytes}`).toEqual(expectedRequests);
+      expect(decoder.pendingCount).toBe(0);
+    }
+  });
+
+  it("decodes the same requests fed one byte at a time, allocating each payload once at its length", () => {
+    const copy = stream.slice();
+    const pieces = Array.from({ length: copy.length }, (_, index) => copy.subarray(index, index + 1));
+    const { decoded, allocated } = decodeAllWithDecoder(pieces);
+    expect(decoded).toEqual(expectedRequests);
+    expect(allocated).toEqual([1024]); // the empty WRITE needs no buffer
+  });
+
+  it("drops an oversize WRITE payload as it arrives and stays in sync after it", () => {
+    const oversizeBytes = nbdLimits.payloadBytesMax + SECTOR_BYTES;
+    const header = encodeRequest({ type: nbdCommands.write, cookie: 9n, offsetBytes: 0, lengthBytes: oversizeBytes });
+    const pieces = [header];
+    for (let sentBytes = 0; sentBytes < oversizeBytes; sentBytes += 64 * 1024) {
+      pieces.push(new Uint8Array(Math.min(64 * 1024, oversizeBytes - sentBytes)));
+    }
+    pieces.push(encodeRequest(sampleRequests[0]));
+    const { decoded, allocated } = decodeAllWithDecoder(pieces, nbdLimits.payloadBytesMax);
+    expect(decoded.map((request) => request.payloadDiscarded)).toEqual([true, false]);
+    expect(decoded[1]).toEqual(expectedRequests[0]);
+    expect(allocated).toEqual([]);
+  });
+
+  it("hands out the requests before a bad magic, then throws a protocol error", () => {
+    const bad = encodeRequest(sampleRequests[0]);
+    bad[0] ^= 0xff;
+    const decoder = new RequestDecoder({ payloadBytesMax: 4096, allocate: (lengthBytes) => new Uint8Array(lengthBytes) });
+    decoder.push(concatBytes([requestBytes(sampleRequests.slice(0, 2)), bad, requestBytes(sampleRequests.slice(2))]));
+    expect(summary(decoder.next()!)).toEqual(expectedRequests[0]);
+    expect(summary(decoder.next()!)).toEqual(expectedRequests[1]);
+    expect(() => decoder.next()).toThrow(NbdProtocolError);
+  });
+});
+
+describe("NBD buffer pool", () => {
+  it("reuses a buffer given back for any length of its class, and keeps no more than its cap", () => {
+    const pool = new BufferPool({ bytesMax: 1024 * 1024, retainedBytesMax: 8192 });
+    const first = pool.take(3000);
+    expect(first.length).toBe(3000);
+    pool.give(first);
+    expect(pool.retainedBytes).toBe(4096);
+    const second = pool.take(4096);
+    expect(second.buffer).toBe(first.buffer);
+    expect(pool.retainedBytes).toBe(0);
+    const large = pool.take(1024 * 1024);
+    pool.give(large); // over the cap: left to the collector
+    expect(pool.retainedBytes).toBe(0);
+    pool.give(second);
+    expect(() => pool.give(second)).toThrow(); // two owners at once is a bug
   });
 });
 
