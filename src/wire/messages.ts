@@ -465,6 +465,12 @@ assert(entryChecksumAtBytes + hashBytes === writeEntryBytes, "The entry layout f
 /**
  * Stores one entry record at `atBytes` of `view` (no checks: callers validate, or encode
  * values they made). Shared by {@link packWriteEntries} and `WriteBatchEncoder`.
+ *
+ * @example
+ * ```ts
+ * const record = new Uint8Array(writeEntryBytes);
+ * storeWriteEntry(new DataView(record.buffer), 0, { seq: 1, timeUs: 0, offsetBytes: 0, lengthBytes: 512, checksum: 0n });
+ * ```
  */
 export function storeWriteEntry(view: DataView, atBytes: number, entry: WriteEntry): void {
   writeUint64(view, atBytes + entrySeqAtBytes, entry.seq);

@@ -40,7 +40,15 @@ const bodyOverheadBytes = 1 + volumeKey.length + 3 + entriesKey.length + 5;
 
 const utf8 = new TextEncoder();
 
-/** Bytes of the frame buffer a {@link WriteBatchEncoder} of `entriesMax` entries allocates (its whole memory). */
+/**
+ * Bytes of the frame buffer a {@link WriteBatchEncoder} of `entriesMax` entries allocates (its
+ * whole memory): what the switch link holds for batches besides the copy buffer.
+ *
+ * @example
+ * ```ts
+ * writeBatchFrameBytes(1); // 20-byte header + 408 bytes of keys, heads and longest name + 40
+ * ```
+ */
 export function writeBatchFrameBytes(entriesMax: number = wireLimits.writeEntriesMax): number {
   return frameHeaderBytes + bodyOverheadBytes + volumeNameUtf8BytesMax + entriesMax * writeEntryBytes;
 }
