@@ -20,7 +20,8 @@ import { ApplianceLink } from "../src/appliance/appliance_link.ts";
 import { createChecksum } from "../src/core/checksum.ts";
 import { FramedConnection } from "../src/wire/framed_connection.ts";
 import { switchHandshake } from "../src/wire/handshake.ts";
-import { checksumToBytes, messageKinds, type WriteEntry } from "../src/wire/messages.ts";
+import { messageKinds } from "../src/wire/messages.ts";
+import { WriteBatchEncoder } from "../src/wire/write_batch.ts";
 import { FileDurableCell, FileSegmentStore, SystemClock, TcpTransport } from "../targets/node/mod.ts";
 import { report } from "./report.ts";
 import { switchFigures } from "./wire_switch.ts";
@@ -77,7 +78,9 @@ async function forwardedWritesPerSecond(name: string, count: number, lengthBytes
   const checksum = await createChecksum();
   const payload = new Uint8Array(batchEntries * lengthBytes);
   for (let i = 0; i < payload.length; i++) payload[i] = i * 31;
-  const entryChecksum = checksumToBytes(checksum.hash64(payload.subarray(0, lengthBytes)));
+  const entryChecksum = checksum.hash64(payload.subarray(0, lengthBytes));
+  const encoder = new WriteBatchEncoder();
+  const entry = { seq: 0, timeUs: 0, offsetBytes: 0, lengthBytes, checksum: entryChecksum };
   let ackedSeq = 0;
   const acks = (async () => {
     for await (const message of framed) {
@@ -88,13 +91,17 @@ async function forwardedWritesPerSecond(name: string, count: number, lengthBytes
   const slots = sizeBytes / lengthBytes;
   const started = performance.now();
   for (let seq = 1; seq <= count; seq += batchEntries) {
-    const entries: WriteEntry[] = [];
+    encoder.begin("vol");
     for (let i = 0; i < batchEntries && seq + i <= count; i++) {
       // Every slice of the payload holds the same bytes (the pattern's period, 256, divides the
       // write length), so one checksum serves every entry.
-      entries.push({ seq: seq + i, timeUs: clock.nowUs(), offsetBytes: ((seq + i) * 7919 % slots) * lengthBytes, lengthBytes, checksum: entryChecksum });
+      entry.seq = seq + i;
+      entry.timeUs = clock.nowUs();
+      entry.offsetBytes = ((seq + i) * 7919 % slots) * lengthBytes;
+      encoder.add(entry);
     }
-    await framed.send(messageKinds.write, { volume: "vol", entries }, payload.subarray(0, entries.length * lengthBytes));
+    // As the switch link sends: header and body from the encoder's buffer, the data by reference.
+    await framed.sendFrame(encoder.finish(), [payload.subarray(0, encoder.payloadBytes)]);
   }
   await acks;
   const seconds = (performance.now() - started) / 1000;

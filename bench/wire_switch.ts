@@ -29,7 +29,8 @@ import { closeSync, fdatasyncSync, ftruncateSync, mkdirSync, openSync, rmSync, w
 import { join } from "node:path";
 import process from "node:process";
 import { createInterface } from "node:readline";
-import { limits, switchLimits } from "../src/core/limits.ts";
+import { limits } from "../src/core/limits.ts";
+import { writeBatchFrameBytes } from "../src/wire/write_batch.ts";
 import { startAppliance, startSwitch, type RunningProcess } from "../src/server/processes.ts";
 import type { OnFull, Splitter } from "../src/switch/splitter.ts";
 import { FileBlockDevice, TcpTransport } from "../targets/node/mod.ts";
@@ -336,8 +337,8 @@ async function overloadRss(root: string, onFull: OnFull, seconds: number): Promi
     };
     const growthBytes = result.rssEndBytes - result.rssStartBytes;
     // Allocated at start for data, their pages touched only as they fill: the copy buffer and
-    // the link's gather buffer.
-    const fixedBytes = bufferBytes + switchLimits.linkBatchBytesMax;
+    // the link's WRITE frame buffer (header and body; batches' data are sent from the copy buffer).
+    const fixedBytes = bufferBytes + writeBatchFrameBytes();
     const limitBytes = fixedBytes + 8 * MiB;
     const steadyFromBytes = result.rssSamplesBytes[Math.min(4, result.rssSamplesBytes.length - 1)];
     const steadyGrowthBytes = result.rssEndBytes - steadyFromBytes;
@@ -352,7 +353,7 @@ async function overloadRss(root: string, onFull: OnFull, seconds: number): Promi
       name: `switch RSS growth under 10x overload, --on-full=${onFull} (end - start)`,
       value: growthBytes / MiB,
       unit: "MiB",
-      peer: "data memory allocated at start, pages touched as it fills: copy buffer 64 MiB + link gather buffer 8 MiB",
+      peer: `data memory allocated at start, pages touched as it fills: copy buffer 64 MiB + link frame buffer ${(writeBatchFrameBytes() / 1024).toFixed(0)} KiB`,
       peerValue: fixedBytes / MiB,
       ratio: growthBytes / fixedBytes,
       target: "<= that + 8 MiB",

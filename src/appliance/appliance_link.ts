@@ -41,7 +41,6 @@ import { ProtocolError } from "../wire/errors.ts";
 import { FramedConnection } from "../wire/framed_connection.ts";
 import { applianceHandshake } from "../wire/handshake.ts";
 import {
-  checksumFromBytes,
   encodeRestoreExtents,
   type MarkBody,
   type Message,
@@ -57,12 +56,18 @@ import {
   type WriteBody,
   fitWireText,
   writeChecksumProblem,
+  WriteEntries,
 } from "../wire/messages.ts";
 import type { Appliance } from "./appliance.ts";
 import type { ImageDevice } from "./image.ts";
 import { ConflictError, NotFoundError, PointUnavailableError } from "./errors.ts";
 import { journalRecordKinds } from "./journal_record.ts";
-import type { Volume } from "./volume.ts";
+import type { Volume, WriteInput } from "./volume.ts";
+
+/** The one write object the WRITE loop fills for each entry's fast-path append (nothing allocated per entry). */
+type MutableWriteInput = { -readonly [K in keyof WriteInput]: WriteInput[K] };
+
+const noData = new Uint8Array(0);
 
 /** Options of {@link ApplianceLink}. */
 export interface ApplianceLinkOptions {
@@ -201,6 +206,7 @@ export class ApplianceLink {
   #nextRequestId: number;
   /** Makes a job of a restore a switch reports that this process did not start ({@link setAdopter}). */
   #adopt: ((restore: RemoteRestore) => void) | null = null;
+  readonly #writeInput: MutableWriteInput = { seq: 0, timeUs: 0, offsetBytes: 0, data: noData, checksum: 0n, checksumVerified: true };
 
   constructor(deps: { appliance: Appliance; clock: Clock; log?: (line: string) => void }, options: ApplianceLinkOptions) {
     this.#appliance = deps.appliance;
@@ -339,6 +345,9 @@ export class ApplianceLink {
     const unsubscribes: (() => void)[] = [];
     try {
       const { switchId, volumes } = await this.#handshake(framed);
+      // Every message after the handshake is done with before the next is received (#dispatch
+      // awaits each WRITE's appends, which copy the data), so frame buffers can be reused.
+      framed.lendMessages();
       this.#log(`Switch ${switchId} connected from ${framed.remoteAddress} with ${volumes.map((v) => v.name).join(", ")}`);
       const session: SwitchSession = {
         framed,
@@ -520,36 +529,48 @@ export class ApplianceLink {
 
   async #write(framed: FramedConnection, session: ReadonlySet<string>, body: WriteBody, payload: Uint8Array): Promise<void> {
     const volume = await this.#sessionVolume(framed, session, body.volume);
-    const entries = body.entries;
-    const nextSeq = volume.nextSeq;
-    const problem = entries.length === 0
-      ? null
-      : entries[0].seq > nextSeq
-      ? `the batch starts at seq ${entries[0].seq} but the volume's next seq is ${nextSeq} (records are missing)`
-      : entries.some((entry, i) => i > 0 && entry.seq !== entries[i - 1].seq + 1)
-      ? "the batch's seqs are not consecutive"
-      : entries.some((entry) => entry.offsetBytes + entry.lengthBytes > volume.sizeBytes)
-      ? `a write ends past the end of the ${volume.sizeBytes}-byte volume`
-      : writeChecksumProblem(await createChecksum(), body, payload);
+    const entries = new WriteEntries(body.entries);
+    const count = entries.count;
+    const problem = count === 0 ? null : this.#batchProblem(volume, entries) ?? writeChecksumProblem(await createChecksum(), body, payload);
     if (problem !== null) {
       await framed.sendError("write", `Cannot journal the batch for volume "${volume.name}": ${problem}`);
       throw new ProtocolError("bad-body", problem);
     }
+    // The fast path appends synchronously from this one object; a slow-path append (waiting for
+    // journal space) keeps its record, so it gets a copy.
+    const write = this.#writeInput;
     let atBytes = 0;
-    for (const entry of entries) {
-      const data = payload.subarray(atBytes, atBytes + entry.lengthBytes);
-      atBytes += entry.lengthBytes;
-      if (entry.seq < volume.nextSeq) continue; // resent after a reconnect: already journaled
-      const write = {
-        seq: entry.seq,
-        timeUs: entry.timeUs,
-        offsetBytes: entry.offsetBytes,
-        data,
-        checksum: checksumFromBytes(entry.checksum),
-        checksumVerified: true, // the whole batch was checked above
-      };
-      if (volume.tryAppendWrite(write) < 0) await volume.appendWrite(write);
+    for (let index = 0; index < count; index++) {
+      const seq = entries.seq(index);
+      const lengthBytes = entries.lengthBytes(index);
+      const data = payload.subarray(atBytes, atBytes + lengthBytes);
+      atBytes += lengthBytes;
+      if (seq < volume.nextSeq) continue; // resent after a reconnect: already journaled
+      write.seq = seq;
+      write.timeUs = entries.timeUs(index);
+      write.offsetBytes = entries.offsetBytes(index);
+      write.data = data;
+      write.checksum = entries.checksum(index);
+      write.checksumVerified = true; // the whole batch was checked above
+      const appended = volume.tryAppendWrite(write);
+      write.data = noData;
+      if (appended < 0) await volume.appendWrite({ ...write, data });
     }
+  }
+
+  /** Why a batch cannot be journaled whole (seqs, range), or null; checksums are checked after. */
+  #batchProblem(volume: Volume, entries: WriteEntries): string | null {
+    const nextSeq = volume.nextSeq;
+    if (entries.seq(0) > nextSeq) {
+      return `the batch starts at seq ${entries.seq(0)} but the volume's next seq is ${nextSeq} (records are missing)`;
+    }
+    for (let index = 0; index < entries.count; index++) {
+      if (index > 0 && entries.seq(index) !== entries.seq(index - 1) + 1) return "the batch's seqs are not consecutive";
+      if (entries.offsetBytes(index) + entries.lengthBytes(index) > volume.sizeBytes) {
+        return `a write ends past the end of the ${volume.sizeBytes}-byte volume`;
+      }
+    }
+    return null;
   }
 
   async #mark(framed: FramedConnection, session: ReadonlySet<string>, body: MarkBody): Promise<void> {

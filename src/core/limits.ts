@@ -63,11 +63,10 @@ export const wireLimits = {
   /** Entries in one WRITE batch. */
   writeEntriesMax: 4096,
   /**
-   * Upper bound of one WRITE entry's CBOR encoding as cbor-x writes it: a 5-entry map (1 byte),
-   * its keys (44 bytes), seq / timeUs / offsetBytes as float64 or uint64 (9 bytes each),
-   * lengthBytes as uint32 (5 bytes), the 8-byte checksum as a byte string (9 bytes): 86.
+   * One WRITE entry in the batch's packed entries table (protocol 2, `wire/messages.ts`):
+   * seq, timeUs, offsetBytes as u64, lengthBytes and a reserved word as u32, the XXH64 as u64.
    */
-  writeEntryEncodedBytesMax: 96,
+  writeEntryBytes: 40,
   /** Data of one WRITE entry: the engine's largest single write. */
   writeLengthBytesMax: limits.writeBytesMax,
   /** Data one READ_REQUEST / FETCH may ask for (and so one READ_REPLY payload). */
@@ -133,7 +132,7 @@ export const wireLimits = {
   secretBytesMin: 16,
 } as const;
 
-const entriesBytes = wireLimits.writeEntriesMax * wireLimits.writeEntryEncodedBytesMax;
+const entriesBytes = wireLimits.writeEntriesMax * wireLimits.writeEntryBytes;
 const volumeNameEncodedBytesMax = 3 + 3 * wireLimits.volumeNameLengthMax;
 
 assert(wireLimits.frameBytesMax <= 0xffff_ffff, "Frame lengths must fit the header's u32 fields");

@@ -11,7 +11,16 @@
  *   span, checksum) with room for `ceil(bytesMax / 512)` entries: one per sector-sized write.
  *
  * Entries are appended in increasing seq and released oldest first by a cumulative
- * acknowledgement (`releaseThrough`). When a write does not fit, `tryAppend` returns false and
+ * acknowledgement (`releaseThrough`).
+ *
+ * Lending: the switch link sends entries' data straight from the ring (no gather copy), so
+ * the bytes must not be overwritten until the send settles, even if the entries are released
+ * (acknowledged, or dropped by `clear` in marking mode) first. `lend(firstSeq, lastSeq)`
+ * returns views of those entries' bytes (one, or two where the ring wraps) and `endLend()`
+ * ends the loan. While a loan is out, releasing an entry of it, or any entry after one, frees
+ * its metadata at once but keeps its ring bytes counted as used (`usedBytes`, `freeBytes`):
+ * the ring's head stops at the loan, and moves on to where the releases reached when the loan
+ * ends. One loan at a time: memory stays the ring's, fixed. When a write does not fit, `tryAppend` returns false and
  * changes nothing: the caller then holds the host write or drops to marking mode; the buffer
  * never grows.
  *
@@ -56,7 +65,28 @@ export interface CopyBufferEntry {
   readonly offsetBytes: number;
   readonly lengthBytes: number;
   readonly checksum: bigint;
+  /** Where the data starts in the ring (its span may start earlier, at a skipped tail). */
+  readonly positionBytes: number;
   readonly data: Uint8Array;
+}
+
+/** The one entry view `forEachFrom` hands out; `data` is made only when read. */
+class EntryView implements CopyBufferEntry {
+  seq = 0;
+  timeUs = 0;
+  offsetBytes = 0;
+  lengthBytes = 0;
+  checksum = 0n;
+  positionBytes = 0;
+  readonly #ring: Uint8Array;
+
+  constructor(ring: Uint8Array) {
+    this.#ring = ring;
+  }
+
+  get data(): Uint8Array {
+    return this.#ring.subarray(this.positionBytes, this.positionBytes + this.lengthBytes);
+  }
 }
 
 /** See the module doc. */
@@ -77,7 +107,7 @@ export class CopyBuffer {
   readonly #spansBytes: Uint32Array;
   readonly #checksums: BigUint64Array;
   /** The one view object `forEachFrom` hands out. */
-  readonly #view: { seq: number; timeUs: number; offsetBytes: number; lengthBytes: number; checksum: bigint; data: Uint8Array };
+  readonly #view: EntryView;
 
   /** Metadata index of the oldest entry. */
   #headIndex = 0;
@@ -90,6 +120,12 @@ export class CopyBuffer {
   /** The newest seq ever appended (kept across `clear`, so seqs keep growing); -1 before any. */
   #lastSeq = -1;
   #iterating = false;
+  /** The loan's first seq, or -1 when nothing is lent. */
+  #lentFirstSeq = -1;
+  /** Ring bytes released while lent, still counted in `#usedBytes` until the loan ends. */
+  #deferredBytes = 0;
+  /** Where the head moves when the loan ends (valid while `#deferredBytes > 0`). */
+  #deferredHeadBytes = 0;
 
   /**
    * Allocates both rings.
@@ -117,7 +153,7 @@ export class CopyBuffer {
     this.#positionsBytes = new Uint32Array(this.entryCountMax);
     this.#spansBytes = new Uint32Array(this.entryCountMax);
     this.#checksums = new BigUint64Array(this.entryCountMax);
-    this.#view = { seq: 0, timeUs: 0, offsetBytes: 0, lengthBytes: 0, checksum: 0n, data: this.#ring.subarray(0, 0) };
+    this.#view = new EntryView(this.#ring);
   }
 
   /** Entries held (appended and not yet released). */
@@ -194,18 +230,78 @@ export class CopyBuffer {
     while (this.#entryCount > 0 && this.#seqs[this.#headIndex] <= seq) {
       const index = this.#headIndex;
       const spanBytes = this.#spansBytes[index];
-      assert(spanBytes <= this.#usedBytes, "A released entry was accounted as used");
+      assert(spanBytes <= this.#usedBytes - this.#deferredBytes, "A released entry was accounted as used");
       const nextIndex = this.#indexAt(1);
       assert(this.#entryCount === 1 || this.#seqs[nextIndex] > this.#seqs[index], "Entries are in seq order");
-      this.#usedBytes -= spanBytes;
-      this.#headBytes = this.#positionsBytes[index] + this.#lengthsBytes[index];
-      if (this.#headBytes === this.bytesMax) this.#headBytes = 0;
+      let endBytes = this.#positionsBytes[index] + this.#lengthsBytes[index];
+      if (endBytes === this.bytesMax) endBytes = 0;
+      if (this.#deferredBytes > 0 || (this.#lentFirstSeq >= 0 && this.#seqs[index] >= this.#lentFirstSeq)) {
+        // Lent (or after a lent entry): the bytes stay until the loan ends.
+        this.#deferredBytes += spanBytes;
+        this.#deferredHeadBytes = endBytes;
+      } else {
+        this.#usedBytes -= spanBytes;
+        this.#headBytes = endBytes;
+      }
       this.#headIndex = nextIndex;
       this.#entryCount--;
       releasedCount++;
     }
     if (this.#entryCount === 0) this.#empty();
     return releasedCount;
+  }
+
+  /**
+   * Lends the ring bytes of the held entries `firstSeq` through `lastSeq` (consecutive entries,
+   * all held): returns views of them in order, one, or two where the ring wraps between
+   * entries. The bytes stay unchanged until {@link endLend}, whatever is released meanwhile.
+   * One loan at a time.
+   */
+  lend(firstSeq: number, lastSeq: number): Uint8Array[] {
+    this.#checkNotIterating("lend from");
+    assert(this.#lentFirstSeq < 0, "Cannot lend from the copy buffer while a loan is out");
+    const first = this.#firstPositionFrom(firstSeq);
+    const count = lastSeq - firstSeq + 1;
+    assert(
+      count >= 1 && first + count <= this.#entryCount && this.#seqs[this.#indexAt(first)] === firstSeq &&
+        this.#seqs[this.#indexAt(first + count - 1)] === lastSeq,
+      `Cannot lend seqs ${firstSeq} to ${lastSeq}: not consecutive held entries`,
+    );
+    const views: Uint8Array[] = [];
+    let runStartBytes = this.#positionsBytes[this.#indexAt(first)];
+    let runEndBytes = runStartBytes;
+    for (let position = first; position < first + count; position++) {
+      const index = this.#indexAt(position);
+      const positionBytes = this.#positionsBytes[index];
+      if (positionBytes !== runEndBytes) {
+        views.push(this.#ring.subarray(runStartBytes, runEndBytes));
+        runStartBytes = positionBytes;
+      }
+      runEndBytes = positionBytes + this.#lengthsBytes[index];
+    }
+    views.push(this.#ring.subarray(runStartBytes, runEndBytes));
+    // Held entries wrap the ring at most once.
+    assert(views.length <= 2, "A loan is one or two runs of the ring");
+    this.#lentFirstSeq = firstSeq;
+    return views;
+  }
+
+  /** Whether a loan is out. */
+  get isLent(): boolean {
+    return this.#lentFirstSeq >= 0;
+  }
+
+  /** Ends the loan (the send settled): bytes released meanwhile become free. Idempotent. */
+  endLend(): void {
+    this.#checkNotIterating("end a loan of");
+    this.#lentFirstSeq = -1;
+    if (this.#deferredBytes > 0) {
+      assert(this.#deferredBytes <= this.#usedBytes, "Deferred bytes were accounted as used");
+      this.#usedBytes -= this.#deferredBytes;
+      this.#headBytes = this.#deferredHeadBytes;
+      this.#deferredBytes = 0;
+    }
+    if (this.#entryCount === 0) this.#empty();
   }
 
   /**
@@ -229,7 +325,7 @@ export class CopyBuffer {
         view.offsetBytes = this.#offsetsBytes[index];
         view.lengthBytes = this.#lengthsBytes[index];
         view.checksum = this.#checksums[index];
-        view.data = this.#ring.subarray(this.#positionsBytes[index], this.#positionsBytes[index] + view.lengthBytes);
+        view.positionBytes = this.#positionsBytes[index];
         if (visit(view) === false) break;
       }
     } finally {
@@ -240,6 +336,11 @@ export class CopyBuffer {
   /** Drops every entry (when the splitter falls back to marking mode). Seqs must still grow. */
   clear(): void {
     this.#checkNotIterating("clear");
+    if (this.#lentFirstSeq >= 0) {
+      // The lent bytes must stay: release everything as acknowledged (their bytes wait for the loan).
+      if (this.#entryCount > 0) this.releaseThrough(this.#lastSeq);
+      return;
+    }
     this.#empty();
   }
 
@@ -248,7 +349,7 @@ export class CopyBuffer {
    * wraps to 0 only when the tail is too short and the span before the head is long enough.
    */
   #place(lengthBytes: number): number {
-    if (this.#entryCount === 0) return 0;
+    if (this.#usedBytes === 0) return 0;
     const head = this.#headBytes;
     const tail = this.#tailBytes;
     if (tail > head) {
@@ -282,6 +383,7 @@ export class CopyBuffer {
   #empty(): void {
     this.#entryCount = 0;
     this.#headIndex = 0;
+    if (this.#deferredBytes > 0) return; // the ring's bytes wait for the loan to end
     this.#headBytes = 0;
     this.#tailBytes = 0;
     this.#usedBytes = 0;

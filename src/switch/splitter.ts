@@ -844,6 +844,26 @@ export class Splitter {
     this.#maybeLeaveMarking();
   }
 
+  /**
+   * Lends the held copies `firstSeq` through `lastSeq` to the link for one send: views of their
+   * ring bytes, which stay unchanged (even if acknowledged or dropped meanwhile) until
+   * {@link endCopyLoan}. See `CopyBuffer.lend`; one loan at a time.
+   */
+  lendCopies(firstSeq: number, lastSeq: number): Uint8Array[] {
+    return this.#copyBuffer.lend(firstSeq, lastSeq);
+  }
+
+  /**
+   * The send of the lent copies settled: ring bytes released meanwhile become free, so writers
+   * waiting for room are woken and marking mode may end, as after an acknowledgement.
+   */
+  endCopyLoan(): void {
+    if (!this.#copyBuffer.isLent) return;
+    this.#copyBuffer.endLend();
+    this.#wakeSpaceWaiters();
+    this.#maybeLeaveMarking();
+  }
+
   // -------------------------------------------------------------------------------------
   // The write path
 

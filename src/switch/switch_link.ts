@@ -10,10 +10,14 @@
  * records (they drop to marking mode only when their buffer fills) and the link reconnects
  * with capped exponential backoff (`switchLimits.linkBackoffMsMin` doubling to `...Max`).
  *
- * Memory: one gather buffer of `switchLimits.linkBatchBytesMax` bytes, allocated at start; a
- * batch's data is copied into it (the copy buffer's views are valid only inside `forEachFrom`).
- * The payload sent is a copy of its used part, and the batch's entry objects are allocated
- * per batch (at most `wireLimits.writeEntriesMax`): bounded, but not yet allocation-free.
+ * Memory: one frame buffer for a batch's header and body (`WriteBatchEncoder`, allocated at
+ * start, reused per batch); a batch's data is not copied at all: the payload sent is the copy
+ * buffer's own bytes, lent for the send (`Splitter.lendCopies`: one or two views of the ring)
+ * and given back when the send settles (`Splitter.endCopyLoan`), so an acknowledgement or a
+ * drop to marking mode that comes first cannot let new writes overwrite bytes still being
+ * sent. One batch is in flight at a time, so one loan and one frame buffer suffice. A batch
+ * holds at most `wireLimits.writeEntriesMax` entries and `switchLimits.linkBatchBytesMax`
+ * bytes of data.
  *
  * Snapshots the appliance asks for (SNAPSHOT_REQUEST, e.g. `POST /v1/volumes/db/snapshots` on
  * the appliance's API) become markers of the splitter's stream like the switch's own: queued
@@ -51,20 +55,14 @@ import type { Clock } from "../io/clock.ts";
 import { ConnectionClosedError, type Transport } from "../io/transport.ts";
 import { FramedConnection } from "../wire/framed_connection.ts";
 import { switchHandshake } from "../wire/handshake.ts";
-import {
-  checksumToBytes,
-  type Message,
-  messageKinds,
-  type SnapshotReplyBody,
-  type SnapshotRequestBody,
-  type WriteEntry,
-} from "../wire/messages.ts";
+import { type Message, messageKinds, type SnapshotReplyBody, type SnapshotRequestBody } from "../wire/messages.ts";
+import { WriteBatchEncoder } from "../wire/write_batch.ts";
 import { switchLimits, wireLimits } from "../core/limits.ts";
 import type { SwitchRestores } from "./remote_restore.ts";
 import { type Splitter, SplitterError } from "./splitter.ts";
 
 assert(
-  switchLimits.linkBatchBytesMax + wireLimits.writeEntriesMax * wireLimits.writeEntryEncodedBytesMax + 4096 <=
+  switchLimits.linkBatchBytesMax + wireLimits.writeEntriesMax * wireLimits.writeEntryBytes + 4096 <=
     wireLimits.frameBytesMax,
   "A full WRITE batch must fit one frame",
 );
@@ -109,7 +107,8 @@ export class SwitchLink {
   readonly #byName: ReadonlyMap<string, Splitter>;
   readonly #log: (line: string) => void;
   readonly #options: SwitchLinkOptions;
-  readonly #sendBuffer: Uint8Array;
+  /** Builds each batch's header and body in its one buffer (the data is lent by the copy buffer). */
+  readonly #encoder: WriteBatchEncoder;
   /** Per volume (same index as the splitters): the last seq sent on this connection. */
   readonly #sentSeqs: Float64Array;
   #state: SwitchLinkState = switchLinkStates.idle;
@@ -141,7 +140,7 @@ export class SwitchLink {
     this.#byName = new Map(deps.splitters.map((splitter) => [splitter.name, splitter]));
     this.#log = deps.log ?? (() => {});
     this.#options = options;
-    this.#sendBuffer = new Uint8Array(switchLimits.linkBatchBytesMax);
+    this.#encoder = new WriteBatchEncoder();
     this.#sentSeqs = new Float64Array(deps.splitters.length);
   }
 
@@ -402,29 +401,25 @@ export class SwitchLink {
       this.#sentSeqs[index] = fromSeq;
       return true;
     }
-    const entries: WriteEntry[] = [];
-    let payloadBytes = 0;
+    const encoder = this.#encoder;
+    encoder.begin(splitter.name);
     let expectedSeq = fromSeq;
     splitter.copyBuffer.forEachFrom(fromSeq, (entry) => {
       if (entry.seq !== expectedSeq) return false; // a marker comes first
-      if (entries.length === wireLimits.writeEntriesMax) return false;
-      if (payloadBytes + entry.lengthBytes > this.#sendBuffer.length) return false;
-      this.#sendBuffer.set(entry.data, payloadBytes);
-      entries.push({
-        seq: entry.seq,
-        timeUs: entry.timeUs,
-        offsetBytes: entry.offsetBytes,
-        lengthBytes: entry.lengthBytes,
-        checksum: checksumToBytes(entry.checksum),
-      });
-      payloadBytes += entry.lengthBytes;
+      if (encoder.isFull || encoder.payloadBytes + entry.lengthBytes > switchLimits.linkBatchBytesMax) return false;
+      encoder.add(entry);
       expectedSeq++;
     });
-    assert(entries.length > 0, `Seq ${fromSeq} of volume "${splitter.name}" is held as a write or a marker`);
-    // A copy per batch: a transport may still read a sent buffer after `send` resolved (the
-    // in-test duplex pair does), so the gather buffer is not lent. TODO: lend pooled buffers.
-    await framed.send(messageKinds.write, { volume: splitter.name, entries }, this.#sendBuffer.slice(0, payloadBytes));
-    this.#sentSeqs[index] = expectedSeq - 1;
+    assert(encoder.count > 0, `Seq ${fromSeq} of volume "${splitter.name}" is held as a write or a marker`);
+    const lastSeq = expectedSeq - 1;
+    const headerAndBody = encoder.finish();
+    const payload = splitter.lendCopies(fromSeq, lastSeq);
+    try {
+      await framed.sendFrame(headerAndBody, payload);
+    } finally {
+      splitter.endCopyLoan();
+    }
+    this.#sentSeqs[index] = lastSeq;
     return true;
   }
 

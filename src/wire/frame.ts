@@ -99,16 +99,30 @@ export function encodeFrame(kind: MessageKind, body: unknown, payload: Uint8Arra
     `Cannot encode a ${name} frame: ${bodyBytes.length} body and ${payload.length} payload bytes are over its limits`,
   );
   const frame = new Uint8Array(frameHeaderBytes + bodyBytes.length);
-  const view = new DataView(frame.buffer);
+  frame.set(bodyBytes, frameHeaderBytes);
+  writeFrameHeader(frame, { kind, bodyBytes: bodyBytes.length, payloadBytes: payload.length });
+  return payload.length === 0 ? [frame] : [frame, payload];
+}
+
+/**
+ * Writes the 20-byte header at the start of `frame`, whose body (`bodyBytes` of it) already
+ * follows the header: for senders that build frames in buffers of their own (the switch's
+ * WRITE batches, `write_batch.ts`) rather than through {@link encodeFrame}. The body check is
+ * computed over `frame`'s body bytes. Limits are the caller's (asserted by `encodeFrame`).
+ */
+export function writeFrameHeader(
+  frame: Uint8Array,
+  fields: { kind: MessageKind; bodyBytes: number; payloadBytes: number },
+): void {
+  assert(frame.length >= frameHeaderBytes + fields.bodyBytes, "A frame buffer holds its header and body");
+  const view = new DataView(frame.buffer, frame.byteOffset, frameHeaderBytes);
   view.setUint16(0, frameMagic, true);
   view.setUint8(2, frameVersion);
-  view.setUint8(3, kind);
-  view.setUint32(4, bodyBytes.length, true);
-  view.setUint32(8, payload.length, true);
-  view.setUint32(bodyCheckAtBytes, xxh32(bodyBytes, 0, bodyBytes.length), true);
+  view.setUint8(3, fields.kind);
+  view.setUint32(4, fields.bodyBytes, true);
+  view.setUint32(8, fields.payloadBytes, true);
+  view.setUint32(bodyCheckAtBytes, xxh32(frame, frameHeaderBytes, fields.bodyBytes), true);
   view.setUint32(headerCheckedBytes, xxh32(frame, 0, headerCheckedBytes), true);
-  frame.set(bodyBytes, frameHeaderBytes);
-  return payload.length === 0 ? [frame] : [frame, payload];
 }
 
 /**
@@ -146,6 +160,13 @@ export function encodeFrame(kind: MessageKind, body: unknown, payload: Uint8Arra
 export class FrameDecoder implements Iterable<Frame> {
   readonly #copyFrames: boolean;
   #fault: ProtocolError | null = null;
+  /** Lend mode ({@link lendFrames}): frames live in the decoder's reused buffers until the next push. */
+  #lend = false;
+  /** Lend mode: the two buffers frames that span chunks are assembled in, used in turn. */
+  readonly #spanBuffers: Uint8Array[] = [emptyBytes, emptyBytes];
+  #spanBufferIndex = 0;
+  /** Lend mode: where a pushed chunk's complete frames are copied (with `copyFrames`). */
+  #chunkCopy: Uint8Array = emptyBytes;
 
   // Complete frames waiting to be taken: first a frame that spanned chunks (if one completed
   // in the last push), then the frames in #chunk from #chunkAtBytes to #chunkEndBytes.
@@ -180,6 +201,20 @@ export class FrameDecoder implements Iterable<Frame> {
    */
   constructor(options: { copyFrames?: boolean } = {}) {
     this.#copyFrames = options.copyFrames ?? false;
+  }
+
+  /**
+   * Switches to lend mode: from now on a frame's `body` and `payload` are valid only until the
+   * next {@link push} (so, in `FramedConnection`, until the next receive), because the decoder
+   * reuses its buffers instead of allocating one per frame: two buffers for frames that span
+   * chunks, used in turn (the frame completed in a push and the one started at its end never
+   * share one), and one for the complete frames copied out of a chunk (`copyFrames`). Each
+   * grows to the largest frame seen (at most the frame limits) and is kept: a consumer that
+   * is done with every frame before it pushes again, as the appliance's WRITE loop is, then
+   * makes no garbage per frame. Frames already taken keep the old rule.
+   */
+  lendFrames(): void {
+    this.#lend = true;
   }
 
   /** The first error, once the decoder is dead; `null` while it is alive. */
@@ -227,7 +262,15 @@ export class FrameDecoder implements Iterable<Frame> {
       if (!this.#checkBody(chunk, atBytes + frameHeaderBytes, this.#bodyBytes, this.#bodyCheck)) break;
       atBytes += frameBytes;
     }
-    if (atBytes > firstBytes && this.#copyFrames) {
+    if (atBytes > firstBytes && this.#copyFrames && this.#lend) {
+      const lengthBytes = atBytes - firstBytes;
+      if (this.#chunkCopy.length < lengthBytes) this.#chunkCopy = new Uint8Array(grownBytes(lengthBytes));
+      this.#chunkCopy.set(chunk.subarray(firstBytes, atBytes), 0);
+      this.#chunk = this.#chunkCopy.subarray(0, lengthBytes);
+      this.#chunkView = new DataView(this.#chunk.buffer, this.#chunk.byteOffset, lengthBytes);
+      this.#chunkAtBytes = 0;
+      this.#chunkEndBytes = lengthBytes;
+    } else if (atBytes > firstBytes && this.#copyFrames) {
       this.#chunk = chunk.slice(firstBytes, atBytes);
       this.#chunkView = new DataView(this.#chunk.buffer);
       this.#chunkAtBytes = 0;
@@ -325,7 +368,15 @@ export class FrameDecoder implements Iterable<Frame> {
     this.#partialKind = this.#kind;
     this.#partialBodyBytes = this.#bodyBytes;
     this.#partialBodyCheck = this.#bodyCheck;
-    this.#partial = new Uint8Array(this.#bodyBytes + this.#payloadBytes);
+    const frameBytes = this.#bodyBytes + this.#payloadBytes;
+    if (this.#lend) {
+      const index = this.#spanBufferIndex;
+      this.#spanBufferIndex = 1 - index;
+      if (this.#spanBuffers[index].length < frameBytes) this.#spanBuffers[index] = new Uint8Array(grownBytes(frameBytes));
+      this.#partial = this.#spanBuffers[index].subarray(0, frameBytes);
+    } else {
+      this.#partial = new Uint8Array(frameBytes);
+    }
     this.#partialFilledBytes = 0;
     if (this.#partial.length === 0) this.#completePartial();
   }
@@ -423,6 +474,12 @@ export class FrameDecoder implements Iterable<Frame> {
     this.#partial = null;
     return false;
   }
+}
+
+/** A reused buffer's size for `lengthBytes`: rounded up to 64 KiB, so a few sizes cover most frames. */
+function grownBytes(lengthBytes: number): number {
+  const granuleBytes = 64 * 1024;
+  return Math.ceil(lengthBytes / granuleBytes) * granuleBytes;
 }
 
 function hex(value: number, digits: number): string {

@@ -86,6 +86,15 @@ export class FramedConnection implements AsyncIterable<Message> {
   }
 
   /**
+   * Sends one frame its caller encoded (`WriteBatchEncoder`): the header and body, then the
+   * payload's pieces by reference (do not change them until the promise settles). Unlike
+   * {@link send} it does not validate: the encoder builds valid frames from valid values.
+   */
+  async sendFrame(headerAndBody: Uint8Array, payload: readonly Uint8Array[]): Promise<void> {
+    await this.connection.send(payload.length === 1 ? [headerAndBody, payload[0]] : [headerAndBody, ...payload]);
+  }
+
+  /**
    * Sends ERROR `{code, message}` then closes the connection: the way to give up on a peer.
    * The message is cut to {@link wireLimits.errorMessageLengthMax} characters. Resolves true
    * when the ERROR was handed on, false when the connection had already ended (the peer is
@@ -109,6 +118,17 @@ export class FramedConnection implements AsyncIterable<Message> {
     } finally {
       await this.connection.close();
     }
+  }
+
+  /**
+   * From now on a received message's byte strings and payload are lent: valid only until the
+   * next `receive` (or step of the iteration), because the frame buffers are reused rather
+   * than allocated per message (`FrameDecoder.lendFrames`). For a consumer that finishes with
+   * each message before it asks for the next, such as the appliance's WRITE loop; call it
+   * after the handshake, whose messages are kept across receives.
+   */
+  lendMessages(): void {
+    this.#decoder.lendFrames();
   }
 
   /** Closes the connection (idempotent); a pending or later `receive` sees the end. */

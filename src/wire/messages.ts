@@ -40,8 +40,13 @@ import { type MessageKind, messageKindName, messageKinds } from "./message_kinds
 
 export { type MessageKind, messageKindName, messageKinds } from "./message_kinds.ts";
 
-/** The protocol version this code speaks (HELLO's `protocol`). */
-export const wireProtocolVersion = 1;
+/**
+ * The protocol version this code speaks (HELLO's `protocol`). Version 2 (2026-12) packs a
+ * WRITE batch's entries into one byte string of fixed-width records ({@link writeEntryBytes});
+ * version 1 sent them as an array of 5-key CBOR maps. Peers of different versions refuse each
+ * other in the handshake.
+ */
+export const wireProtocolVersion = 2;
 
 /** Volume data moves in whole sectors. */
 export const wireSectorBytes = 512;
@@ -115,14 +120,32 @@ export interface WriteEntry {
   readonly timeUs: number;
   readonly offsetBytes: number;
   readonly lengthBytes: number;
-  /** XXH64 of the data, 8 bytes little-endian, computed once at the switch (end to end). */
-  readonly checksum: Uint8Array;
+  /** XXH64 of the data (a u64), computed once at the switch (end to end). */
+  readonly checksum: bigint;
 }
 
-/** WRITE, switch → appliance; the payload is the entries' data concatenated in order. */
+/**
+ * WRITE, switch → appliance (protocol 2): `entries` is a byte string of packed entry
+ * records, {@link writeEntryBytes} each (read them with {@link WriteEntries}, write them with
+ * {@link packWriteEntries} or `WriteBatchEncoder`); the payload is the entries' data
+ * concatenated in order. Record layout, little-endian:
+ *
+ * | offset | size | field           | rule                                                  |
+ * | -----: | ---: | --------------- | ----------------------------------------------------- |
+ * |      0 |    8 | seq u64         | a safe integer                                        |
+ * |      8 |    8 | timeUs u64      | a safe integer (µs since the Unix epoch)              |
+ * |     16 |    8 | offsetBytes u64 | whole sectors; offset + length within the largest volume |
+ * |     24 |    4 | lengthBytes u32 | whole sectors, 512 to `wireLimits.writeLengthBytesMax` |
+ * |     28 |    4 | reserved u32    | 0                                                     |
+ * |     32 |    8 | checksum u64    | XXH64 (seed 0) of the entry's data                    |
+ *
+ * Fixed-width fields, because the batch is the hot path: encoding a record is five stores into
+ * a reused buffer, and decoding one allocates nothing (version 1's per-entry maps cost the
+ * CBOR encoder and decoder an object and five keys each).
+ */
 export interface WriteBody {
   readonly volume: string;
-  readonly entries: readonly WriteEntry[];
+  readonly entries: Uint8Array;
 }
 
 /** A JSON-like value inside a MARK's detail. */
@@ -433,41 +456,112 @@ function checkProtocolVersion(body: unknown): void {
   }
 }
 
-/**
- * The checksum conversions run once per WRITE entry on each side, so they avoid small
- * typed arrays of their own: V8 keeps an array of at most 64 bytes on its heap and moves it
- * off the heap, at ~0.5-0.7 µs (measured on Node 20), the first time its `.buffer` is read —
- * by a `DataView` here, or by cbor-x when it encodes the byte string. So the hash is converted
- * through one scratch word, and each result is an 8-byte view into a slab allocated off the
- * heap. A slab is never written again once its views are handed out: when it is used up a
- * fresh one replaces it, and the old one lives as long as views into it do.
- */
-const checksumScratch = new DataView(new ArrayBuffer(hashBytes));
-const checksumScratchBytes = new Uint8Array(checksumScratch.buffer);
-const checksumSlabBytes = 64 * 1024;
-let checksumSlab = new Uint8Array(new ArrayBuffer(checksumSlabBytes));
-let checksumSlabUsedBytes = 0;
+/** Bytes of one packed WRITE entry record (the layout is in {@link WriteBody}). */
+export const writeEntryBytes = wireLimits.writeEntryBytes;
 
-/** The 8 bytes (XXH64, little-endian) a WRITE entry carries for a 64-bit hash. */
-export function checksumToBytes(hash64: bigint): Uint8Array {
-  // The message is built only on failure: this runs once per entry.
-  if (!(hash64 >= 0n && hash64 <= 0xffff_ffff_ffff_ffffn)) assert(false, `Checksum ${hash64} is not a u64`);
-  if (checksumSlabUsedBytes === checksumSlabBytes) {
-    checksumSlab = new Uint8Array(new ArrayBuffer(checksumSlabBytes));
-    checksumSlabUsedBytes = 0;
-  }
-  checksumScratch.setBigUint64(0, hash64, true);
-  const bytes = checksumSlab.subarray(checksumSlabUsedBytes, checksumSlabUsedBytes + hashBytes);
-  bytes.set(checksumScratchBytes);
-  checksumSlabUsedBytes += hashBytes;
+const entrySeqAtBytes = 0;
+const entryTimeAtBytes = 8;
+const entryOffsetAtBytes = 16;
+const entryLengthAtBytes = 24;
+const entryReservedAtBytes = 28;
+const entryChecksumAtBytes = 32;
+assert(entryChecksumAtBytes + hashBytes === writeEntryBytes, "The entry layout fills its record");
+
+/**
+ * Stores one entry record at `atBytes` of `view` (no checks: callers validate, or encode
+ * values they made). Shared by {@link packWriteEntries} and `WriteBatchEncoder`.
+ *
+ * @example
+ * ```ts
+ * const record = new Uint8Array(writeEntryBytes);
+ * storeWriteEntry(new DataView(record.buffer), 0, { seq: 1, timeUs: 0, offsetBytes: 0, lengthBytes: 512, checksum: 0n });
+ * ```
+ */
+export function storeWriteEntry(view: DataView, atBytes: number, entry: WriteEntry): void {
+  writeUint64(view, atBytes + entrySeqAtBytes, entry.seq);
+  writeUint64(view, atBytes + entryTimeAtBytes, entry.timeUs);
+  writeUint64(view, atBytes + entryOffsetAtBytes, entry.offsetBytes);
+  view.setUint32(atBytes + entryLengthAtBytes, entry.lengthBytes, true);
+  view.setUint32(atBytes + entryReservedAtBytes, 0, true);
+  view.setBigUint64(atBytes + entryChecksumAtBytes, entry.checksum, true);
+}
+
+/**
+ * Packs entries into a WRITE body's `entries` byte string (tests, and senders off the hot
+ * path; the switch link uses `WriteBatchEncoder`, which allocates nothing per batch).
+ *
+ * @example
+ * ```ts
+ * packWriteEntries([{ seq: 1, timeUs: 0, offsetBytes: 0, lengthBytes: 512, checksum: 0n }]).length; // 40
+ * ```
+ */
+export function packWriteEntries(entries: readonly WriteEntry[]): Uint8Array {
+  const bytes = new Uint8Array(entries.length * writeEntryBytes);
+  const view = new DataView(bytes.buffer);
+  for (let index = 0; index < entries.length; index++) storeWriteEntry(view, index * writeEntryBytes, entries[index]);
   return bytes;
 }
 
-/** The 64-bit hash in 8 checksum bytes (little-endian). */
-export function checksumFromBytes(bytes: Uint8Array): bigint {
-  if (bytes.length !== hashBytes) assert(false, `A checksum is ${hashBytes} bytes, not ${bytes.length}`);
-  checksumScratchBytes.set(bytes);
-  return checksumScratch.getBigUint64(0, true);
+/**
+ * Reads the records of a validated WRITE body's `entries` (field by field: no object per
+ * entry). Indexes are checked by assertion.
+ *
+ * @example
+ * ```ts
+ * const entries = new WriteEntries(packWriteEntries([{ seq: 7, timeUs: 1, offsetBytes: 512, lengthBytes: 512, checksum: 9n }]));
+ * entries.count; // 1
+ * entries.seq(0); // 7
+ * ```
+ */
+export class WriteEntries {
+  /** Entries in the batch. */
+  readonly count: number;
+  readonly #view: DataView;
+
+  constructor(bytes: Uint8Array) {
+    assert(bytes.length % writeEntryBytes === 0, `WRITE entries are ${writeEntryBytes}-byte records, not ${bytes.length} bytes`);
+    this.count = bytes.length / writeEntryBytes;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  seq(index: number): number {
+    return readUint64(this.#view, this.#at(index) + entrySeqAtBytes);
+  }
+
+  timeUs(index: number): number {
+    return readUint64(this.#view, this.#at(index) + entryTimeAtBytes);
+  }
+
+  offsetBytes(index: number): number {
+    return readUint64(this.#view, this.#at(index) + entryOffsetAtBytes);
+  }
+
+  lengthBytes(index: number): number {
+    return this.#view.getUint32(this.#at(index) + entryLengthAtBytes, true);
+  }
+
+  /** The XXH64 the switch computed over the entry's data. */
+  checksum(index: number): bigint {
+    return this.#view.getBigUint64(this.#at(index) + entryChecksumAtBytes, true);
+  }
+
+  /** Entry `index` as an object (tests and logs; the hot path reads fields). */
+  entry(index: number): WriteEntry {
+    return {
+      seq: this.seq(index),
+      timeUs: this.timeUs(index),
+      offsetBytes: this.offsetBytes(index),
+      lengthBytes: this.lengthBytes(index),
+      checksum: this.checksum(index),
+    };
+  }
+
+  #at(index: number): number {
+    if (!(index >= 0 && index < this.count && Number.isInteger(index))) {
+      assert(false, `Entry index ${index} is not below the batch's ${this.count} entries`);
+    }
+    return index * writeEntryBytes;
+  }
 }
 
 /**
@@ -476,15 +570,16 @@ export function checksumFromBytes(bytes: Uint8Array): bigint {
  * part of {@link decodeMessage}, which stays synchronous and hash-free.
  */
 export function writeChecksumProblem(checksum: Checksum, body: WriteBody, payload: Uint8Array): string | null {
+  const entries = new WriteEntries(body.entries);
   let atBytes = 0;
-  for (let index = 0; index < body.entries.length; index++) {
-    const entry = body.entries[index];
-    const data = payload.subarray(atBytes, atBytes + entry.lengthBytes);
-    atBytes += entry.lengthBytes;
-    const expected = checksumFromBytes(entry.checksum);
+  for (let index = 0; index < entries.count; index++) {
+    const lengthBytes = entries.lengthBytes(index);
+    const data = payload.subarray(atBytes, atBytes + lengthBytes);
+    atBytes += lengthBytes;
+    const expected = entries.checksum(index);
     const actual = checksum.hash64(data);
     if (actual !== expected) {
-      return `entry ${index} (seq ${entry.seq}) has checksum 0x${hex64(actual)}, the switch sent 0x${hex64(expected)}`;
+      return `entry ${index} (seq ${entries.seq(index)}) has checksum 0x${hex64(actual)}, the switch sent 0x${hex64(expected)}`;
     }
   }
   return null;
@@ -695,7 +790,6 @@ function welcomeProblem(body: unknown, payloadBytes: number): string | null {
 }
 
 const writeFields = ["volume", "entries"] as const;
-const writeEntryFields = ["seq", "timeUs", "offsetBytes", "lengthBytes", "checksum"] as const;
 
 /** The hot path: one pass over the entries, no allocation unless something is wrong. */
 function writeProblem(body: unknown, payloadBytes: number): string | null {
@@ -705,26 +799,27 @@ function writeProblem(body: unknown, payloadBytes: number): string | null {
     exactFieldsProblem(fields, writeFields, writeFields.length, "the body");
   if (problem !== null) return problem;
   const entries = fields.entries;
-  if (!Array.isArray(entries) || entries.length === 0 || entries.length > wireLimits.writeEntriesMax) {
-    return `field "entries" is ${describe(entries)}, not an array of 1 to ${wireLimits.writeEntriesMax}`;
+  if (
+    !(entries instanceof Uint8Array) || entries.length === 0 || entries.length % writeEntryBytes !== 0 ||
+    entries.length > wireLimits.writeEntriesMax * writeEntryBytes
+  ) {
+    return `field "entries" is ${describe(entries)}, not 1 to ${wireLimits.writeEntriesMax} records of ${writeEntryBytes} bytes`;
   }
+  const view = new DataView(entries.buffer, entries.byteOffset, entries.byteLength);
   let dataBytes = 0;
-  for (let index = 0; index < entries.length; index++) {
-    const entry = asFields(entries[index]);
-    if (entry === null) return objectProblem(entries[index], `entries[${index}]`);
-    const { seq, timeUs, offsetBytes, lengthBytes, checksum } = entry;
+  for (let atBytes = 0; atBytes < entries.length; atBytes += writeEntryBytes) {
+    // The high words first: a u64 is a safe integer when its high word is below 2^21.
+    const lengthBytes = view.getUint32(atBytes + entryLengthAtBytes, true);
     if (
-      typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0 ||
-      typeof timeUs !== "number" || !Number.isSafeInteger(timeUs) || timeUs < 0 ||
-      typeof offsetBytes !== "number" || !Number.isSafeInteger(offsetBytes) || offsetBytes < 0 ||
-      offsetBytes % wireSectorBytes !== 0 ||
-      typeof lengthBytes !== "number" || !Number.isSafeInteger(lengthBytes) || lengthBytes <= 0 ||
-      lengthBytes > wireLimits.writeLengthBytesMax || lengthBytes % wireSectorBytes !== 0 ||
-      offsetBytes + lengthBytes > limits.volumeBytesMax ||
-      !(checksum instanceof Uint8Array) || checksum.length !== hashBytes ||
-      definedFieldCount(entry) !== writeEntryFields.length
+      view.getUint32(atBytes + entrySeqAtBytes + 4, true) >= safeHighWordLimit ||
+      view.getUint32(atBytes + entryTimeAtBytes + 4, true) >= safeHighWordLimit ||
+      view.getUint32(atBytes + entryOffsetAtBytes + 4, true) >= safeHighWordLimit ||
+      view.getUint32(atBytes + entryOffsetAtBytes, true) % wireSectorBytes !== 0 ||
+      lengthBytes === 0 || lengthBytes > wireLimits.writeLengthBytesMax || lengthBytes % wireSectorBytes !== 0 ||
+      view.getUint32(atBytes + entryReservedAtBytes, true) !== 0 ||
+      readUint64(view, atBytes + entryOffsetAtBytes) + lengthBytes > limits.volumeBytesMax
     ) {
-      return writeEntryProblem(entry, `entries[${index}]`) ?? `entries[${index}] is invalid`;
+      return writeEntryProblem(view, atBytes) ?? `entries[${atBytes / writeEntryBytes}] is invalid`;
     }
     dataBytes += lengthBytes;
   }
@@ -734,15 +829,22 @@ function writeProblem(body: unknown, payloadBytes: number): string | null {
   return null;
 }
 
-/** The slow path of {@link writeProblem}: says what is wrong with an entry. */
-function writeEntryProblem(entry: Fields, where: string): string | null {
-  return integerProblem(entry.seq, `${where}.seq`, 0) ??
-    integerProblem(entry.timeUs, `${where}.timeUs`, 0) ??
-    sectorsProblem(entry.offsetBytes, `${where}.offsetBytes`, 0, limits.volumeBytesMax) ??
-    sectorsProblem(entry.lengthBytes, `${where}.lengthBytes`, wireSectorBytes, wireLimits.writeLengthBytesMax) ??
-    rangeProblem(entry.offsetBytes as number, entry.lengthBytes as number, where) ??
-    bytesProblem(entry.checksum, `${where}.checksum`, hashBytes) ??
-    exactFieldsProblem(entry, writeEntryFields, writeEntryFields.length, where);
+/** 2^53 / 2^32: a u64's high word must be below it for the value to be a safe integer. */
+const safeHighWordLimit = 2 ** 21;
+
+/** The slow path of {@link writeProblem}: says what is wrong with the record at `atBytes`. */
+function writeEntryProblem(view: DataView, atBytes: number): string | null {
+  const where = `entries[${atBytes / writeEntryBytes}]`;
+  const u64 = (fieldAtBytes: number) => view.getUint32(atBytes + fieldAtBytes + 4, true) * 2 ** 32 + view.getUint32(atBytes + fieldAtBytes, true);
+  const offsetBytes = u64(entryOffsetAtBytes);
+  const lengthBytes = view.getUint32(atBytes + entryLengthAtBytes, true);
+  const reserved = view.getUint32(atBytes + entryReservedAtBytes, true);
+  return integerProblem(u64(entrySeqAtBytes), `${where}.seq`, 0) ??
+    integerProblem(u64(entryTimeAtBytes), `${where}.timeUs`, 0) ??
+    sectorsProblem(offsetBytes, `${where}.offsetBytes`, 0, limits.volumeBytesMax) ??
+    sectorsProblem(lengthBytes, `${where}.lengthBytes`, wireSectorBytes, wireLimits.writeLengthBytesMax) ??
+    rangeProblem(offsetBytes, lengthBytes, where) ??
+    (reserved === 0 ? null : `${where} has reserved word ${reserved}, not 0`);
 }
 
 const markFields = ["volume", "seq", "timeUs", "kind", "detail"] as const;

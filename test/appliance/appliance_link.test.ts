@@ -28,7 +28,7 @@ import { MemorySegmentStore } from "../../src/io/memory_segment_store.ts";
 import { FramedConnection } from "../../src/wire/framed_connection.ts";
 import { switchHandshake } from "../../src/wire/handshake.ts";
 import {
-  checksumToBytes,
+  packWriteEntries,
   decodeRestoreExtents,
   type Message,
   type MessageKind,
@@ -37,7 +37,7 @@ import {
   type WriteEntry,
 } from "../../src/wire/messages.ts";
 import { AuthenticationError, PeerError } from "../../src/wire/errors.ts";
-import { duplexPair } from "../wire/wire_support.ts";
+import { duplexPair, rawFrame } from "../wire/wire_support.ts";
 
 const secret = new TextEncoder().encode("correct horse battery staple");
 const volumeOffer = { name: "db", sizeBytes: 1024 * 1024, regionBytes: 65536 };
@@ -73,10 +73,10 @@ async function writeBatch(framed: FramedConnection, seqs: number[], options: { c
   seqs.forEach((seq, i) => {
     const data = payload.subarray(i * 512, (i + 1) * 512);
     data.fill(seq & 0xff);
-    entries.push({ seq, timeUs: seq, offsetBytes: (seq % 64) * 512, lengthBytes: 512, checksum: checksumToBytes(checksum.hash64(data)) });
+    entries.push({ seq, timeUs: seq, offsetBytes: (seq % 64) * 512, lengthBytes: 512, checksum: checksum.hash64(data) });
   });
   if (options.corrupt) payload[0] ^= 1;
-  await framed.send(messageKinds.write, { volume: options.volume ?? "db", entries }, payload);
+  await framed.send(messageKinds.write, { volume: options.volume ?? "db", entries: packWriteEntries(entries) }, payload);
 }
 
 async function nextMessage(framed: FramedConnection): Promise<Message> {
@@ -133,6 +133,34 @@ describe("ApplianceLink", () => {
       await volume.flush();
       expect(volume.durableRecords).toBe(0);
       expect(volume.nextSeq).toBe(1);
+      await appliance.close();
+    }
+  });
+
+  it("refuses a batch whose entry lengths disagree with its payload, or end past the volume, after journaling the batch before it", async () => {
+    const checksum = await createChecksum();
+    const data = new Uint8Array(1024).fill(9);
+    const entry = (seq: number, fields: Partial<WriteEntry> = {}): WriteEntry => ({
+      seq, timeUs: seq, offsetBytes: 0, lengthBytes: 512, checksum: checksum.hash64(data.subarray(0, 512)), ...fields,
+    });
+    const cases = [
+      { entries: [entry(2), entry(3, { lengthBytes: 1024 })], payload: data, says: /entries hold 1536 bytes of data, the payload 1024/ },
+      { entries: [entry(2, { offsetBytes: volumeOffer.sizeBytes })], payload: data.subarray(0, 512), says: /ends past the end of the/ },
+    ];
+    for (const bad of cases) {
+      const { appliance, link } = await setUp();
+      const { framed, session } = await connectSwitch(link);
+      await writeBatch(framed, [1]);
+      await framed.connection.send(rawFrame(checksum, messageKinds.write, { volume: "db", entries: packWriteEntries(bad.entries) }, bad.payload));
+      let reply = await nextMessage(framed);
+      while (reply.kind === messageKinds.ack) reply = await nextMessage(framed);
+      expect(reply.kind).toBe(messageKinds.error);
+      if (reply.kind === messageKinds.error) expect(reply.body.message).toMatch(bad.says);
+      await session;
+      const volume = appliance.volume("db");
+      await volume.flush();
+      expect(volume.nextSeq).toBe(2);
+      expect(volume.durableRecords).toBe(1);
       await appliance.close();
     }
   });
@@ -334,9 +362,9 @@ describe("ApplianceLink under fuzzed input", () => {
         const seq = batch * 3 + i + 1;
         const data = payload.subarray(i * 1024, (i + 1) * 1024);
         data.fill(seq);
-        entries.push({ seq, timeUs: seq, offsetBytes: seq * 1024, lengthBytes: 1024, checksum: checksumToBytes(checksum.hash64(data)) });
+        entries.push({ seq, timeUs: seq, offsetBytes: seq * 1024, lengthBytes: 1024, checksum: checksum.hash64(data) });
       }
-      const chunks = encodeMessage(messageKinds.write, { volume: "db", entries }, payload);
+      const chunks = encodeMessage(messageKinds.write, { volume: "db", entries: packWriteEntries(entries) }, payload);
       const total = chunks.reduce((n, c) => n + c.length, 0);
       const bytes = new Uint8Array(total);
       let at = 0;

@@ -16,7 +16,7 @@ import { Jobs } from "../../src/server/jobs.ts";
 import { restoreRemotely } from "../../src/server/remote_restore.ts";
 import { FramedConnection } from "../../src/wire/framed_connection.ts";
 import { switchHandshake } from "../../src/wire/handshake.ts";
-import { checksumToBytes, type MessageKind, messageKinds, type MessageOf } from "../../src/wire/messages.ts";
+import { packWriteEntries, type MessageKind, messageKinds, type MessageOf } from "../../src/wire/messages.ts";
 import { duplexPair } from "../wire/wire_support.ts";
 import { OffsetClock, secret } from "./server_support.ts";
 
@@ -36,7 +36,7 @@ async function setUp() {
   const data = new Uint8Array(512).fill(1);
   await framed.send(messageKinds.write, {
     volume: "db",
-    entries: [{ seq: 1, timeUs: clock.nowUs(), offsetBytes: 0, lengthBytes: 512, checksum: checksumToBytes(checksum.hash64(data)) }],
+    entries: packWriteEntries([{ seq: 1, timeUs: clock.nowUs(), offsetBytes: 0, lengthBytes: 512, checksum: checksum.hash64(data) }]),
   }, data);
   const volume = appliance.volume("db");
   for (let turn = 0; turn < 500 && volume.head.seq < 1; turn++) await clock.sleep(2);

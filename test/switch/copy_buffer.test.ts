@@ -12,7 +12,10 @@
  * is then counted as used), else nowhere. So it checks that an append is refused only when it
  * truly has no room, and that data lands where the ring promises; bytes are compared by XXH64.
  * Counters make sure wrap-arounds, refusals and a full metadata ring came up. Then the edge
- * cases one by one: validation errors, mutation from inside an iteration, seq order.
+ * cases one by one: validation errors, mutation from inside an iteration, seq order. Loans
+ * (the link sends ring bytes by reference): lent bytes never change before the loan ends,
+ * whatever is acknowledged, cleared or appended meanwhile (examples, then random operations),
+ * and the room they hold is free once it ends.
  */
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
@@ -21,6 +24,7 @@ import { createChecksum } from "../../src/core/checksum.ts";
 import { fillRandom, SeededRandom } from "../../src/io/random.ts";
 import { CopyBuffer, type CopyBufferEntry } from "../../src/switch/copy_buffer.ts";
 import { switchLimits } from "../../src/core/limits.ts";
+import { firstDifference } from "../io/test_bytes.ts";
 
 const checksum = await createChecksum();
 const KiB = 1024;
@@ -381,5 +385,123 @@ describe("CopyBuffer edge cases", () => {
     expect(views[0]).toBe(views[1]);
     expect(buffers.size).toBe(1);
     expect([...buffers][0].byteLength).toBe(4 * KiB);
+  });
+});
+
+describe("CopyBuffer loans (the link sends ring bytes without a copy)", () => {
+  const sector = (seq: number, lengthBytes = KiB) => new Uint8Array(lengthBytes).fill(seq);
+  const append = (buffer: CopyBuffer, seq: number, lengthBytes = KiB) =>
+    buffer.tryAppend({ seq, timeUs: seq, offsetBytes: seq * lengthBytes, data: sector(seq, lengthBytes), checksum: 0n });
+  const bytesOf = (views: readonly Uint8Array[]) => views.map((view) => [...new Set(view)]);
+
+  test("Lent bytes stay unchanged through an acknowledgement until the loan ends; only then is the room free", () => {
+    const buffer = new CopyBuffer(4 * KiB);
+    for (let seq = 1; seq <= 4; seq++) expect(append(buffer, seq)).toBe(true);
+    const views = buffer.lend(2, 3);
+    expect(views.length).toBe(1);
+    expect(views[0].length).toBe(2 * KiB);
+    expect(buffer.releaseThrough(4)).toBe(4);
+    // The metadata is gone at once; the lent bytes (and those after them) stay counted.
+    expect(buffer.entryCount).toBe(0);
+    expect(buffer.usedBytes).toBe(3 * KiB);
+    expect(append(buffer, 5, 2 * KiB)).toBe(false);
+    expect(append(buffer, 5)).toBe(true); // the 1 KiB before the loan was freed
+    expect(bytesOf([views[0].subarray(0, KiB), views[0].subarray(KiB)])).toEqual([[2], [3]]);
+    buffer.endLend();
+    expect(buffer.isLent).toBe(false);
+    expect(buffer.usedBytes).toBe(KiB);
+    expect(append(buffer, 6, 3 * KiB)).toBe(true);
+  });
+
+  test("A loan across the ring's end is two views, in seq order", () => {
+    const buffer = new CopyBuffer(3 * KiB);
+    for (let seq = 1; seq <= 3; seq++) append(buffer, seq);
+    buffer.releaseThrough(1);
+    expect(append(buffer, 4)).toBe(true); // wraps to offset 0
+    const views = buffer.lend(2, 4);
+    expect(views.map((view) => [view.byteOffset, view.length])).toEqual([[KiB, 2 * KiB], [0, KiB]]);
+    expect(views.map((view) => view[0])).toEqual([2, 4]);
+    buffer.endLend();
+  });
+
+  test("A clear while lent keeps the lent bytes until the loan ends, and seqs keep growing", () => {
+    const buffer = new CopyBuffer(4 * KiB);
+    for (let seq = 1; seq <= 4; seq++) append(buffer, seq);
+    const views = buffer.lend(1, 2);
+    buffer.clear();
+    expect(buffer.entryCount).toBe(0);
+    expect(buffer.freeBytes).toBe(0);
+    expect(append(buffer, 5)).toBe(false);
+    expect(views.map((view) => view[KiB])).toEqual([2]);
+    buffer.endLend();
+    expect(buffer.usedBytes).toBe(0);
+    expect(append(buffer, 5, 4 * KiB)).toBe(true);
+    expect(() => append(buffer, 5)).toThrow(AssertionError);
+  });
+
+  test("Entries released before the loan free their room at once; a second loan is a programmer error", () => {
+    const buffer = new CopyBuffer(4 * KiB);
+    for (let seq = 1; seq <= 4; seq++) append(buffer, seq);
+    const views = buffer.lend(3, 4);
+    expect(() => buffer.lend(3, 3)).toThrow(AssertionError);
+    buffer.releaseThrough(2);
+    expect(buffer.freeBytes).toBe(2 * KiB);
+    expect(append(buffer, 5, 2 * KiB)).toBe(true);
+    expect(views[0][0]).toBe(3);
+    expect(views[0][KiB]).toBe(4);
+    buffer.endLend();
+    expect(buffer.usedBytes).toBe(4 * KiB);
+    expect(() => buffer.lend(4, 6)).toThrow(AssertionError);
+  });
+
+  test("Random appends, releases, clears and loans never change lent bytes before the loan ends", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.record({ kind: fc.constant("append" as const), sectors: fc.integer({ min: 1, max: 6 }) }),
+            fc.record({ kind: fc.constant("release" as const), fraction: fc.double({ min: 0, max: 1, noNaN: true }) }),
+            fc.record({ kind: fc.constant("lend" as const), fraction: fc.double({ min: 0, max: 1, noNaN: true }) }),
+            fc.record({ kind: fc.constant("endLend" as const) }),
+            fc.record({ kind: fc.constant("clear" as const) }),
+          ),
+          { maxLength: 200 },
+        ),
+        (ops) => {
+          const buffer = new CopyBuffer(8 * KiB);
+          let seq = 0;
+          let lent: { views: Uint8Array[]; copies: Uint8Array[] } | null = null;
+          const checkLent = () => {
+            if (lent === null) return;
+            lent.views.forEach((view, index) => expect(firstDifference(view, lent!.copies[index])).toBe(-1));
+          };
+          for (const op of ops) {
+            if (op.kind === "append") {
+              const data = dataFor(seq + 1, op.sectors * 512);
+              if (buffer.tryAppend({ seq: seq + 1, timeUs: 0, offsetBytes: 0, data, checksum: 0n })) seq++;
+            } else if (op.kind === "release") {
+              const oldest = buffer.oldestSeq;
+              if (oldest !== undefined) buffer.releaseThrough(oldest + Math.floor(op.fraction * (seq - oldest + 1)));
+            } else if (op.kind === "lend" && lent === null && buffer.oldestSeq !== undefined) {
+              const oldest = buffer.oldestSeq;
+              const first = oldest + Math.floor(op.fraction * (seq - oldest + 1));
+              const views = buffer.lend(Math.min(first, seq), seq);
+              lent = { views, copies: views.map((view) => view.slice()) };
+              expect(views.reduce((sum, view) => sum + view.length, 0)).toBeLessThanOrEqual(buffer.usedBytes);
+            } else if (op.kind === "endLend") {
+              checkLent();
+              buffer.endLend();
+              lent = null;
+            } else if (op.kind === "clear") {
+              buffer.clear();
+            }
+            checkLent();
+            expect(buffer.usedBytes).toBeLessThanOrEqual(buffer.bytesMax);
+            if (lent === null && buffer.entryCount === 0) expect(buffer.usedBytes).toBe(0);
+          }
+        },
+      ),
+      { seed: 20261201, numRuns: 300 },
+    );
   });
 });

@@ -260,6 +260,23 @@ describe("Splitter", () => {
     expect(splitter.copyBuffer.usedBytes).toBeLessThanOrEqual(splitter.copyBuffer.bytesMax);
   });
 
+  it("onFull wait: copies lent to a send keep their room after the acknowledgement until the loan ends, then waiters go on", async () => {
+    const { splitter } = await openSplitter({ bufferBytes: 8192, onFull: "wait" });
+    await splitter.write(0, filled(4096, 1));
+    await splitter.write(4096, filled(4096, 2));
+    const lent = splitter.lendCopies(1, 2);
+    let thirdDone = false;
+    const third = splitter.write(0, filled(4096, 3)).then(() => (thirdDone = true));
+    splitter.acknowledge(2); // the appliance answered before the send settled
+    await settle();
+    expect(thirdDone).toBe(false);
+    expect(lent.map((view) => [view[0], view[4096]])).toEqual([[1, 2]]);
+    splitter.endCopyLoan();
+    await third;
+    expect(copies(splitter).map((c) => [c.seq, c.data[0]])).toEqual([[3, 3]]);
+    splitter.endCopyLoan(); // idempotent
+  });
+
   it("close refuses writes waiting for room (onFull wait) and writes held at the restore gate, writing nothing", async () => {
     const { splitter, primary } = await openSplitter({ bufferBytes: 8192, onFull: "wait" });
     await splitter.write(0, filled(4096, 1));

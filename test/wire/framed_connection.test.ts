@@ -160,7 +160,7 @@ describe("protocol faults", () => {
 
   test('a HELLO of another version: ERROR "version" naming both versions', async () => {
     const hello = rawFrame(checksum, messageKinds.hello, {
-      protocol: 2,
+      protocol: 1,
       role: "switch",
       switchId: "s",
       nonce: new Uint8Array(32),

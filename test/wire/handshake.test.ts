@@ -213,7 +213,7 @@ describe("authentication", () => {
     const handshake = settle(applianceHandshake(new FramedConnection(applianceEnd), appliance.options));
     const impostor = new FramedConnection(impostorEnd);
     await impostor.send(messageKinds.hello, {
-      protocol: 1,
+      protocol: 2,
       role: "switch",
       switchId: "mallory",
       nonce: sampleData(32, 1),
@@ -235,7 +235,7 @@ describe("authentication", () => {
     const handshake = settle(applianceHandshake(new FramedConnection(applianceEnd), applianceOptions().options));
     const impostor = new FramedConnection(impostorEnd);
     await impostor.send(messageKinds.hello, {
-      protocol: 1,
+      protocol: 2,
       role: "switch",
       switchId: "mallory",
       nonce: sampleData(32, 1),
@@ -290,16 +290,16 @@ describe("refusals", () => {
     const handshake = settle(applianceHandshake(new FramedConnection(applianceEnd), applianceOptions().options));
     await peerEnd.send(
       rawFrame(checksum, messageKinds.hello, {
-        protocol: 2,
+        protocol: 3,
         role: "switch",
         switchId: "s",
         nonce: sampleData(32, 1),
-        v2: true,
+        v3: true,
       }),
     );
     const told = await receivedBy(peerEnd);
     expect(told.map((message) => message.body)).toEqual([
-      { code: "version", message: "The peer speaks protocol version 2; this side speaks version 1" },
+      { code: "version", message: "The peer speaks protocol version 3; this side speaks version 2" },
     ]);
     const { error } = await handshake;
     expect(error).toBeInstanceOf(ProtocolError);

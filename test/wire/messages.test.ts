@@ -1,6 +1,7 @@
 // Proves message validation: for every kind, bodies that break one rule (type, integer range,
 // safe integers, 512-byte alignment, the 4 MiB write limit, string and array lengths, unknown
-// or missing fields, a WRITE payload that disagrees with its entries, MARK details that are
+// or missing fields, WRITE entry records of the wrong size, with a reserved word set or a u64
+// past 2^53, a WRITE payload that disagrees with its entries, MARK details that are
 // too deep or not JSON-like, SNAPSHOT_REQUEST names the appliance would not accept, a
 // SNAPSHOT_REPLY with both or neither of seq and refused) are refused with ProtocolError
 // "bad-body" naming the field, and the sender refuses to encode them (assertion); a HELLO of
@@ -13,8 +14,6 @@ import { type Checksum, createChecksum } from "../../src/core/checksum.ts";
 import { ProtocolError } from "../../src/wire/errors.ts";
 import { FrameDecoder } from "../../src/wire/frame.ts";
 import {
-  checksumFromBytes,
-  checksumToBytes,
   decodeMessage,
   decodeRestoreExtents,
   encodeMessage,
@@ -22,8 +21,11 @@ import {
   hashChunkCount,
   type MessageKind,
   messageKinds,
+  packWriteEntries,
   type WriteBody,
   writeChecksumProblem,
+  WriteEntries,
+  writeEntryBytes,
 } from "../../src/wire/messages.ts";
 import { wireLimits } from "../../src/core/limits.ts";
 import { everyKindSamples, rawFrame, sampleData } from "./wire_support.ts";
@@ -52,14 +54,31 @@ function bodyOf(index: number): Record<string, unknown> {
   return { ...(everyKindSamples(checksum)[index].body as unknown as Record<string, unknown>) };
 }
 
-const entry = (fields: Record<string, unknown> = {}): Record<string, unknown> => ({
-  seq: 1,
-  timeUs: 1_795_000_000_000_000,
-  offsetBytes: 0,
-  lengthBytes: 512,
-  checksum: new Uint8Array(8),
-  ...fields,
-});
+/** Fields of a raw WRITE entry record; u64 fields may be bigints past 2^53. */
+interface RawEntry {
+  seq?: number | bigint;
+  timeUs?: number | bigint;
+  offsetBytes?: number | bigint;
+  lengthBytes?: number;
+  reserved?: number;
+  checksum?: bigint;
+}
+
+/** Packs records as they go on the wire, whatever their values (the encoder would refuse bad ones). */
+function rawEntries(...entries: RawEntry[]): Uint8Array {
+  const bytes = new Uint8Array(entries.length * writeEntryBytes);
+  const view = new DataView(bytes.buffer);
+  entries.forEach((entry, index) => {
+    const at = index * writeEntryBytes;
+    view.setBigUint64(at, BigInt(entry.seq ?? 1), true);
+    view.setBigUint64(at + 8, BigInt(entry.timeUs ?? 1_795_000_000_000_000), true);
+    view.setBigUint64(at + 16, BigInt(entry.offsetBytes ?? 0), true);
+    view.setUint32(at + 24, entry.lengthBytes ?? 512, true);
+    view.setUint32(at + 28, entry.reserved ?? 0, true);
+    view.setBigUint64(at + 32, entry.checksum ?? 0n, true);
+  });
+  return bytes;
+}
 
 interface Case {
   what: string;
@@ -75,162 +94,162 @@ const cases: Case[] = [
   {
     what: "an entry offset not a multiple of 512",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ offsetBytes: 100 })] }),
+    body: () => ({ volume: "db", entries: rawEntries({ offsetBytes: 100 }) }),
     payloadBytes: 512,
     says: /entries\[0\]\.offsetBytes is 100/,
   },
   {
     what: "an entry length not a multiple of 512",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ lengthBytes: 1000 })] }),
+    body: () => ({ volume: "db", entries: rawEntries({ lengthBytes: 1000 }) }),
     payloadBytes: 1000,
     says: /lengthBytes is 1000/,
   },
   {
     what: "an entry length of zero",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ lengthBytes: 0 })] }),
+    body: () => ({ volume: "db", entries: rawEntries({ lengthBytes: 0 }) }),
     payloadBytes: 0,
     says: /lengthBytes is 0/,
   },
   {
     what: "an entry length over 4 MiB",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ lengthBytes: 4 * 1024 * 1024 + 512 })] }),
+    body: () => ({ volume: "db", entries: rawEntries({ lengthBytes: 4 * 1024 * 1024 + 512 }) }),
     payloadBytes: 4 * 1024 * 1024 + 512,
     says: /lengthBytes is 4194816/,
   },
   {
-    what: "a negative seq",
+    what: "a seq of 2^64 - 1 (a negative number's bits)",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ seq: -1 })] }),
+    body: () => ({ volume: "db", entries: rawEntries({ seq: 2n ** 64n - 1n }) }),
     payloadBytes: 512,
-    says: /seq is -1/,
+    says: /entries\[0\]\.seq is 18446744073709552000, not an integer/,
   },
   {
-    what: "a fractional seq",
+    what: "a seq of 2^53",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ seq: 1.5 })] }),
-    payloadBytes: 512,
-    says: /seq is 1\.5/,
-  },
-  {
-    what: "a seq beyond 2^53",
-    kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ seq: 2 ** 53 })] }),
+    body: () => ({ volume: "db", entries: rawEntries({ seq: 2 ** 53 }) }),
     payloadBytes: 512,
     says: /seq is 9007199254740992/,
   },
   {
-    what: "a seq as a string",
+    what: "a time past 2^53",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ seq: "1" })] }),
+    body: () => ({ volume: "db", entries: rawEntries({ timeUs: 2n ** 60n }) }),
     payloadBytes: 512,
-    says: /seq is "1"/,
+    says: /timeUs is 1152921504606847000/,
   },
   {
-    what: "a negative time",
+    what: "an offset past 2^53",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ timeUs: -5 })] }),
+    body: () => ({ volume: "db", entries: rawEntries({ offsetBytes: 2n ** 63n }) }),
     payloadBytes: 512,
-    says: /timeUs is -5/,
+    says: /offsetBytes is 9223372036854776000/,
   },
   {
     what: "a range past the largest volume",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ offsetBytes: 2 ** 50 })] }),
+    body: () => ({ volume: "db", entries: rawEntries({ offsetBytes: 2 ** 50 }) }),
     payloadBytes: 512,
     says: /past the largest volume|offsetBytes/,
   },
   {
-    what: "a 7-byte checksum",
+    what: "a reserved word that is not 0",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ checksum: new Uint8Array(7) })] }),
-    payloadBytes: 512,
-    says: /checksum is 7 bytes/,
+    body: () => ({ volume: "db", entries: rawEntries({}, { seq: 2, reserved: 7 }) }),
+    payloadBytes: 1024,
+    says: /entries\[1\] has reserved word 7, not 0/,
   },
   {
-    what: "a checksum as a number",
+    what: "entries one byte short of a record",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ checksum: 5 })] }),
+    body: () => ({ volume: "db", entries: rawEntries({}).subarray(0, writeEntryBytes - 1) }),
     payloadBytes: 512,
-    says: /checksum is 5/,
+    says: /entries" is 39 bytes, not 1 to 4096 records of 40 bytes/,
   },
   {
-    what: "an entry with an unknown field",
+    what: "entries one byte past a record",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry({ extra: 1 })] }),
+    body: () => ({ volume: "db", entries: new Uint8Array(writeEntryBytes + 1) }),
     payloadBytes: 512,
-    says: /unknown fields "extra"/,
+    says: /entries" is 41 bytes/,
   },
   {
-    what: "an entry without a checksum",
+    what: "entries as an array of maps (protocol 1)",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [{ ...entry(), checksum: undefined }] }),
+    body: () => ({ volume: "db", entries: [{ seq: 1, timeUs: 1, offsetBytes: 0, lengthBytes: 512, checksum: new Uint8Array(8) }] }),
     payloadBytes: 512,
-    says: /checksum is undefined/,
+    says: /entries" is an array of 1, not 1 to 4096 records/,
   },
   {
-    what: "an entry that is an array",
+    what: "entries as a string",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [[1, 2]] }),
+    body: () => ({ volume: "db", entries: "x".repeat(40) }),
     payloadBytes: 512,
-    says: /entries\[0\] is an array/,
+    says: /entries" is "x{40}", not 1 to 4096 records/,
   },
   {
     what: "no entries",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [] }),
-    says: /entries" is an array of 0/,
+    body: () => ({ volume: "db", entries: new Uint8Array(0) }),
+    says: /entries" is 0 bytes/,
   },
   {
     what: "more than 4096 entries",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: Array.from({ length: 4097 }, () => entry()) }),
+    body: () => ({ volume: "db", entries: rawEntries(...Array.from({ length: 4097 }, (_, index) => ({ seq: index + 1 }))) }),
     payloadBytes: 4097 * 512,
-    says: /4096/,
+    says: /163880 bytes, not 1 to 4096 records/,
   },
   {
     what: "an empty volume name",
     kind: messageKinds.write,
-    body: () => ({ volume: "", entries: [entry()] }),
+    body: () => ({ volume: "", entries: rawEntries({}) }),
     payloadBytes: 512,
     says: /volume" is ""/,
   },
   {
     what: "a volume name over 128 characters",
     kind: messageKinds.write,
-    body: () => ({ volume: "v".repeat(129), entries: [entry()] }),
+    body: () => ({ volume: "v".repeat(129), entries: rawEntries({}) }),
     payloadBytes: 512,
     says: /not a string of 1 to 128/,
   },
   {
     what: "a payload shorter than the entries",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry(), entry()] }),
+    body: () => ({ volume: "db", entries: rawEntries({}, { seq: 2 }) }),
     payloadBytes: 512,
     says: /1024 bytes of data, the payload 512/,
   },
   {
     what: "a payload longer than the entries",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry()] }),
+    body: () => ({ volume: "db", entries: rawEntries({}) }),
     payloadBytes: 1024,
     says: /512 bytes of data, the payload 1024/,
   },
   {
     what: "a body that is an array",
     kind: messageKinds.write,
-    body: () => [entry()],
+    body: () => [rawEntries({})],
     payloadBytes: 512,
     says: /not a map/,
   },
   {
     what: "a body with an unknown field",
     kind: messageKinds.write,
-    body: () => ({ volume: "db", entries: [entry()], more: true }),
+    body: () => ({ volume: "db", entries: rawEntries({}), more: true }),
     payloadBytes: 512,
     says: /unknown fields "more"/,
+  },
+  {
+    what: "a body without entries",
+    kind: messageKinds.write,
+    body: () => ({ volume: "db" }),
+    payloadBytes: 512,
+    says: /lacks a field/,
   },
   // Handshake
   {
@@ -684,19 +703,22 @@ describe("invalid bodies", () => {
     }
   });
 
-  test("a full WRITE batch of 4096 maximal entries fits the body limit", () => {
-    const body: WriteBody = {
-      volume: "v".repeat(wireLimits.volumeNameLengthMax),
-      entries: Array.from({ length: wireLimits.writeEntriesMax }, () => ({
-        seq: Number.MAX_SAFE_INTEGER,
-        timeUs: Number.MAX_SAFE_INTEGER,
-        offsetBytes: 2 ** 50 - 4 * 1024 * 1024,
-        lengthBytes: 512,
-        checksum: new Uint8Array(8),
-      })),
-    };
+  test("a full WRITE batch of 4096 maximal entries fits the body limit and reads back field by field", () => {
+    const entries = Array.from({ length: wireLimits.writeEntriesMax }, (_, index) => ({
+      seq: Number.MAX_SAFE_INTEGER - wireLimits.writeEntriesMax + index + 1,
+      timeUs: Number.MAX_SAFE_INTEGER,
+      offsetBytes: 2 ** 50 - 4 * 1024 * 1024,
+      lengthBytes: 512,
+      checksum: 2n ** 64n - 1n - BigInt(index),
+    }));
+    const body: WriteBody = { volume: "v".repeat(wireLimits.volumeNameLengthMax), entries: packWriteEntries(entries) };
     const [frame] = encodeMessage(messageKinds.write, body, new Uint8Array(512 * wireLimits.writeEntriesMax));
-    expect(frame.length - frameHeaderBytes).toBeLessThanOrEqual(wireLimits.writeEntriesMax * wireLimits.writeEntryEncodedBytesMax);
+    expect(frame.length - frameHeaderBytes).toBeLessThanOrEqual(
+      wireLimits.writeEntriesMax * wireLimits.writeEntryBytes + wireLimits.volumeNameLengthMax + 32,
+    );
+    const read = new WriteEntries(body.entries);
+    expect(read.count).toBe(wireLimits.writeEntriesMax);
+    for (const index of [0, 1, 4095]) expect(read.entry(index)).toEqual(entries[index]);
   });
 });
 
@@ -712,25 +734,25 @@ describe("restore plan extents", () => {
 
 describe("protocol version", () => {
   test('a HELLO of another protocol version is refused with "version" naming both versions', () => {
-    for (const protocol of [0, 2, 77]) {
+    for (const protocol of [0, 1, 3, 77]) {
       const error = decodeError(messageKinds.hello, { protocol, role: "switch", future: "fields" });
       expect(error).toBeInstanceOf(ProtocolError);
       expect((error as ProtocolError).code).toBe("version");
       expect((error as Error).message).toBe(
-        `The peer speaks protocol version ${protocol}; this side speaks version 1`,
+        `The peer speaks protocol version ${protocol}; this side speaks version 2`,
       );
     }
   });
 });
 
 describe("checksums", () => {
-  test("checksum bytes are XXH64 little-endian and round trip", () => {
+  test("an entry's checksum is its XXH64, little-endian in the record's last 8 bytes", () => {
     const data = sampleData(4096, 3);
     const hash = checksum.hash64(data);
-    const bytes = checksumToBytes(hash);
-    expect(bytes.length).toBe(8);
-    expect(bytes[0]).toBe(Number(hash & 0xffn));
-    expect(checksumFromBytes(bytes)).toBe(hash);
+    const bytes = packWriteEntries([{ seq: 1, timeUs: 2, offsetBytes: 512, lengthBytes: 4096, checksum: hash }]);
+    expect(bytes.length).toBe(writeEntryBytes);
+    expect(bytes[32]).toBe(Number(hash & 0xffn));
+    expect(new WriteEntries(bytes).checksum(0)).toBe(hash);
   });
 
   test("writeChecksumProblem finds the entry whose data does not match", () => {

@@ -10,7 +10,7 @@ import { type Connection, ConnectionClosedError } from "../../src/io/transport.t
 import { encodeCbor } from "../../src/wire/cbor.ts";
 import { frameHeaderBytes, frameMagic, frameVersion } from "../../src/wire/frame.ts";
 import {
-  checksumToBytes,
+  packWriteEntries,
   encodeRestoreExtents,
   markKinds,
   type MessageBodies,
@@ -60,9 +60,13 @@ export class TestConnection implements Connection {
     if (this.#closed || this.#broken || this.peer.#closed) {
       return Promise.reject(new ConnectionClosedError(`Cannot send to ${this.remoteAddress}: the connection ended`));
     }
+    // Delivered as copies, as a kernel takes a TCP send: once `send` resolved, the sender may
+    // reuse its buffers (the seam's rule; the switch link reuses its frame buffer and lends
+    // copy-buffer bytes only until the send settles).
     for (const chunk of chunks instanceof Uint8Array ? [chunks] : chunks) {
-      this.sentChunks.push(chunk.slice());
-      this.peer.#deliver(chunk, this.#random);
+      const copy = chunk.slice();
+      this.sentChunks.push(copy);
+      this.peer.#deliver(copy, this.#random);
     }
     return Promise.resolve();
   }
@@ -240,13 +244,13 @@ export function writeArbitrary(checksum: Checksum, entriesMax = 6): fc.Arbitrary
       kind: messageKinds.write,
       body: {
         volume,
-        entries: entries.map((entry, index) => ({
+        entries: packWriteEntries(entries.map((entry, index) => ({
           seq: entry.seq,
           timeUs: entry.timeUs,
           offsetBytes: entry.offsetBytes,
           lengthBytes: entry.lengthBytes,
-          checksum: checksumToBytes(checksum.hash64(datas[index])),
-        })),
+          checksum: checksum.hash64(datas[index]),
+        }))),
       },
       payload: concatBytes(datas),
     };
@@ -445,7 +449,7 @@ export function everyKindSamples(checksum: Checksum): SampleMessage[] {
   const samples: SampleMessage[] = [
     {
       kind: messageKinds.hello,
-      body: { protocol: 1, role: "switch", switchId: "switch-1", nonce: sampleData(32, 1) },
+      body: { protocol: 2, role: "switch", switchId: "switch-1", nonce: sampleData(32, 1) },
       payload: new Uint8Array(0),
     },
     {
@@ -463,22 +467,22 @@ export function everyKindSamples(checksum: Checksum): SampleMessage[] {
       kind: messageKinds.write,
       body: {
         volume: "db",
-        entries: [
+        entries: packWriteEntries([
           {
             seq: 1,
             timeUs: 1_795_000_000_000_000,
             offsetBytes: 4096,
             lengthBytes: 512,
-            checksum: checksumToBytes(checksum.hash64(data.subarray(0, 512))),
+            checksum: checksum.hash64(data.subarray(0, 512)),
           },
           {
             seq: 2,
             timeUs: 1_795_000_000_000_001,
             offsetBytes: 0,
             lengthBytes: 512,
-            checksum: checksumToBytes(checksum.hash64(data.subarray(512))),
+            checksum: checksum.hash64(data.subarray(512)),
           },
-        ],
+        ]),
       },
       payload: data,
     },
