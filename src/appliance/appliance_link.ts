@@ -33,7 +33,7 @@
  * `wireLimits.restoresInFlightMax` restores are followed at once.
  */
 import { createChecksum } from "../core/checksum.ts";
-import { wireLimits } from "../core/limits.ts";
+import { serverLimits, wireLimits } from "../core/limits.ts";
 import { checkSnapshotName } from "../core/point.ts";
 import type { Clock } from "../io/clock.ts";
 import { type Connection, ConnectionClosedError, type Listener } from "../io/transport.ts";
@@ -48,6 +48,8 @@ import {
   type PlanExtent,
   type ReadRequestBody,
   type RestoreProgressState,
+  hashChunkCount,
+  type HashRequestBody,
   type RestoreStartedBody,
   type SnapshotReplyBody,
   type SnapshotRequestBody,
@@ -188,6 +190,9 @@ export class RemoteRestore {
     this.#abandon(this, error);
   }
 }
+
+/** Largest chunk a HASH_REQUEST may ask one hash of (each is read whole into memory). */
+const hashChunkBytesMax = 16 * 1024 * 1024;
 
 /** Accepts switches and journals what they send. */
 export class ApplianceLink {
@@ -482,6 +487,9 @@ export class ApplianceLink {
       case messageKinds.readRequest:
         await this.#answerRead(session, message.body);
         return false;
+      case messageKinds.hashRequest:
+        await this.#answerHashes(session, message.body);
+        return false;
       case messageKinds.restoreStarted: {
         if (!this.#restores.has(message.body.requestId)) this.#adoptRestore(session, message.body);
         const restore = this.#heardFrom(session, message.body.requestId);
@@ -690,6 +698,59 @@ export class ApplianceLink {
         last,
       });
     }
+  }
+
+  /**
+   * Answers a HASH_REQUEST (resync compares before it moves anything) from the image at
+   * `atSeq` — once the volume's head has reached it: the switch asks only after the
+   * acknowledgement — without holding up the session. No hashes when it cannot: the switch
+   * then moves the range.
+   */
+  async #answerHashes(session: SwitchSession, request: HashRequestBody): Promise<void> {
+    const framed = session.framed;
+    const volume = await this.#sessionVolume(framed, session.volumes, request.volume);
+    const what = `hash ${request.lengthBytes} bytes at ${request.offsetBytes} of volume "${volume.name}"`;
+    if (session.readsInFlight >= wireLimits.readRequestsInFlightMax) {
+      await framed.sendError("busy", `Cannot ${what}: ${session.readsInFlight} reads are unanswered (the limit)`);
+      throw new ProtocolError("bad-body", "too many reads in flight");
+    }
+    if (request.offsetBytes + request.lengthBytes > volume.sizeBytes) {
+      await framed.sendError("volume", `Cannot ${what}: it ends past the end of the ${volume.sizeBytes}-byte volume`);
+      throw new ProtocolError("bad-body", "hash past the end");
+    }
+    session.readsInFlight++;
+    void (async () => {
+      let hashes = new Uint8Array(0);
+      try {
+        const deadlineUs = this.#clock.nowUs() + serverLimits.acknowledgeWaitMs * 1000;
+        while (request.atSeq !== undefined && volume.head.seq < request.atSeq && this.#clock.nowUs() < deadlineUs) {
+          await this.#clock.sleep(serverLimits.acknowledgePollMs);
+        }
+        if (request.chunkBytes > hashChunkBytesMax) throw new RangeError(`chunks over ${hashChunkBytesMax} bytes are not hashed here`);
+        const image = volume.openImage(request.atSeq === undefined ? "head" : `seq:${request.atSeq}`);
+        try {
+          const checksum = await createChecksum();
+          const count = hashChunkCount(request);
+          const computed = new Uint8Array(count * 8);
+          const view = new DataView(computed.buffer);
+          const chunk = new Uint8Array(Math.min(request.chunkBytes, request.lengthBytes));
+          for (let index = 0; index < count; index++) {
+            const offsetBytes = request.offsetBytes + index * request.chunkBytes;
+            const piece = chunk.subarray(0, Math.min(chunk.length, request.offsetBytes + request.lengthBytes - offsetBytes));
+            await image.read(offsetBytes, piece);
+            view.setBigUint64(index * 8, checksum.hash64(piece), true);
+          }
+          hashes = computed;
+        } finally {
+          await image.close();
+        }
+      } catch (error) {
+        this.#log(`Cannot ${what} for switch ${session.switchId}: ${(error as Error).message}; it will move the range`);
+      } finally {
+        session.readsInFlight--;
+      }
+      await framed.send(messageKinds.hashReply, { requestId: request.requestId, hashes }).catch(() => {});
+    })();
   }
 
   /** Answers a READ_REQUEST from the image at `atSeq` (a restore's, kept open) or at head, without holding up the session. */

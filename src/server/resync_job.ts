@@ -8,10 +8,11 @@
  * guarantee 3). Host writes go on meanwhile: each region is read with them held back for a
  * moment.
  *
- * In one process (`serve`) each piece is compared first with the appliance's image at the
- * seq it was read at (DESIGN.md "Resync": only true mismatches move — after a switch restart
- * or a resumed restore most dirty regions already match). `anytime switch` moves every dirty
- * region whole: comparing over the link (HASH_REQUEST/HASH_REPLY) is the next step.
+ * Each piece is compared first with the appliance's image at the seq it was read at
+ * (DESIGN.md "Resync": only true mismatches move — after a switch restart or a resumed
+ * restore most dirty regions already match): in one process (`serve`) byte for byte; with
+ * `anytime switch` by one XXH64 of the piece each side (HASH_REQUEST/HASH_REPLY); when the
+ * appliance cannot answer, the piece moves.
  *
  * @module
  */
@@ -53,25 +54,10 @@ export async function resyncLocally(
   handle.report({ bytesMoved: 0, bytesTotal: Math.min(regionsTotal * regionBytes, splitter.sizeBytes) });
   ready();
   deps.log?.(`Volume ${request.volume}: ${request.full ? "re-baseline" : "resync"} of ${regionsTotal} regions`);
-  const appliance = deps.appliance;
-  let scratch = new Uint8Array(0);
   const result = await splitter.resync({
     full: request.full,
     cancelled: () => cancelled,
-    // In one process the appliance's image is at hand: a piece that already matches moves nothing.
-    compare: appliance === undefined ? undefined : async (offsetBytes, primary, atSeq) => {
-      const volume = appliance.volume(request.volume);
-      while (volume.head.seq < atSeq) await deps.clock.sleep(1);
-      if (scratch.length < primary.length) scratch = new Uint8Array(primary.length);
-      const image = volume.openImage(`seq:${atSeq}`);
-      try {
-        const journaled = scratch.subarray(0, primary.length);
-        await image.read(offsetBytes, journaled);
-        return equalBytes(journaled, primary);
-      } finally {
-        await image.close();
-      }
-    },
+    compare: comparer(deps, request.volume),
     onProgress: (progress) =>
       handle.report({ bytesMoved: progress.bytesMoved, bytesTotal: Math.min(progress.regionsTotal * regionBytes, splitter.sizeBytes) }),
   });
@@ -91,6 +77,32 @@ export async function resyncLocally(
       `${result.bytesMatched > 0 ? `, ${result.bytesMatched} bytes already matched` : ""})`,
   );
   return "done";
+}
+
+/**
+ * How a piece is compared before it moves (a piece that already matches moves nothing): in
+ * one process with the appliance's image at hand, byte for byte; apart, the appliance hashes
+ * it (HASH_REQUEST) and the switch compares.
+ */
+function comparer(deps: ResyncDeps, volumeName: string): (offsetBytes: number, primary: Uint8Array, atSeq: number) => Promise<boolean> {
+  const appliance = deps.appliance;
+  if (appliance === undefined) {
+    return (offsetBytes, primary, atSeq) => deps.switchNode.link.compareWithAppliance(volumeName, offsetBytes, primary, atSeq);
+  }
+  let scratch = new Uint8Array(0);
+  return async (offsetBytes, primary, atSeq) => {
+    const volume = appliance.volume(volumeName);
+    while (volume.head.seq < atSeq) await deps.clock.sleep(1);
+    if (scratch.length < primary.length) scratch = new Uint8Array(primary.length);
+    const journaled = scratch.subarray(0, primary.length);
+    const image = volume.openImage(`seq:${atSeq}`);
+    try {
+      await image.read(offsetBytes, journaled);
+    } finally {
+      await image.close();
+    }
+    return equalBytes(journaled, primary);
+  };
 }
 
 /** Byte equality, four bytes at a time where both are aligned (pieces are whole sectors). */

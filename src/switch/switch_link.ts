@@ -51,6 +51,7 @@
  * ```
  */
 import { assert } from "../core/assert.ts";
+import { createChecksum } from "../core/checksum.ts";
 import type { Clock } from "../io/clock.ts";
 import { ConnectionClosedError, type Transport } from "../io/transport.ts";
 import { FramedConnection } from "../wire/framed_connection.ts";
@@ -125,6 +126,9 @@ export class SwitchLink {
   #snapshotRepliesSending = 0;
   /** Runs the restores the appliance asks for; none: they are refused. */
   #restores: SwitchRestores | null = null;
+  /** HASH_REQUESTs unanswered (one per resync at a time: at most one per volume), by request id. */
+  readonly #hashRequests = new Map<number, { framed: FramedConnection; resolve: (hashes: Uint8Array | null) => void }>();
+  #nextHashRequestId = 0;
 
   constructor(deps: SwitchLinkDeps, options: SwitchLinkOptions) {
     const names = deps.splitters.map((splitter) => splitter.name);
@@ -241,6 +245,11 @@ export class SwitchLink {
       this.#noteError("The link to the appliance ended", error);
     } finally {
       this.#restores?.disconnected(framed);
+      for (const [requestId, pending] of this.#hashRequests) {
+        if (pending.framed !== framed) continue;
+        this.#hashRequests.delete(requestId);
+        pending.resolve(null); // asked on a dead connection: the range moves
+      }
       for (const splitter of this.#splitters) splitter.linkLost();
       await framed.close();
       this.#framed = null;
@@ -302,6 +311,17 @@ export class SwitchLink {
       case messageKinds.restoreCancel:
       case messageKinds.readReply:
         return this.#toRestores(framed, message);
+      case messageKinds.hashReply: {
+        const pending = this.#hashRequests.get(message.body.requestId);
+        if (pending === undefined) {
+          this.#log(`The appliance answered hash request ${message.body.requestId}, which nobody waits for now`);
+          return true;
+        }
+        this.#hashRequests.delete(message.body.requestId);
+        // The hashes are a view into received bytes: copy them before the next frame reuses them.
+        pending.resolve(message.body.hashes.length === 0 ? null : message.body.hashes.slice());
+        return true;
+      }
       case messageKinds.pong:
         return true;
       case messageKinds.error:
@@ -313,6 +333,43 @@ export class SwitchLink {
       default:
         void framed.sendError("unexpected", `Cannot handle a ${message.kind} message on an established link`);
         return false;
+    }
+  }
+
+  /**
+   * Whether the appliance's image of `volumeName` after `atSeq` equals `primary` at
+   * `offsetBytes` (resync compares before it moves anything; DESIGN "Resync"): one XXH64 of
+   * the range each side. `false` whenever the appliance cannot say — the link is down or
+   * drops, it does not answer in time, it has no hashes — so the caller moves the range.
+   */
+  async compareWithAppliance(volumeName: string, offsetBytes: number, primary: Uint8Array, atSeq: number): Promise<boolean> {
+    const framed = this.#framed;
+    if (framed === null || this.#state !== switchLinkStates.streaming) return false;
+    assert(this.#hashRequests.size < this.#splitters.length, "One hash request per volume's resync at a time");
+    const requestId = this.#nextHashRequestId++;
+    const answered = new Promise<Uint8Array | null>((resolve) => this.#hashRequests.set(requestId, { framed, resolve }));
+    try {
+      await framed.send(messageKinds.hashRequest, {
+        requestId,
+        volume: volumeName,
+        offsetBytes,
+        lengthBytes: primary.length,
+        chunkBytes: primary.length,
+        atSeq,
+      });
+      // Short steps, so an answer leaves no long timer behind.
+      let hashes: Uint8Array | null | undefined;
+      void answered.then((answer) => (hashes = answer));
+      const deadlineUs = this.#clock.nowUs() + switchLimits.remoteRestoreReadTimeoutMs * 1000;
+      while (hashes === undefined && this.#clock.nowUs() < deadlineUs) await Promise.race([answered, this.#clock.sleep(100)]);
+      if (hashes === undefined || hashes === null || hashes.length !== 8) return false;
+      const checksum = await createChecksum();
+      return new DataView(hashes.buffer, hashes.byteOffset, 8).getBigUint64(0, true) === checksum.hash64(primary);
+    } catch (error) {
+      if (!(error instanceof ConnectionClosedError)) throw error;
+      return false;
+    } finally {
+      this.#hashRequests.delete(requestId);
     }
   }
 

@@ -180,9 +180,15 @@ export interface HashRequestBody {
   readonly offsetBytes: number;
   readonly lengthBytes: number;
   readonly chunkBytes: number;
+  /** The image to hash: the volume after this seq (resync compares the primary as it was then); head when absent. */
+  readonly atSeq?: number;
 }
 
-/** HASH_REPLY: 8 bytes per chunk, in order. */
+/**
+ * HASH_REPLY: the XXH64 of each chunk of the appliance's image, 8 bytes little-endian per
+ * chunk, in order; no hashes when the appliance cannot answer (the switch then treats the
+ * range as differing).
+ */
 export interface HashReplyBody {
   readonly requestId: number;
   readonly hashes: Uint8Array;
@@ -907,7 +913,7 @@ function ackProblem(body: unknown, payloadBytes: number): string | null {
     noPayloadProblem(payloadBytes);
 }
 
-const hashRequestFields = ["requestId", "volume", "offsetBytes", "lengthBytes", "chunkBytes"] as const;
+const hashRequestFields = ["requestId", "volume", "offsetBytes", "lengthBytes", "chunkBytes", "atSeq"] as const;
 
 function hashRequestProblem(body: unknown, payloadBytes: number): string | null {
   const fields = asFields(body);
@@ -925,7 +931,8 @@ function hashRequestProblem(body: unknown, payloadBytes: number): string | null 
         ? null
         : `the request asks for ${chunks} hashes, over the limit of ${wireLimits.hashChunksMax}`;
     },
-    () => exactFieldsProblem(fields, hashRequestFields, hashRequestFields.length, "the body"),
+    () => fields.atSeq === undefined ? null : integerProblem(fields.atSeq, `field "atSeq"`, 0),
+    () => exactFieldsProblem(fields, hashRequestFields, fields.atSeq === undefined ? 5 : 6, "the body"),
     () => noPayloadProblem(payloadBytes),
   );
 }

@@ -204,7 +204,7 @@ describe("anytime appliance + anytime switch over TCP", () => {
     }
   });
 
-  it("journals an existing primary whole at the switch's first start (the initial copy), and not again after a restart", async () => {
+  it("journals an existing primary whole at the switch's first start (the initial copy), compares before moving after it, and copies not again after a restart", async () => {
     const directory = await target.tempDir();
     try {
       const path = `${directory}/existing.img`;
@@ -237,6 +237,17 @@ describe("anytime appliance + anytime switch over TCP", () => {
       expect(image.every((byte, i) => byte === content[i])).toBe(true); // (toEqual on 8 MiB takes a minute)
       expect(volume.gaps().map((gap) => gap.reason)).toEqual(["initial copy"]);
       expect(volume.suspectIntervals().every((interval) => interval.to !== undefined)).toBe(true); // closed by the copy's end
+
+      // A re-baseline now compares every piece over the link (HASH_REQUEST) and moves nothing.
+      const job = await switchProcess.controlPlane.resync("old", { full: true });
+      for (let turn = 0; turn < 1000 && switchProcess.controlPlane.job(job.id).state === "running"; turn++) await runtime.clock.sleep(10);
+      expect(switchProcess.controlPlane.job(job.id)).toMatchObject({ state: "done", bytesMoved: 0 });
+      for (let turn = 0; turn < 200 && volume.head.seq < splitter().acknowledgedSeq; turn++) await runtime.clock.sleep(5);
+      const ends = volume.markers().filter((m) => m.kind === "fixupEnd");
+      expect(ends.map((m) => m.detail)).toEqual([
+        { regions: volumeBytes / (1024 * 1024), bytes: volumeBytes, matched: 0 }, // the initial copy: nothing matched
+        { regions: volumeBytes / (1024 * 1024), bytes: 0, matched: volumeBytes },
+      ]);
 
       await switchProcess.stop();
       switchProcess = await startSwitch(runtime, switchOptions);

@@ -401,6 +401,12 @@ const cases: Case[] = [
     says: /payload/,
   },
   {
+    what: "a HASH_REQUEST with a fractional atSeq",
+    kind: messageKinds.hashRequest,
+    body: () => ({ requestId: 1, volume: "db", offsetBytes: 0, lengthBytes: 4096, chunkBytes: 4096, atSeq: 1.5 }),
+    says: /atSeq" is 1\.5/,
+  },
+  {
     what: "a READ_REPLY with an empty error",
     kind: messageKinds.readReply,
     body: () => ({ requestId: 1, error: "" }),

@@ -571,6 +571,12 @@ export function everyKindSamples(checksum: Checksum): SampleMessage[] {
       payload: new Uint8Array(0),
     },
     { kind: messageKinds.readReply, body: { requestId: 8, error: "Cannot read 4096 bytes at 4096: the point faded" }, payload: new Uint8Array(0) },
+    {
+      kind: messageKinds.hashRequest,
+      body: { requestId: 9, volume: "db", offsetBytes: 1048576, lengthBytes: 1048576, chunkBytes: 1048576, atSeq: 77 },
+      payload: new Uint8Array(0),
+    },
+    { kind: messageKinds.hashReply, body: { requestId: 9, hashes: new Uint8Array(0) }, payload: new Uint8Array(0) },
   ];
   return samples;
 }
