@@ -72,7 +72,7 @@ export const ASYNC_WRITE_BYTES_MIN = 256 * 1024;
 /**
  * Largest single `write` call: a larger write goes as consecutive calls of this size, one at
  * a time. Measured on this VM with the journal's pattern (300k records of 4 KiB in 8 MiB
- * groups, pipelined fdatasync; three rounds, one process): one call per 8 MiB group
+ * groups, pipelined fdatasync; three rounds in one run): one call per 8 MiB group
  * 50k-121k records/s with 1.4-2.3 s of kernel time, calls of 1 MiB 243k-393k with
  * 0.4-0.5 s (256 KiB and 1 MiB synchronous calls 210k-285k): the kernel spends several times
  * longer copying one huge write into the page cache than the same bytes in 1 MiB pieces.
