@@ -12,7 +12,10 @@
  *    content;
  * 5. map bytes per run, in memory and on disk.
  *
- * Environment: BENCH_WRITES (default 1_000_000), BENCH_DIR (default the OS temp dir).
+ * Environment: BENCH_WRITES (default 1_000_000), BENCH_DIR (default the OS temp dir),
+ * BENCH_ONLY (comma-separated figures to run: `ingest64k`, `ingest4k`, `cpu`, `images`;
+ * default all), BENCH_REPEAT (runs of each chosen ingest figure, default 1: the disk's
+ * figures move by ±20% from run to run here).
  */
 import { closeSync, fdatasyncSync, ftruncateSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -71,6 +74,9 @@ const writesTotal = Number(process.env.BENCH_WRITES ?? 1_000_000);
 const root = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), "anytime-bench-"));
 const random = new SeededRandom(20261122);
 const clock = new SystemClock();
+
+const only = new Set((process.env.BENCH_ONLY ?? "ingest64k,ingest4k,cpu,images").split(","));
+const repeat = Number(process.env.BENCH_REPEAT ?? 1);
 
 function nowMs(): number {
   return performance.now();
@@ -163,7 +169,7 @@ function directoryBytes(directory: string): number {
 }
 
 // 1. 64 KiB ingest vs raw sequential bandwidth.
-{
+for (let run = 0; only.has("ingest64k") && run < repeat; run++) {
   const totalBytes = 2 * GiB;
   const raw = bestRawBytesPerSecond(totalBytes, 64 * KiB);
   const volume = await openVolume("seq64k", 16 * GiB);
@@ -184,10 +190,12 @@ function directoryBytes(directory: string): number {
 }
 
 // 2. 4 KiB ingest rate.
-{
+for (let run = 0; only.has("ingest4k") && run < repeat; run++) {
   const count = 300_000;
   const volume = await openVolume("ingest4k", 16 * GiB);
+  const cpuBefore = process.cpuUsage();
   const seconds = await ingest(volume, count, 4 * KiB, 16 * GiB);
+  const cpu = process.cpuUsage(cpuBefore);
   await volume.close();
   const raw = bestRawBytesPerSecond(count * 4 * KiB, 4 * KiB);
   report({
@@ -199,13 +207,15 @@ function directoryBytes(directory: string): number {
     ratio: count / seconds / (raw.bytesPerSecond / (4 * KiB)),
     target: ">= 150000 writes/s",
     met: count / seconds >= 150_000,
+    // The kernel's share shows how costly the page-cache copies were in this run.
+    note: `CPU per write: user ${(cpu.user / count).toFixed(2)} µs, kernel ${(cpu.system / count).toFixed(2)} µs (all threads)`,
   });
   rmSync(join(root, "ingest4k"), { recursive: true });
 }
 
 // 2b. The engine's own cost per write: the same 4 KiB ingest into a store that discards
 // writes and syncs at once, so the disk is out of the picture (one core).
-{
+for (let run = 0; only.has("cpu") && run < repeat; run++) {
   const count = 300_000;
   const volume = await Volume.open(
     { journalStore: new DiscardingSegmentStore(), mapStore: new MemorySegmentStore(), clock },
@@ -226,7 +236,7 @@ function directoryBytes(directory: string): number {
 }
 
 // 3-5. Image open and reads over a journal of 1M 4 KiB writes on a 16 GiB volume.
-{
+if (only.has("images")) {
   const volumeBytes = 16 * GiB;
   const volume = await openVolume("images", volumeBytes);
   const openTimes = async (samples: number) => {

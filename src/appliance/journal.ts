@@ -523,7 +523,8 @@ export class Journal {
     const header = this.#header;
     header.payloadChecksum = payloadChecksum;
     header.durableAddressBytes = this.#durableAddressBytes;
-    this.#codec.encodeHeader(header, group.bytes, atBytes);
+    // Validated by #validate; sealed once, when the group is written (#stampDurableAddress).
+    this.#codec.encodeHeaderUnsealed(header, group.bytes, atBytes);
     const payloadAtBytes = atBytes + journalRecordHeaderBytes;
     group.bytes.set(record.payload, payloadAtBytes);
     group.bytes.fill(0, payloadAtBytes + record.payload.length, atBytes + recordBytes);
@@ -672,16 +673,17 @@ export class Journal {
   }
 
   /**
-   * Stamps every record of the group with the current durable address: everything before it
-   * has been synced, so the claim is true, and it is what lets recovery tell corruption of
-   * an earlier group from a torn tail.
+   * Stamps every record of the group with the current durable address and seals its header
+   * (appends leave headers unsealed: one header checksum per record, not two): everything
+   * before the address has been synced, so the claim is true, and it is what lets recovery
+   * tell corruption of an earlier group from a torn tail.
    */
   #stampDurableAddress(group: GroupBuffer): void {
     for (let piece = 0; piece < group.pieceCount; piece++) {
       const endBytes = group.pieceEndBytes(piece);
       let atBytes = group.pieceBufferOffsetsBytes[piece];
       while (atBytes < endBytes) {
-        this.#codec.setDurableAddress(group.bytes, atBytes, this.#durableAddressBytes);
+        this.#codec.stampDurableAddress(group.bytes, atBytes, this.#durableAddressBytes);
         atBytes += journalRecordBytes(this.#codec.payloadLengthAt(group.bytes, atBytes));
       }
       assert(atBytes === endBytes, "Records fill their piece exactly");

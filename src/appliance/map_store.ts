@@ -9,6 +9,15 @@
  * `15 * 2^40 + b`. Every blob ends with an XXH64 of what precedes it; a blob that fails it
  * is reported, never used.
  *
+ * **Packs.** A volume persists its maps in groups: one pack segment (`14 * 2^40 + i`) holds
+ * the level-0 maps from index i on, in order, and every merged and point map that became due
+ * at their seals; the catalogue lists each pack's first index (`packs`). One pack costs one
+ * segment create, one sync and one catalogue replace where a file per map cost that per map
+ * (measured with 300k writes of 4 KiB: 152 map files, 231 fdatasyncs and 152 directory syncs
+ * beside the journal's 152 syncs, before packs). Level-0 maps before the first pack, written
+ * by earlier releases, are still read from their own segments; a store with packs cannot be
+ * read by a release without them.
+ *
  * Blob layout (little-endian):
  * | bytes | level-0 blob | merged / point blob |
  * | --- | --- | --- |
@@ -20,6 +29,10 @@
  * | then | the encoded {@link DeltaMap} | the encoded {@link DeltaMap} (from byte 8) |
  * | then | R × (row within the blob (f64), the encoded delta of that restore row) | — |
  * | last 8 | XXH64 of all before | XXH64 of all before |
+ *
+ * A pack: magic `AMPK` (0-3), version 1 (4-7), entries E (u32, 8-11), 0 (12-15), then E ×
+ * (segment id the entry would have on its own (f64), body bytes B (f64), the body: a blob as
+ * above without its checksum, zero-padded to 8), then the XXH64 of all before.
  *
  * A restore marker's delta (seed 003 [0075]) is stored with the level-0 map of its interval
  * because the write index needs it to cut points inside that interval, and recomputing it at
@@ -38,6 +51,9 @@ import type { WriteIndexSlice } from "./write_index.ts";
 
 const LEVEL_ZERO_MAGIC = 0x304c4d41; // "AML0"
 const MERGED_MAGIC = 0x504d4d41; // "AMMP"
+const PACK_MAGIC = 0x4b504d41; // "AMPK"
+const PACK_HEADER_BYTES = 16;
+const PACK_ENTRY_HEADER_BYTES = 16;
 const VERSION = 1;
 /** Level-0 blobs with restore deltas. */
 const LEVEL_ZERO_VERSION_RESTORES = 2;
@@ -45,6 +61,7 @@ const LEVEL_ZERO_HEADER_BYTES = 48;
 const CHECKSUM_BYTES = 8;
 const LEVEL_STRIDE = 2 ** 40;
 const POINT_LEVEL = 15;
+const PACK_LEVEL = 14;
 
 assert(new Uint8Array(new Float64Array([1]).buffer)[7] === 0x3f, "Map blobs assume a little-endian host");
 
@@ -65,6 +82,11 @@ export interface VolumeCatalogue {
   readonly markers?: readonly TimelineMarker[];
   /** The retention policy as set (absent: the default). */
   readonly retention?: { readonly window: string; readonly keep: string };
+  /**
+   * The first level-0 index of each pack, ascending; the packs hold every level-0 map from
+   * the first one to `levelZeroCount` (absent: none; earlier maps have a segment each).
+   */
+  readonly packs?: readonly number[];
 }
 
 /** A snapshot marker: a name for a seq (SPEC: no data moved). */
@@ -75,8 +97,9 @@ export interface SnapshotEntry {
 }
 
 /** The segment id of a map key (level-0 maps are `{kind: "merged", level: 0}`). */
-export function mapSegmentId(key: MapKey | { kind: "levelZero"; index: number }): number {
+export function mapSegmentId(key: MapKey | { kind: "levelZero"; index: number } | { kind: "pack"; first: number }): number {
   if (key.kind === "levelZero") return key.index;
+  if (key.kind === "pack") return PACK_LEVEL * LEVEL_STRIDE + key.first;
   if (key.kind === "merged") return key.level * LEVEL_STRIDE + key.index;
   return POINT_LEVEL * LEVEL_STRIDE + key.boundary;
 }
@@ -110,112 +133,86 @@ export class MapStore {
     return this.#store.writeManifest(new TextEncoder().encode(JSON.stringify(catalogue)));
   }
 
+  /** Writes one level-0 map to its own segment (the layout before packs). */
   async writeLevelZero(index: number, levelZero: LevelZeroMap, rows: WriteIndexSlice): Promise<void> {
-    const rowCount = rows.seq.length;
-    const kindBytes = align8(rowCount);
-    const mapBytes = levelZero.map.encode();
-    const deltas = rows.restoreDeltas.map((record) => ({ row: record.index, bytes: record.map.encode() }));
-    let deltaBytes = 0;
-    for (const delta of deltas) {
-      assert(delta.row >= 0 && delta.row < rowCount, `Restore delta of row ${delta.row} lies in the blob's rows`);
-      deltaBytes += 8 + delta.bytes.length;
-    }
-    const total = LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + kindBytes + mapBytes.length + deltaBytes + CHECKSUM_BYTES;
-    const blob = new Uint8Array(total);
-    const view = new DataView(blob.buffer);
-    view.setUint32(0, LEVEL_ZERO_MAGIC, true);
-    view.setUint32(4, deltas.length === 0 ? VERSION : LEVEL_ZERO_VERSION_RESTORES, true);
-    view.setUint32(8, rowCount, true);
-    view.setUint32(12, deltas.length, true);
-    view.setFloat64(16, levelZero.fromIndex, true);
-    view.setFloat64(24, levelZero.firstSeq, true);
-    view.setFloat64(32, levelZero.lastSeq, true);
-    view.setFloat64(40, levelZero.endAddressBytes, true);
-    let at = LEVEL_ZERO_HEADER_BYTES;
-    for (const column of [rows.seq, rows.timeUs, rows.offsetBytes, rows.lengthBytes, rows.addressBytes]) {
-      blob.set(new Uint8Array(column.buffer, column.byteOffset, column.byteLength), at);
-      at += column.byteLength;
-    }
-    blob.set(rows.kind, at);
-    at += kindBytes;
-    blob.set(mapBytes, at);
-    at += mapBytes.length;
-    // Encoded maps are 16 + 24n bytes, so every field here stays 8-byte aligned.
-    for (const delta of deltas) {
-      view.setFloat64(at, delta.row, true);
-      blob.set(delta.bytes, at + 8);
-      at += 8 + delta.bytes.length;
-    }
-    assert(at === total - CHECKSUM_BYTES, "Level-0 blob fields fill the blob");
-    await this.#writeBlob(mapSegmentId({ kind: "levelZero", index }), blob);
+    await this.#writeBlob(mapSegmentId({ kind: "levelZero", index }), withChecksumRoom(encodeLevelZero(levelZero, rows)));
   }
 
+  /** Reads a level-0 map from its own segment (the layout before packs). */
   async readLevelZero(index: number): Promise<{ levelZero: LevelZeroMap; rows: WriteIndexSlice }> {
     const what = `level-0 map ${index}`;
-    const blob = await this.#readBlob(mapSegmentId({ kind: "levelZero", index }), what);
-    const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
-    if (blob.length < LEVEL_ZERO_HEADER_BYTES || view.getUint32(0, true) !== LEVEL_ZERO_MAGIC) {
-      throw new SyntaxError(`Cannot read ${what}: bad magic`);
-    }
-    const version = view.getUint32(4, true);
-    if (version !== VERSION && version !== LEVEL_ZERO_VERSION_RESTORES) {
-      throw new SyntaxError(`Cannot read ${what}: version ${version} is not ${VERSION} or ${LEVEL_ZERO_VERSION_RESTORES}`);
-    }
-    const rowCount = view.getUint32(8, true);
-    const deltaCount = view.getUint32(12, true);
-    if (version === VERSION && deltaCount !== 0) {
-      throw new SyntaxError(`Cannot read ${what}: version ${version} has no restore deltas, but it counts ${deltaCount}`);
-    }
-    const kindBytes = align8(rowCount);
-    const mapFrom = LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + kindBytes;
-    if (mapFrom > blob.length) throw new SyntaxError(`Cannot read ${what}: ${rowCount} rows do not fit`);
-    const column = (i: number) =>
-      new Float64Array(blob.slice(LEVEL_ZERO_HEADER_BYTES + i * rowCount * 8, LEVEL_ZERO_HEADER_BYTES + (i + 1) * rowCount * 8).buffer);
-    const kind = blob.slice(LEVEL_ZERO_HEADER_BYTES + rowCount * 40, LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + rowCount);
-    // Version 1 holds one map to the end; version 2 says how long each map is in its header.
-    const mapTo = version === VERSION ? blob.length : mapFrom + DeltaMap.encodedLengthOf(blob.subarray(mapFrom));
-    if (mapTo > blob.length) throw new SyntaxError(`Cannot read ${what}: its map does not fit`);
-    const map = DeltaMap.decode(blob.subarray(mapFrom, mapTo));
-    const restoreDeltas = decodeRestoreDeltas(blob.subarray(mapTo), { what, deltaCount, kind });
-    const rows: WriteIndexSlice = {
-      seq: column(0),
-      timeUs: column(1),
-      offsetBytes: column(2),
-      lengthBytes: column(3),
-      addressBytes: column(4),
-      kind,
-      restoreDeltas,
-    };
-    const fromIndex = view.getFloat64(16, true);
-    const levelZero: LevelZeroMap = {
-      fromIndex,
-      toIndex: fromIndex + rowCount,
-      firstSeq: view.getFloat64(24, true),
-      lastSeq: view.getFloat64(32, true),
-      endAddressBytes: view.getFloat64(40, true),
-      map,
-    };
-    return { levelZero, rows };
+    return decodeLevelZero(await this.#readBlob(mapSegmentId({ kind: "levelZero", index }), what), what);
   }
 
+  /** Writes a merged or point map to its own segment (the layout before packs). */
   async writeMap(key: MapKey, map: DeltaMap): Promise<void> {
-    const mapBytes = map.encode();
-    const blob = new Uint8Array(8 + mapBytes.length + CHECKSUM_BYTES);
-    const view = new DataView(blob.buffer);
-    view.setUint32(0, MERGED_MAGIC, true);
-    view.setUint32(4, VERSION, true);
-    blob.set(mapBytes, 8);
-    await this.#writeBlob(mapSegmentId(key), blob);
+    await this.#writeBlob(mapSegmentId(key), withChecksumRoom(encodeMap(map)));
   }
 
+  /** Reads a merged or point map from its own segment (the layout before packs). */
   async readMap(key: MapKey): Promise<DeltaMap> {
-    const what = key.kind === "merged" ? `level-${key.level} map ${key.index}` : `point map at ${key.boundary}`;
-    const blob = await this.#readBlob(mapSegmentId(key), what);
+    const what = mapName(key);
+    return decodeMap(await this.#readBlob(mapSegmentId(key), what), what);
+  }
+
+  /**
+   * Writes a pack (module doc) starting at level-0 map `first`: `levelZero` in index order
+   * from `first` on, and the merged and point maps due at their seals. Synced when it
+   * resolves; the caller then names it in the catalogue.
+   */
+  async writePack(first: number, contents: { levelZero: readonly PackLevelZero[]; maps: readonly PackMap[] }): Promise<void> {
+    const bodies: { id: number; body: Uint8Array }[] = [];
+    contents.levelZero.forEach((entry, i) => {
+      assert(entry.index === first + i, `Level-0 map ${entry.index} is not at place ${i} of the pack from ${first}`);
+      bodies.push({ id: mapSegmentId({ kind: "levelZero", index: entry.index }), body: encodeLevelZero(entry.levelZero, entry.rows) });
+    });
+    for (const { key, map } of contents.maps) bodies.push({ id: mapSegmentId(key), body: encodeMap(map) });
+    let total = PACK_HEADER_BYTES + CHECKSUM_BYTES;
+    for (const { body } of bodies) total += PACK_ENTRY_HEADER_BYTES + align8(body.length);
+    const blob = new Uint8Array(total);
+    const view = new DataView(blob.buffer);
+    view.setUint32(0, PACK_MAGIC, true);
+    view.setUint32(4, VERSION, true);
+    view.setUint32(8, bodies.length, true);
+    let at = PACK_HEADER_BYTES;
+    for (const { id, body } of bodies) {
+      view.setFloat64(at, id, true);
+      view.setFloat64(at + 8, body.length, true);
+      blob.set(body, at + PACK_ENTRY_HEADER_BYTES);
+      at += PACK_ENTRY_HEADER_BYTES + align8(body.length);
+    }
+    assert(at === total - CHECKSUM_BYTES, "Pack entries fill the pack");
+    await this.#writeBlob(mapSegmentId({ kind: "pack", first }), blob);
+  }
+
+  /** Reads the pack starting at level-0 map `first`; its maps decode on demand. */
+  async readPack(first: number): Promise<MapPack> {
+    const what = `the map pack from level-0 map ${first}`;
+    const blob = await this.#readBlob(mapSegmentId({ kind: "pack", first }), what);
     const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
-    if (blob.length < 8 || view.getUint32(0, true) !== MERGED_MAGIC) {
+    if (blob.length < PACK_HEADER_BYTES || view.getUint32(0, true) !== PACK_MAGIC) {
       throw new SyntaxError(`Cannot read ${what}: bad magic`);
     }
-    return DeltaMap.decode(blob.subarray(8));
+    if (view.getUint32(4, true) !== VERSION) {
+      throw new SyntaxError(`Cannot read ${what}: version ${view.getUint32(4, true)} is not ${VERSION}`);
+    }
+    const entries = new Map<number, Uint8Array>();
+    const count = view.getUint32(8, true);
+    let at = PACK_HEADER_BYTES;
+    for (let i = 0; i < count; i++) {
+      if (at + PACK_ENTRY_HEADER_BYTES > blob.length) throw new SyntaxError(`Cannot read ${what}: entry ${i} does not fit`);
+      const id = view.getFloat64(at, true);
+      const lengthBytes = view.getFloat64(at + 8, true);
+      const from = at + PACK_ENTRY_HEADER_BYTES;
+      if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 0 || from + align8(lengthBytes) > blob.length) {
+        throw new SyntaxError(`Cannot read ${what}: entry ${i} of ${lengthBytes} bytes does not fit`);
+      }
+      if (entries.has(id)) throw new SyntaxError(`Cannot read ${what}: segment id ${id} appears twice`);
+      entries.set(id, blob.subarray(from, from + lengthBytes));
+      at = from + align8(lengthBytes);
+    }
+    if (at !== blob.length) throw new SyntaxError(`Cannot read ${what}: ${blob.length - at} bytes follow its entries`);
+    return new MapPack(what, entries);
   }
 
   /** Removes blobs a crash left behind that the catalogue does not name. */
@@ -252,6 +249,174 @@ export class MapStore {
     }
     return body;
   }
+}
+
+/** A level-0 map as a pack takes it. */
+export interface PackLevelZero {
+  readonly index: number;
+  readonly levelZero: LevelZeroMap;
+  readonly rows: WriteIndexSlice;
+}
+
+/** A merged or point map as a pack takes it. */
+export interface PackMap {
+  readonly key: MapKey;
+  readonly map: DeltaMap;
+}
+
+/** A pack read back: its maps by key, decoded when asked for. */
+export class MapPack {
+  readonly #what: string;
+  readonly #entries: ReadonlyMap<number, Uint8Array>;
+
+  constructor(what: string, entries: ReadonlyMap<number, Uint8Array>) {
+    this.#what = what;
+    this.#entries = entries;
+  }
+
+  /** Segment ids of the entries (what each would be on its own), in pack order. */
+  get ids(): number[] {
+    return [...this.#entries.keys()];
+  }
+
+  /** The body of an entry (a blob without its checksum), for byte comparisons in tests. */
+  bodyOf(id: number): Uint8Array | undefined {
+    return this.#entries.get(id);
+  }
+
+  levelZero(index: number): { levelZero: LevelZeroMap; rows: WriteIndexSlice } {
+    const what = `level-0 map ${index} in ${this.#what}`;
+    return decodeLevelZero(this.#body(mapSegmentId({ kind: "levelZero", index }), what), what);
+  }
+
+  map(key: MapKey): DeltaMap {
+    const what = `${mapName(key)} in ${this.#what}`;
+    return decodeMap(this.#body(mapSegmentId(key), what), what);
+  }
+
+  #body(id: number, what: string): Uint8Array {
+    const body = this.#entries.get(id);
+    if (body === undefined) throw new SyntaxError(`Cannot read ${what}: the pack does not hold it`);
+    return body;
+  }
+}
+
+function mapName(key: MapKey): string {
+  return key.kind === "merged" ? `level-${key.level} map ${key.index}` : `point map at ${key.boundary}`;
+}
+
+/** A blob with room for its trailing checksum. */
+function withChecksumRoom(body: Uint8Array): Uint8Array {
+  const blob = new Uint8Array(body.length + CHECKSUM_BYTES);
+  blob.set(body);
+  return blob;
+}
+
+/** The level-0 blob of the module doc, without its checksum. */
+function encodeLevelZero(levelZero: LevelZeroMap, rows: WriteIndexSlice): Uint8Array {
+  const rowCount = rows.seq.length;
+  const kindBytes = align8(rowCount);
+  const mapBytes = levelZero.map.encode();
+  const deltas = rows.restoreDeltas.map((record) => ({ row: record.index, bytes: record.map.encode() }));
+  let deltaBytes = 0;
+  for (const delta of deltas) {
+    assert(delta.row >= 0 && delta.row < rowCount, `Restore delta of row ${delta.row} lies in the blob's rows`);
+    deltaBytes += 8 + delta.bytes.length;
+  }
+  const total = LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + kindBytes + mapBytes.length + deltaBytes;
+  const blob = new Uint8Array(total);
+  const view = new DataView(blob.buffer);
+  view.setUint32(0, LEVEL_ZERO_MAGIC, true);
+  view.setUint32(4, deltas.length === 0 ? VERSION : LEVEL_ZERO_VERSION_RESTORES, true);
+  view.setUint32(8, rowCount, true);
+  view.setUint32(12, deltas.length, true);
+  view.setFloat64(16, levelZero.fromIndex, true);
+  view.setFloat64(24, levelZero.firstSeq, true);
+  view.setFloat64(32, levelZero.lastSeq, true);
+  view.setFloat64(40, levelZero.endAddressBytes, true);
+  let at = LEVEL_ZERO_HEADER_BYTES;
+  for (const column of [rows.seq, rows.timeUs, rows.offsetBytes, rows.lengthBytes, rows.addressBytes]) {
+    blob.set(new Uint8Array(column.buffer, column.byteOffset, column.byteLength), at);
+    at += column.byteLength;
+  }
+  blob.set(rows.kind, at);
+  at += kindBytes;
+  blob.set(mapBytes, at);
+  at += mapBytes.length;
+  // Encoded maps are 16 + 24n bytes, so every field here stays 8-byte aligned.
+  for (const delta of deltas) {
+    view.setFloat64(at, delta.row, true);
+    blob.set(delta.bytes, at + 8);
+    at += 8 + delta.bytes.length;
+  }
+  assert(at === total, "Level-0 blob fields fill the blob");
+  return blob;
+}
+
+/** Decodes a level-0 blob body (checksum already checked and cut off). */
+function decodeLevelZero(blob: Uint8Array, what: string): { levelZero: LevelZeroMap; rows: WriteIndexSlice } {
+  const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+  if (blob.length < LEVEL_ZERO_HEADER_BYTES || view.getUint32(0, true) !== LEVEL_ZERO_MAGIC) {
+    throw new SyntaxError(`Cannot read ${what}: bad magic`);
+  }
+  const version = view.getUint32(4, true);
+  if (version !== VERSION && version !== LEVEL_ZERO_VERSION_RESTORES) {
+    throw new SyntaxError(`Cannot read ${what}: version ${version} is not ${VERSION} or ${LEVEL_ZERO_VERSION_RESTORES}`);
+  }
+  const rowCount = view.getUint32(8, true);
+  const deltaCount = view.getUint32(12, true);
+  if (version === VERSION && deltaCount !== 0) {
+    throw new SyntaxError(`Cannot read ${what}: version ${version} has no restore deltas, but it counts ${deltaCount}`);
+  }
+  const kindBytes = align8(rowCount);
+  const mapFrom = LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + kindBytes;
+  if (mapFrom > blob.length) throw new SyntaxError(`Cannot read ${what}: ${rowCount} rows do not fit`);
+  const column = (i: number) =>
+    new Float64Array(blob.slice(LEVEL_ZERO_HEADER_BYTES + i * rowCount * 8, LEVEL_ZERO_HEADER_BYTES + (i + 1) * rowCount * 8).buffer);
+  const kind = blob.slice(LEVEL_ZERO_HEADER_BYTES + rowCount * 40, LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + rowCount);
+  // Version 1 holds one map to the end; version 2 says how long each map is in its header.
+  const mapTo = version === VERSION ? blob.length : mapFrom + DeltaMap.encodedLengthOf(blob.subarray(mapFrom));
+  if (mapTo > blob.length) throw new SyntaxError(`Cannot read ${what}: its map does not fit`);
+  const map = DeltaMap.decode(blob.subarray(mapFrom, mapTo));
+  const restoreDeltas = decodeRestoreDeltas(blob.subarray(mapTo), { what, deltaCount, kind });
+  const rows: WriteIndexSlice = {
+    seq: column(0),
+    timeUs: column(1),
+    offsetBytes: column(2),
+    lengthBytes: column(3),
+    addressBytes: column(4),
+    kind,
+    restoreDeltas,
+  };
+  const fromIndex = view.getFloat64(16, true);
+  const levelZero: LevelZeroMap = {
+    fromIndex,
+    toIndex: fromIndex + rowCount,
+    firstSeq: view.getFloat64(24, true),
+    lastSeq: view.getFloat64(32, true),
+    endAddressBytes: view.getFloat64(40, true),
+    map,
+  };
+  return { levelZero, rows };
+}
+
+/** The merged / point blob of the module doc, without its checksum. */
+function encodeMap(map: DeltaMap): Uint8Array {
+  const mapBytes = map.encode();
+  const blob = new Uint8Array(8 + mapBytes.length);
+  const view = new DataView(blob.buffer);
+  view.setUint32(0, MERGED_MAGIC, true);
+  view.setUint32(4, VERSION, true);
+  blob.set(mapBytes, 8);
+  return blob;
+}
+
+function decodeMap(blob: Uint8Array, what: string): DeltaMap {
+  const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+  if (blob.length < 8 || view.getUint32(0, true) !== MERGED_MAGIC) {
+    throw new SyntaxError(`Cannot read ${what}: bad magic`);
+  }
+  return DeltaMap.decode(blob.subarray(8));
 }
 
 /**

@@ -8,6 +8,16 @@
  * seal a level-0 map; the hierarchy then merges and writes point maps; all maps are persisted
  * with a catalogue, so a restart loads maps and scans only the journal tail.
  *
+ * Map persistence is batched (`map_store.ts`, "Packs"): sealed maps wait in memory until
+ * `mapPersistLevelZeroMin` level-0 maps or `mapPersistJournalBytesMin` journal bytes are
+ * unpersisted, then go out as one pack and one catalogue replace, in the background. The
+ * journal is the source of truth, so a crash before that loses no write: a restart replays
+ * the journal from the end of the last persisted level-0 map, which bounds the tail it scans
+ * by about twice those limits (a pack may be in flight while the next fills), never the
+ * whole journal. Measured before packs (300k writes of 4 KiB on the Node target): the map
+ * store made 231 fdatasyncs and 152 directory syncs beside the journal's 152 syncs.
+ * `settled` and `close` persist everything sealed.
+ *
  * Restore (seed 003 [0075]: "roll forward changes ... at the user's preference"; DESIGN.md,
  * "Restore") is a marker that moves no data: "from here the state is the state after seq
  * toSeq". When the marker becomes durable its delta is synthesized from the maps — for every
@@ -34,9 +44,9 @@ import { ImageDevice, type ResolvedPoint } from "./image.ts";
 import { Journal } from "./journal.ts";
 import { journalRecordKindName, journalRecordKinds as RecordKind } from "./journal_record.ts";
 import { type LevelZeroMap, MapHierarchy, type MapKey } from "./map_hierarchy.ts";
-import { mapSegmentId, MapStore, type SnapshotEntry, type VolumeCatalogue } from "./map_store.ts";
+import { type MapPack, mapSegmentId, MapStore, type PackLevelZero, type SnapshotEntry, type VolumeCatalogue } from "./map_store.ts";
 import { type MarkerDetail, type TimelineInterval, type TimelineMarker, VolumeTimeline } from "./volume_timeline.ts";
-import { WriteIndex } from "./write_index.ts";
+import { WriteIndex, type WriteIndexSlice } from "./write_index.ts";
 
 /** What a volume needs from outside. */
 export interface VolumeDeps {
@@ -53,6 +63,10 @@ export interface VolumeOptions {
   readonly segmentSizeBytes?: number;
   readonly groupBytesMax?: number;
   readonly levelZeroWritesMax?: number;
+  /** Unpersisted level-0 maps that start a pack; default `limits.mapPersistLevelZeroMin`. */
+  readonly mapPersistLevelZeroMin?: number;
+  /** Journal bytes under unpersisted level-0 maps that start a pack; default `limits.mapPersistJournalBytesMin`. */
+  readonly mapPersistJournalBytesMin?: number;
   readonly mapFanOut?: number;
   readonly mapLevelsMax?: number;
   readonly pointMapRunsMin?: number;
@@ -94,7 +108,19 @@ export class Volume {
   readonly #index: WriteIndex;
   readonly #hierarchy: MapHierarchy;
   readonly #levelZeroWritesMax: number;
-  readonly #catalogueBase: Omit<VolumeCatalogue, "levelZeroCount" | "pointBoundaries" | "snapshots">;
+  readonly #catalogueBase: Omit<VolumeCatalogue, "levelZeroCount" | "pointBoundaries" | "snapshots" | "packs">;
+  readonly #persistLevelZeroMin: number;
+  readonly #persistJournalBytesMin: number;
+  /** Level-0 maps the catalogue on disk names. */
+  #persistedLevelZeroCount: number;
+  /** Level-0 maps handed to a persist task (persisted, or on their way). */
+  #queuedLevelZeroCount: number;
+  /** First level-0 index of each pack the catalogue on disk names. */
+  readonly #packs: number[];
+  /** Point-map boundaries the catalogue on disk names. */
+  readonly #persistedPointBoundaries: number[];
+  /** Merged and point maps built at seals, not yet handed to a persist task, oldest first. */
+  readonly #unqueuedMaps: { key: MapKey; map: DeltaMap; dueAtLevelZeroCount: number }[] = [];
   readonly #snapshots = new Map<string, SnapshotEntry>();
   readonly #timeline = new VolumeTimeline();
   #retention: { window: string; keep: string } | undefined;
@@ -134,14 +160,21 @@ export class Volume {
     index: WriteIndex;
     hierarchy: MapHierarchy;
     catalogue: VolumeCatalogue;
+    options: VolumeOptions;
   }) {
     this.#deps = init.deps;
     this.#journal = init.journal;
     this.#maps = init.maps;
     this.#index = init.index;
     this.#hierarchy = init.hierarchy;
-    const { levelZeroCount: _count, pointBoundaries: _points, snapshots, markers, retention, ...base } = init.catalogue;
+    const { levelZeroCount, pointBoundaries, snapshots, markers, retention, packs, ...base } = init.catalogue;
     this.#catalogueBase = base;
+    this.#persistLevelZeroMin = init.options.mapPersistLevelZeroMin ?? limits.mapPersistLevelZeroMin;
+    this.#persistJournalBytesMin = init.options.mapPersistJournalBytesMin ?? limits.mapPersistJournalBytesMin;
+    assert(this.#persistLevelZeroMin >= 1 && this.#persistJournalBytesMin >= 0, "Bad map persistence options");
+    this.#persistedLevelZeroCount = this.#queuedLevelZeroCount = levelZeroCount;
+    this.#packs = [...(packs ?? [])];
+    this.#persistedPointBoundaries = [...pointBoundaries];
     this.name = base.name;
     this.sizeBytes = base.sizeBytes;
     this.#levelZeroWritesMax = base.levelZeroWritesMax;
@@ -204,7 +237,7 @@ export class Volume {
         if (!isWrite) pendingMarkers.push({ row, kind: record.kind, payload: record.payload.slice() });
       },
     });
-    const volume = new Volume({ deps, journal, maps, index, hierarchy, catalogue });
+    const volume = new Volume({ deps, journal, maps, index, hierarchy, catalogue, options });
     for (const marker of pendingMarkers) volume.#applyMarker(marker.row, marker.kind, marker.payload);
     volume.#sealDue();
     return volume;
@@ -229,10 +262,14 @@ export class Volume {
       levelZeroCount: 0,
       pointBoundaries: [],
       snapshots: [],
+      packs: [],
     };
   }
 
-  /** Loads every catalogued map into the hierarchy; returns the segment ids in use. */
+  /**
+   * Loads every catalogued map into the hierarchy (from packs, or from a segment each before
+   * the first pack); returns the segment ids in use.
+   */
   static async #loadMaps(
     maps: MapStore,
     catalogue: VolumeCatalogue,
@@ -241,20 +278,42 @@ export class Volume {
   ): Promise<Set<number>> {
     const keep = new Set<number>();
     const points = new Set(catalogue.pointBoundaries);
+    const packs = catalogue.packs ?? [];
+    for (let i = 0; i < packs.length; i++) {
+      if (!Number.isSafeInteger(packs[i]) || packs[i] < (i === 0 ? 0 : packs[i - 1] + 1) || packs[i] >= catalogue.levelZeroCount) {
+        throw new SyntaxError(
+          `Cannot read the map catalogue: pack ${i} starts at level-0 map ${packs[i]}, not after the previous pack ` +
+            `and before the ${catalogue.levelZeroCount} level-0 maps`,
+        );
+      }
+    }
+    let pack: MapPack | undefined;
+    let packsRead = 0;
     for (let i = 0; i < catalogue.levelZeroCount; i++) {
-      const { levelZero, rows } = await maps.readLevelZero(i);
-      index.pushSlice(rows);
-      keep.add(mapSegmentId({ kind: "levelZero", index: i }));
-      for (const key of hierarchy.addLevelZero(levelZero)) {
-        if (key.kind === "merged") {
-          hierarchy.install(key, await maps.readMap(key));
-          keep.add(mapSegmentId(key));
-        }
+      if (packsRead < packs.length && packs[packsRead] === i) {
+        pack = await maps.readPack(i);
+        keep.add(mapSegmentId({ kind: "pack", first: i }));
+        packsRead++;
+      }
+      const readMap = async (key: MapKey) => {
+        if (pack !== undefined) return pack.map(key);
+        keep.add(mapSegmentId(key));
+        return await maps.readMap(key);
+      };
+      let levelZero: { levelZero: LevelZeroMap; rows: WriteIndexSlice };
+      if (pack !== undefined) {
+        levelZero = pack.levelZero(i);
+      } else {
+        levelZero = await maps.readLevelZero(i);
+        keep.add(mapSegmentId({ kind: "levelZero", index: i }));
+      }
+      index.pushSlice(levelZero.rows);
+      for (const key of hierarchy.addLevelZero(levelZero.levelZero)) {
+        if (key.kind === "merged") hierarchy.install(key, await readMap(key));
       }
       if (points.has(i + 1)) {
         const key: MapKey = { kind: "point", boundary: i + 1 };
-        hierarchy.install(key, await maps.readMap(key));
-        keep.add(mapSegmentId(key));
+        hierarchy.install(key, await readMap(key));
       }
     }
     return keep;
@@ -582,7 +641,7 @@ export class Volume {
     return DeltaMap.restoreDelta(current, target, { seq });
   }
 
-  /** Seals full level-0 maps from durable rows and queues their persistence. */
+  /** Seals full level-0 maps from durable rows and queues their persistence when due. */
   #sealDue(): void {
     while (this.#durableRows - this.#hierarchy.sealedRows >= this.#levelZeroWritesMax) {
       const fromIndex = this.#hierarchy.sealedRows;
@@ -595,19 +654,46 @@ export class Volume {
         endAddressBytes: this.#endAddressOfRow(toIndex - 1),
         map: DeltaMap.fromWrites(this.#index, { fromIndex, toIndex }),
       };
-      const levelZeroIndex = this.#hierarchy.levelZeroCount;
-      const rows = this.#index.slice(fromIndex, toIndex);
-      const built: { key: MapKey; map: DeltaMap }[] = [];
+      const dueAtLevelZeroCount = this.#hierarchy.levelZeroCount + 1;
       for (const key of this.#hierarchy.addLevelZero(levelZero)) {
         const map = this.#hierarchy.build(key);
         this.#hierarchy.install(key, map);
-        built.push({ key, map });
+        this.#unqueuedMaps.push({ key, map, dueAtLevelZeroCount });
       }
-      const catalogue = this.#catalogue();
+    }
+    this.#persistDue(false);
+  }
+
+  /**
+   * Hands sealed maps not yet queued to persist tasks, one pack each (module doc): all of
+   * them when `all`, else only once they reach the persistence limits.
+   */
+  #persistDue(all: boolean): void {
+    const hierarchy = this.#hierarchy;
+    while (this.#queuedLevelZeroCount < hierarchy.levelZeroCount) {
+      const first = this.#queuedLevelZeroCount;
+      const sealed = hierarchy.levelZeroCount;
+      const fromAddressBytes = first === 0 ? 0 : hierarchy.levelZero[first - 1].endAddressBytes;
+      const coveredBytes = hierarchy.levelZero[sealed - 1].endAddressBytes - fromAddressBytes;
+      if (!all && sealed - first < this.#persistLevelZeroMin && coveredBytes < this.#persistJournalBytesMin) return;
+      const end = Math.min(sealed, first + limits.mapPackLevelZeroMax);
+      const levelZero: PackLevelZero[] = [];
+      for (let index = first; index < end; index++) {
+        const map = hierarchy.levelZero[index];
+        levelZero.push({ index, levelZero: map, rows: this.#index.slice(map.fromIndex, map.toIndex) });
+      }
+      let taken = 0;
+      while (taken < this.#unqueuedMaps.length && this.#unqueuedMaps[taken].dueAtLevelZeroCount <= end) taken++;
+      const maps = this.#unqueuedMaps.splice(0, taken);
+      this.#queuedLevelZeroCount = end;
       this.#persist(async () => {
-        await this.#maps.writeLevelZero(levelZeroIndex, levelZero, rows);
-        for (const { key, map } of built) await this.#maps.writeMap(key, map);
-        await this.#maps.writeCatalogue(catalogue);
+        await this.#maps.writePack(first, { levelZero, maps });
+        // Named in the catalogue only once the pack is durable; a crash before the catalogue
+        // replace leaves a pack that the next open removes (and replays the journal instead).
+        this.#packs.push(first);
+        this.#persistedLevelZeroCount = end;
+        for (const { key } of maps) if (key.kind === "point") this.#persistedPointBoundaries.push(key.boundary);
+        await this.#maps.writeCatalogue(this.#catalogue());
       });
     }
   }
@@ -623,8 +709,13 @@ export class Volume {
     return Math.ceil((index.addressBytes[row] + payloadBytes) / 8) * 8;
   }
 
+  /**
+   * Queues a persistence task. After a failure later tasks do nothing: a catalogue must not
+   * name a pack written after one that is missing.
+   */
   #persist(task: () => Promise<void>): void {
-    this.#persistChain = this.#persistChain.then(task).catch((error) => {
+    const run = () => (this.#persistError === undefined ? task() : undefined);
+    this.#persistChain = this.#persistChain.then(run).catch((error) => {
       this.#persistError ??= error;
       this.#deps.log?.(`Volume ${this.name}: cannot persist maps: ${(error as Error).message}`);
     });
@@ -636,11 +727,13 @@ export class Volume {
     }
   }
 
+  /** The catalogue of what is on disk (call it inside a persist task, when it is written). */
   #catalogue(): VolumeCatalogue {
     return {
       ...this.#catalogueBase,
-      levelZeroCount: this.#hierarchy.levelZeroCount,
-      pointBoundaries: this.#hierarchy.points.map((p) => p.boundary),
+      levelZeroCount: this.#persistedLevelZeroCount,
+      pointBoundaries: [...this.#persistedPointBoundaries],
+      packs: [...this.#packs],
       snapshots: this.snapshots(),
       markers: this.#timeline.markers,
       retention: this.#retention,
@@ -716,8 +809,7 @@ export class Volume {
   /** Records a retention policy (validated by the caller) durably in the catalogue. */
   async setRetention(policy: { window: string; keep: string }): Promise<void> {
     this.#retention = { window: policy.window, keep: policy.keep };
-    const catalogue = this.#catalogue();
-    this.#persist(() => this.#maps.writeCatalogue(catalogue));
+    this.#persist(() => this.#maps.writeCatalogue(this.#catalogue()));
     await this.settled();
   }
 
@@ -860,18 +952,20 @@ export class Volume {
 
   // ---- Lifecycle ---------------------------------------------------------------------------
 
-  /** Flushes the journal, waits for map persistence, closes the stores' users. */
+  /** Flushes the journal, persists every sealed map, closes the stores' users. */
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.#journal.flush();
+    this.#persistDue(true);
     await this.#persistChain;
     this.#closed = true;
     await this.#journal.close();
     this.#throwIfPersistFailed();
   }
 
-  /** Waits for queued map persistence (tests, benchmarks). */
+  /** Persists every sealed map and waits for it (tests, benchmarks). */
   async settled(): Promise<void> {
+    this.#persistDue(true);
     await this.#persistChain;
     this.#throwIfPersistFailed();
   }

@@ -29,6 +29,15 @@ export const limits = {
   markerPayloadBytesMax: 64 * 1024,
   /** Writes per level-0 delta map before it is sealed. */
   levelZeroWritesMax: 4096,
+  /**
+   * Sealed level-0 maps that wait in memory before they are persisted as one pack with one
+   * catalogue replace ... (a restart replays the journal tail they cover)
+   */
+  mapPersistLevelZeroMin: 16,
+  /** ... or the journal bytes they cover, whichever comes first (one journal segment). */
+  mapPersistJournalBytesMin: 256 * 1024 * 1024,
+  /** Level-0 maps in one pack at most (when persistence falls behind, packs grow to this). */
+  mapPackLevelZeroMax: 64,
   /** How many maps of level k merge into one of level k + 1. */
   mapFanOut: 16,
   /** Levels of merged maps above level 0. */
@@ -46,6 +55,7 @@ export const limits = {
 assert(limits.journalGroupBytesMax + 4096 <= limits.journalSegmentBytes, "A group must fit a segment");
 assert(limits.writeBytesMax + 4096 <= limits.journalGroupBytesMax, "A write must fit a group");
 assert(limits.mapFanOut >= 2, "Merging needs at least two maps");
+assert(limits.mapPackLevelZeroMax >= limits.mapPersistLevelZeroMin, "A pack holds the level-0 maps that start it");
 
 // ---- The switch↔appliance wire (src/wire) ----
 

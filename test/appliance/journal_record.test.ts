@@ -217,4 +217,15 @@ describe("journal record", () => {
     expect(codec.decodeHeader(bytes, 0)).toEqual({ ...sampleHeader(), durableAddressBytes: 1_048_576 });
     expect(codec.payloadLengthAt(bytes, 0)).toBe(4096);
   });
+
+  test("an unsealed header reads as invalid until stampDurableAddress seals it, even at the same address", () => {
+    const bytes = new Uint8Array(journalRecordHeaderBytes).fill(0xee);
+    codec.encodeHeaderUnsealed(sampleHeader(), bytes, 0);
+    expect(() => codec.decodeHeader(bytes, 0)).toThrow(/header checksum/);
+    codec.stampDurableAddress(bytes, 0, sampleHeader().durableAddressBytes);
+    expect(codec.decodeHeader(bytes, 0)).toEqual(sampleHeader());
+    const sealed = new Uint8Array(journalRecordHeaderBytes);
+    codec.encodeHeader(sampleHeader(), sealed, 0);
+    expect(bytes).toEqual(sealed);
+  });
 });

@@ -67,7 +67,11 @@ function writeData(seq: number, lengthSectors: number, fill: number): Uint8Array
   return data;
 }
 
-async function runModel(config: Config, ops: Op[], options: { baseline: boolean; levelZero: number; fanOut: number }) {
+async function runModel(
+  config: Config,
+  ops: Op[],
+  options: { baseline: boolean; levelZero: number; fanOut: number; persistEvery: number; persistBytes?: number },
+) {
   const sizeBytes = config.volumeSectors * SECTOR;
   const clock = new ManualClock();
   let journalStore = new MemorySegmentStore();
@@ -80,6 +84,8 @@ async function runModel(config: Config, ops: Op[], options: { baseline: boolean;
       segmentSizeBytes: config.segmentSizeBytes,
       groupBytesMax: config.groupBytesMax,
       levelZeroWritesMax: options.levelZero,
+      mapPersistLevelZeroMin: options.persistEvery,
+      mapPersistJournalBytesMin: options.persistBytes ?? 2 ** 40,
       mapFanOut: options.fanOut,
       mapLevelsMax: 4,
       pointMapRunsMin: 8,
@@ -237,8 +243,10 @@ describe("volume engine against the replay oracle", () => {
         fc.boolean(),
         fc.integer({ min: 1, max: 6 }),
         fc.integer({ min: 2, max: 4 }),
-        async (ops, baseline, levelZero, fanOut) => {
-          await runModel(smallConfig, ops, { baseline, levelZero, fanOut });
+        fc.integer({ min: 1, max: 4 }),
+        fc.constantFrom(16 * 1024, 2 ** 40),
+        async (ops, baseline, levelZero, fanOut, persistEvery, persistBytes) => {
+          await runModel(smallConfig, ops, { baseline, levelZero, fanOut, persistEvery, persistBytes });
         },
       ),
       { numRuns: 1000 },
@@ -256,7 +264,7 @@ describe("volume engine against the replay oracle", () => {
       fc.asyncProperty(
         fc.array(opArbitrary(config), { minLength: 1, maxLength: 12 }),
         async (ops) => {
-          await runModel(config, ops, { baseline: false, levelZero: 3, fanOut: 2 });
+          await runModel(config, ops, { baseline: false, levelZero: 3, fanOut: 2, persistEvery: 2 });
         },
       ),
       { numRuns: 15 },

@@ -329,6 +329,22 @@ describe(`FileSegmentStore (${target.name}) keeps its files`, () => {
     expect((await target.statFile(`${directory}/00000007.seg`)).sizeBytes).toBe(4096);
   });
 
+  test("A write larger than one write call lands whole, in pieces, and survives a restart after sync", async () => {
+    const store = await target.FileSegmentStore.open(directory);
+    const sizeBytes = 8 * mebibyte;
+    await store.create(1, sizeBytes);
+    // Not a multiple of the call size, at an offset that is not either.
+    const source = patternBytes(3 * mebibyte + 4152, 9);
+    await store.write(1, 12_344, source);
+    await store.sync(1);
+    await store.close();
+    const reopened = await target.FileSegmentStore.open(directory);
+    const expected = new Uint8Array(sizeBytes);
+    expected.set(source, 12_344);
+    expectBytes(await readAll(reopened, 1), expected);
+    await reopened.close();
+  });
+
   test("open creates a missing directory and its parents", async () => {
     const nested = `${directory}/a/b/journal`;
     const store = await target.FileSegmentStore.open(nested);
