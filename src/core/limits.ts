@@ -210,6 +210,8 @@ export const switchLimits = {
   restoreCopyBytesMax: 4 * 1024 * 1024,
   /** Restore copies in flight at once (each with its own buffer of `restoreCopyBytesMax`). */
   restoreCopiesInFlight: 4,
+  /** Chunk buffers kept for host I/O that restores a chunk first (instant restore), beside the copies'. */
+  restoreHostBuffers: 2,
   /** Restored bytes per primary flush (the DRL holds of restored chunks end after it). */
   restoreFlushBytes: 256 * 1024 * 1024,
   /** Chunks one restore tracks at most (a state byte and a piece index each); chunks grow to fit. */

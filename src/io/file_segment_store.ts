@@ -55,6 +55,7 @@ import {
   removeIfExists,
   replaceFileAtomically,
   writeFully,
+  writeFullyInPieces,
   writeFullySync,
 } from "./file_system.ts";
 import { assertSegmentRange, SegmentNotFoundError, type SegmentStore } from "./segment_store.ts";
@@ -234,14 +235,7 @@ export class FileSegmentStore implements SegmentStore {
     }
     segment.pins++;
     try {
-      // All pieces at once: awaiting each before the next would need the event loop between
-      // them, which a producer busy filling the next group holds.
-      const pieces: Promise<void>[] = [];
-      for (let doneBytes = 0; doneBytes < source.length; doneBytes += WRITE_CALL_BYTES_MAX) {
-        const endBytes = Math.min(source.length, doneBytes + WRITE_CALL_BYTES_MAX);
-        pieces.push(writeFully(segment.handle, source.subarray(doneBytes, endBytes), offsetBytes + doneBytes));
-      }
-      await settleAll(pieces);
+      await writeFullyInPieces(segment.handle, source, offsetBytes, WRITE_CALL_BYTES_MAX);
     } finally {
       // A sync that started while this write was in flight did not cover it.
       segment.dirty = true;
@@ -463,8 +457,3 @@ export class FileSegmentStore implements SegmentStore {
 
 function ignore(): void {}
 
-/** Waits for every promise to settle, then rejects with the first failure if there was one. */
-async function settleAll(promises: readonly Promise<void>[]): Promise<void> {
-  const outcomes = await Promise.allSettled(promises);
-  for (const outcome of outcomes) if (outcome.status === "rejected") throw outcome.reason;
-}

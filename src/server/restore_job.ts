@@ -14,9 +14,8 @@
  *    may differ from the journal.
  * 4. A {@link RestoreSession} holds the DRL over them (durably), then a `restore` marker
  *    (`{toSeq}`) enters the write stream: from it on, the journal's state is the point's,
- *    costing no data; writes after it are journaled after it as usual. Once the appliance
- *    holds the marker durably, the restore checkpoint (`--state/VOL.restore`) keeps the chunks
- *    left to copy, and the copy begins.
+ *    costing no data; writes after it are journaled after it as usual. The copy begins, and
+ *    the restore checkpoint (`--state/VOL.restore`) keeps the chunks it has left.
  * 5. Host writes resume — through the session (instant: each I/O restores what it touches
  *    first) or refused until done. The background copy moves the rest.
  * 6. Cancelled or failed: a `gap` marker records the partial state (the images after it are
@@ -117,23 +116,15 @@ export async function restoreLocally(
       session.abandon(error); // nothing moved; its DRL holds stay until resync
       throw error;
     }
-    try {
-      // The marker durable first: a crash from here on resumes the copy (the checkpoint).
-      await switchNode.waitAcknowledged(request.volume, markerSeq);
-      const checkpoint = switchNode.restoreCheckpoint(request.volume);
-      await session.begin(
-        checkpoint === null ? null : {
-          checkpoint,
-          record: { toSeq: report.seq, toTimeUs: report.timeUs, markerSeq, instant: request.instant, requestId: 0 },
-        },
-      );
-      void session.finished.then(() => image.close());
-    } catch (error) {
-      image.close();
-      session.abandon(error);
-      recordGap(deps, splitter, { reason: "restore failed to start", restoreSeq: markerSeq, bytesMoved: 0, bytesTotal: session.bytesTotal });
-      throw error;
-    }
+    // From here a crash resumes the copy (the checkpoint, written as it starts).
+    const checkpoint = switchNode.restoreCheckpoint(request.volume);
+    session.begin(
+      checkpoint === null ? null : {
+        checkpoint,
+        record: { toSeq: report.seq, toTimeUs: report.timeUs, markerSeq, instant: request.instant, requestId: 0 },
+      },
+    );
+    void session.finished.then(() => image.close());
     splitter.attachRestore(session, { instant: request.instant });
   } finally {
     splitter.resumeHostWrites();
@@ -142,6 +133,7 @@ export async function restoreLocally(
     `Volume ${request.volume}: restoring to seq:${report.seq} (${point.time}), ${session.bytesTotal} bytes to move, ` +
       `restore marker seq:${markerSeq}${request.instant ? ", instant" : ""}`,
   );
+  await session.checkpointWritten; // the job is accepted once a crash would resume it; hosts go on meanwhile
   return await followLocalRestore(deps, handle, ready, { splitter, session, toSeq: report.seq, markerSeq, awaitMarker: true });
 }
 

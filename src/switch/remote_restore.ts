@@ -373,31 +373,14 @@ export class SwitchRestores {
         session.abandon(error); // nothing moved; its DRL holds stay until resync
         throw error;
       }
-      try {
-        // The marker durable first: a crash from here on resumes the copy (the checkpoint).
-        const ackDeadlineUs = clock.nowUs() + switchLimits.remoteRestoreDrainWaitMs * 1000;
-        while (splitter.acknowledgedSeq < markerSeq) {
-          if (clock.nowUs() > ackDeadlineUs) {
-            throw new RemoteRestoreError(`the appliance did not acknowledge the restore marker within ${switchLimits.remoteRestoreDrainWaitMs} ms`);
-          }
-          await clock.sleep(drainPollMs);
-        }
-        const checkpoint = this.#deps.checkpoint?.(request.volume) ?? null;
-        await session.begin(
-          checkpoint === null ? null : {
-            checkpoint,
-            record: { toSeq: request.toSeq, toTimeUs: request.toTimeUs, markerSeq, instant: request.instant, requestId: request.requestId },
-          },
-        );
-      } catch (error) {
-        session.abandon(error);
-        try {
-          splitter.recordMarker("gap", { reason: "restore failed to start", restoreSeq: markerSeq, bytesMoved: 0, bytesTotal: session.bytesTotal });
-        } catch (gapError) {
-          this.#log(`Volume ${request.volume}: cannot record the gap of the restore: ${(gapError as Error).message}`);
-        }
-        throw error;
-      }
+      // From here a crash resumes the copy (the checkpoint, written as it starts).
+      const checkpoint = this.#deps.checkpoint?.(request.volume) ?? null;
+      session.begin(
+        checkpoint === null ? null : {
+          checkpoint,
+          record: { toSeq: request.toSeq, toTimeUs: request.toTimeUs, markerSeq, instant: request.instant, requestId: request.requestId },
+        },
+      );
       splitter.attachRestore(session, { instant: request.instant });
       restore.plan.length = 0; // the session holds its own pieces now
       restore.session = session;
@@ -411,6 +394,7 @@ export class SwitchRestores {
       splitter.resumeHostWrites();
     }
     const started = restore.started!;
+    await restore.session?.checkpointWritten; // started once a crash would resume it
     await this.#sendIfConnected((framed) => framed.send(messageKinds.restoreStarted, started));
   }
 

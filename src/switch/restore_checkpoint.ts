@@ -4,10 +4,10 @@
  * {@link DurableCell} beside the volume's DRL (`--state/VOL.restore`).
  *
  * What makes a resume exact — the rules the session keeps:
- * 1. The checkpoint is written only after the restore marker is durable on the appliance, and
- *    before the first byte moves. A crash before it leaves no checkpoint: nothing moved, the
- *    DRL holds every region that differs, and resync puts the journal back in line with the
- *    primary (the old state, recorded).
+ * 1. The checkpoint is written as the copy starts (after the restore marker entered the write
+ *    stream). A crash before it is durable leaves no checkpoint: the DRL holds every region
+ *    the restore may have touched, and the resync after the restart's gap journals the
+ *    primary's partial state there (recorded, never silent; the restore is not resumed).
  * 2. A chunk's bit is cleared only after its restored bytes are durable on the primary (one
  *    primary flush, then the cell write).
  * 3. A host write may touch a chunk only once its bit is cleared durably. So after a crash every

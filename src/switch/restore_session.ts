@@ -94,6 +94,11 @@ export class RestoreSession {
   readonly bytesTotal: number;
   /** Settles when the session ends (never rejects; see {@link state} and {@link error}). */
   readonly finished: Promise<void>;
+  /**
+   * Settles once the checkpoint's first write is durable (a crash from then on resumes), at
+   * once without a checkpoint; never rejects (a failed write fails the session).
+   */
+  checkpointWritten: Promise<void> = Promise.resolve();
   readonly #deps: RestoreSessionDeps;
   readonly #chunkStates: Uint8Array;
   /** Per chunk, the first index in #pieces (pieces are sorted; chunk c's are [#first[c], #first[c+1])). */
@@ -102,6 +107,11 @@ export class RestoreSession {
   readonly #pieceLengthsBytes: Float64Array;
   /** Copy buffers, one per copy in flight (`switchLimits.restoreCopiesInFlight`), allocated at start. */
   readonly #freeBuffers: Uint8Array[];
+  /**
+   * One chunk each, for host I/O that must restore a chunk first (instant restore): it does not
+   * wait behind the background copies for a buffer (`switchLimits.restoreHostBuffers`).
+   */
+  readonly #hostBuffers: Uint8Array[];
   /** Copies waiting for a buffer (host I/O in flight and the background workers: bounded). */
   readonly #bufferWaiters: (() => void)[] = [];
   /** Pending chunks the background copy takes at once. */
@@ -172,6 +182,7 @@ export class RestoreSession {
     this.bytesTotal = total;
     this.#chunksPerCopy = Math.max(1, Math.floor(copyBytesMax / chunkBytes));
     this.#freeBuffers = Array.from({ length: switchLimits.restoreCopiesInFlight }, () => new Uint8Array(this.#chunksPerCopy * chunkBytes));
+    this.#hostBuffers = Array.from({ length: switchLimits.restoreHostBuffers }, () => new Uint8Array(chunkBytes));
     this.finished = Promise.resolve();
   }
 
@@ -183,13 +194,13 @@ export class RestoreSession {
    */
   static async start(deps: RestoreSessionDeps, options: RestoreSessionOptions): Promise<RestoreSession> {
     const session = await RestoreSession.hold(deps, options);
-    await session.begin(null);
+    session.begin(null);
     return session;
   }
 
   /**
-   * Holds the DRL over every piece (durably) but moves nothing until {@link begin}: a restore
-   * that keeps a checkpoint first makes its restore marker durable, then begins.
+   * Holds the DRL over every piece (durably) but moves nothing until {@link begin}: the caller
+   * puts its restore marker in the write stream in between.
    *
    * @throws as {@link start}.
    */
@@ -252,20 +263,20 @@ export class RestoreSession {
   }
 
   /**
-   * Starts the copy of a held session. With a checkpoint, the chunks to copy are first kept
-   * durably in it (`record` says what the restore is; the restore marker must be durable on
-   * the appliance by now), and a chunk's bit clears once it is durable on the primary.
-   *
-   * @throws the checkpoint cell's error (then nothing moved; {@link abandon} the session).
+   * Starts the copy of a held session. With a checkpoint, the chunks to copy are kept in it
+   * (`record` says what the restore is), written as the copy starts; a chunk's bit clears once
+   * it is durable on the primary, in cell writes that follow the first. A cell that cannot be
+   * written fails the session (its partial state is then recorded like any failure's).
    */
-  async begin(checkpoint: { checkpoint: RestoreCheckpoint; record: Omit<RestoreCheckpointRecord, "chunkBytes"> } | null): Promise<void> {
+  begin(checkpoint: { checkpoint: RestoreCheckpoint; record: Omit<RestoreCheckpointRecord, "chunkBytes"> } | null): void {
     assert(!this.#begun && this.#state === "running", "A session begins once");
     if (checkpoint !== null) {
-      await checkpoint.checkpoint.begin(
+      const written = checkpoint.checkpoint.begin(
         { ...checkpoint.record, chunkBytes: this.chunkBytes },
         (chunk) => this.#chunkStates[chunk] === chunkPending,
       );
       this.#checkpoint = checkpoint.checkpoint;
+      this.checkpointWritten = written.catch((error) => void (this.#flushError ??= error));
     }
     this.#begun = true;
     (this as { finished: Promise<void> }).finished = this.#copyAll();
@@ -434,16 +445,16 @@ export class RestoreSession {
     }
   }
 
-  /** Restores one chunk (or waits for the copy of it under way). */
+  /** Restores one chunk for host I/O (or waits for the copy of it under way). */
   #restoreChunk(chunk: number): Promise<void> {
-    return this.#restoreChunks(chunk, 1);
+    return this.#restoreChunks(chunk, 1, true);
   }
 
   /**
    * Restores `count` chunks from `first` (all pending when `count > 1`), or waits for the copy
    * of `first` under way.
    */
-  #restoreChunks(first: number, count: number): Promise<void> {
+  #restoreChunks(first: number, count: number, forHost = false): Promise<void> {
     const under = this.#copying.get(first);
     if (under !== undefined) return under;
     if (isOnPrimary(this.#chunkStates[first])) return Promise.resolve();
@@ -459,7 +470,7 @@ export class RestoreSession {
         this.#copying.delete(chunk);
       }
     };
-    const copy = this.#copyChunks(first, count).then(
+    const copy = this.#copyChunks(first, count, forHost).then(
       () => settle(false),
       (error) => {
         settle(true);
@@ -474,8 +485,9 @@ export class RestoreSession {
     return copy;
   }
 
-  async #copyChunks(first: number, count: number): Promise<void> {
-    const buffer = await this.#takeBuffer();
+  async #copyChunks(first: number, count: number, forHost: boolean): Promise<void> {
+    const hostBuffer = forHost ? this.#hostBuffers.pop() : undefined;
+    const buffer = hostBuffer ?? await this.#takeBuffer();
     try {
       const endPiece = this.#firstPiece[first + count];
       let piece = this.#firstPiece[first];
@@ -502,7 +514,8 @@ export class RestoreSession {
         this.#unflushedChunks.push(chunk);
       }
     } finally {
-      this.#giveBuffer(buffer);
+      if (hostBuffer !== undefined) this.#hostBuffers.push(hostBuffer);
+      else this.#giveBuffer(buffer);
     }
   }
 

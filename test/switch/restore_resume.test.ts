@@ -144,11 +144,13 @@ describe("a restore that crashes and resumes", () => {
           const checkpoint = await RestoreCheckpoint.open(checkpointCell, { sizeBytes, checksum });
           const source = slowSource(new MemoryBlockDevice(sizeBytes, { contents: target }));
           const session = await RestoreSession.hold({ primary, drl, source }, { extents, chunkBytes, copyBytesMax: chunkBytes });
-          await session.begin({ checkpoint, record });
+          session.begin({ checkpoint, record });
           session.finished.catch(() => {});
 
-          // The oracle: the target, then each host write acknowledged before the crash.
+          // The oracle: the target, then each host write acknowledged before the crash (and the
+          // old content with the same writes, for a crash before the checkpoint was durable).
           const expected = target.slice();
+          const expectedOld = before.slice();
           let turns = 0;
           let crashed = false;
           for (const write of hostWrites) {
@@ -163,6 +165,7 @@ describe("a restore that crashes and resumes", () => {
             await session.prepare(offsetBytes, data.length, true);
             await primary.write(offsetBytes, data, { fua: true }); // acknowledged: durable
             expected.set(data, offsetBytes);
+            expectedOld.set(data, offsetBytes);
             seen.hostWritesBeforeCrash++;
           }
           if (!crashed) {
@@ -191,6 +194,18 @@ describe("a restore that crashes and resumes", () => {
           }
           const bytes = new Uint8Array(sizeBytes);
           await primary.read(0, bytes);
+          if (survivingCheckpoint.active === null && session.state !== "done") {
+            // Crashed before the checkpoint was durable: no resume. Each sector holds the target's
+            // bytes or the old ones (every acknowledged host write in both), and where it is not
+            // yet the target's, the DRL is dirty: the resync after the restart journals it.
+            for (let at = 0; at < sizeBytes; at += 512) {
+              const sector = bytes.subarray(at, at + 512);
+              if (firstDifference(sector, expected.subarray(at, at + 512)) === -1) continue;
+              expect(firstDifference(sector, expectedOld.subarray(at, at + 512))).toBe(-1);
+              expect(survivingDrl.isDirty(Math.floor(at / regionBytes))).toBe(true);
+            }
+            return;
+          }
           expect(firstDifference(bytes, expected)).toBe(-1);
         },
       ),
@@ -210,7 +225,7 @@ describe("a restore that crashes and resumes", () => {
     const checkpoint = await RestoreCheckpoint.open(cell, { sizeBytes, checksum });
     const source = slowSource(new MemoryBlockDevice(sizeBytes, { contents: targetBytes }));
     const session = await RestoreSession.hold({ primary, drl, source }, { extents: [{ offsetBytes: 0, lengthBytes: sizeBytes }], chunkBytes, copyBytesMax: chunkBytes });
-    await session.begin({ checkpoint, record: { ...record, instant: false } });
+    session.begin({ checkpoint, record: { ...record, instant: false } });
     session.suspend();
     await session.finished;
     expect(session.state).toBe("suspended");
@@ -226,20 +241,34 @@ describe("a restore that crashes and resumes", () => {
     expect(firstDifference(bytes, targetBytes)).toBe(-1);
   });
 
-  it("abandons a held session that cannot begin: nothing moved, regions stay dirty, resets off", async () => {
+  it("fails when its checkpoint cannot be written, leaving the regions dirty with resets off", async () => {
     const primary = new MemoryBlockDevice(sizeBytes);
     const drl = await DirtyRegionLog.open(new MemoryDurableCell(), { sizeBytes, regionBytes }, { checksum });
     drl.setInSync(true);
     const cell = new MemoryDurableCell();
     const checkpoint = await RestoreCheckpoint.open(cell, { sizeBytes, checksum });
     const session = await RestoreSession.hold(
+      { primary, drl, source: slowSource(new MemoryBlockDevice(sizeBytes)) },
+      { extents: [{ offsetBytes: 0, lengthBytes: 4 * regionBytes }], chunkBytes, copyBytesMax: chunkBytes },
+    );
+    cell.faults.failNextWrite = true;
+    session.begin({ checkpoint, record });
+    await session.finished;
+    expect(session.state).toBe("failed");
+    expect(String(session.error)).toMatch(/Injected durable cell write failure/);
+    expect(drl.dirtyCount).toBe(4);
+    expect(drl.resetsEnabled).toBe(false);
+  });
+
+  it("abandons a held session that will not begin: nothing moved, regions stay dirty, resets off", async () => {
+    const primary = new MemoryBlockDevice(sizeBytes);
+    const drl = await DirtyRegionLog.open(new MemoryDurableCell(), { sizeBytes, regionBytes }, { checksum });
+    drl.setInSync(true);
+    const session = await RestoreSession.hold(
       { primary, drl, source: new MemoryBlockDevice(sizeBytes) },
       { extents: [{ offsetBytes: 0, lengthBytes: regionBytes }], chunkBytes },
     );
-    cell.faults.failNextWrite = true;
-    const failure = await session.begin({ checkpoint, record }).catch((error) => error);
-    expect(failure).toBeInstanceOf(Error);
-    session.abandon(failure);
+    session.abandon(new Error("the marker could not be recorded"));
     expect(session.state).toBe("failed");
     expect(primary.stats.writes).toBe(0);
     expect(drl.dirtyCount).toBe(1);
