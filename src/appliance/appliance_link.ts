@@ -211,6 +211,8 @@ export class ApplianceLink {
   #nextRequestId: number;
   /** Makes a job of a restore a switch reports that this process did not start ({@link setAdopter}). */
   #adopt: ((restore: RemoteRestore) => void) | null = null;
+  /** Starts reported before their restore marker was journaled here (the switch resends it): tried again on progress; bounded. */
+  readonly #unadopted = new Map<number, RestoreStartedBody>();
   readonly #writeInput: MutableWriteInput = { seq: 0, timeUs: 0, offsetBytes: 0, data: noData, checksum: 0n, checksumVerified: true };
 
   constructor(deps: { appliance: Appliance; clock: Clock; log?: (line: string) => void }, options: ApplianceLinkOptions) {
@@ -507,6 +509,10 @@ export class ApplianceLink {
         return false;
       }
       case messageKinds.restoreProgress: {
+        // A start whose marker was not journaled yet when it came: try again now.
+        const waiting = this.#unadopted.get(message.body.requestId);
+        if (waiting !== undefined && !this.#restores.has(message.body.requestId)) this.#adoptRestore(session, waiting);
+        if (message.body.state !== "running") this.#unadopted.delete(message.body.requestId);
         const restore = this.#heardFrom(session, message.body.requestId);
         if (restore === undefined) return false;
         restore.bytesMoved = message.body.bytesMoved;
@@ -603,6 +609,7 @@ export class ApplianceLink {
   /** Takes up a restore the switch reports and this process does not follow (see {@link setAdopter}). */
   #adoptRestore(session: SwitchSession, body: RestoreStartedBody): void {
     if (this.#adopt === null) return;
+    this.#unadopted.delete(body.requestId);
     for (const name of session.volumes) {
       const volume = this.#appliance.volume(name);
       const marker = volume.markers({ fromSeq: body.markerSeq, toSeq: body.markerSeq }).find((m) => m.kind === "restore");
@@ -629,6 +636,8 @@ export class ApplianceLink {
       this.#adopt(restore);
       return;
     }
+    // No restore marker at that seq yet (the switch is still resending it): try on its next progress.
+    if (this.#unadopted.size < wireLimits.restoresInFlightMax) this.#unadopted.set(body.requestId, body);
   }
 
   /**
