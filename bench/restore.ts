@@ -8,7 +8,9 @@
  * 3. instant restore: time from asking for the job to the host's first successful read of a
  *    region the background copy has not reached (it is fetched on demand).
  * Both copies read data written moments before, so each reads mostly from the page cache;
- * both write through it and flush at the end.
+ * both write through it and flush at the end; each starts from a quiet disk (`sync` first:
+ * the fill leaves gigabytes of dirty pages whose writeback would otherwise slow whichever
+ * copy runs first).
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -57,7 +59,8 @@ try {
   await switchNode.waitAcknowledged("vol", splitter.nextSeq - 1);
   await running.controlPlane.createSnapshot("vol", "filled");
 
-  // 1. Full restore vs nbdcopy of a raw file of the same size.
+  // 1. Full restore vs nbdcopy of a raw file of the same size, each from a quiet disk.
+  execFileSync("sync");
   let started = performance.now();
   const full = await running.controlPlane.restore("vol", { at: "snap:filled", instant: false, full: true });
   const fullJob = await waitForJob(running, full.id);
@@ -67,6 +70,7 @@ try {
 
   const raw = join(root, "raw.img");
   execFileSync("dd", [`if=${join(root, "vol.img")}`, `of=${raw}`, "bs=4M", "status=none", "conv=fsync"]);
+  execFileSync("sync");
   started = performance.now();
   execFileSync("/usr/bin/nbdcopy", ["--flush", raw, join(root, "raw-copy.img")]);
   const nbdcopySeconds = (performance.now() - started) / 1000;
@@ -110,14 +114,26 @@ try {
     met: share <= 0.015 && incrementalJob.state === "done",
   });
 
-  // 3. Instant restore: first successful host read of a region not yet restored.
+  // 3. Instant restore: the host keeps reading a region the background copy reaches last,
+  // from the moment the restore is asked for (hosts do not wait for the API's answer); the
+  // figure is the time until a read returns the point's bytes.
   await splitter.write(volumeBytes - MiB, piece.subarray(0, 4096)); // something to restore at the end
   await switchNode.waitAcknowledged("vol", splitter.nextSeq - 1);
+  execFileSync("sync");
   const readTarget = new Uint8Array(4096);
+  const expectedByte = chunk[(volumeBytes - MiB) % MiB];
   started = performance.now();
-  const instant = await running.controlPlane.restore("vol", { at: "snap:filled", instant: true, full: true });
-  await splitter.read(volumeBytes - MiB, readTarget);
-  const firstReadMs = performance.now() - started;
+  const asked = running.controlPlane.restore("vol", { at: "snap:filled", instant: true, full: true });
+  let firstReadMs = Infinity;
+  for (;;) {
+    await splitter.read(volumeBytes - MiB, readTarget);
+    if (readTarget[0] === expectedByte) {
+      firstReadMs = performance.now() - started;
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  const instant = await asked;
   const instantJob = await waitForJob(running, instant.id);
   report({
     name: "instant restore: job start to the host's first successful read (a region not yet restored)",
@@ -127,7 +143,7 @@ try {
     peerValue: null,
     ratio: null,
     target: "<= 100 ms",
-    met: firstReadMs <= 100 && readTarget[0] === chunk[(volumeBytes - MiB) % MiB] && instantJob.state === "done",
+    met: firstReadMs <= 100 && instantJob.state === "done",
   });
   await running.stop();
 } finally {
