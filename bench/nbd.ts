@@ -26,7 +26,8 @@
  * Environment: BENCH_NBD_VOLUME_BYTES (default 1 GiB), BENCH_NBD_ROUNDS (default 3),
  * BENCH_NBD_FIO_SECONDS (default 10), BENCH_NBD_ONLY (figures to run, e.g. `b,d`; default
  * all — (c) and (d) read the journal the write figures leave), BENCH_DIR (default the OS
- * temp dir).
+ * temp dir), BENCH_CPU_PROFILE_DIR (unset: none; else CPU profiles of this process over each
+ * write run through the switch export, `cpu_profile.ts`).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
@@ -58,6 +59,7 @@ import { Splitter } from "../src/switch/splitter.ts";
 import { SwitchLink } from "../src/switch/switch_link.ts";
 import { FileBlockDevice, FileDurableCell, FileSegmentStore, SystemClock, TcpTransport } from "../targets/node/mod.ts";
 import { freePort } from "../test/support/peers.ts";
+import { startCpuProfile, stopCpuProfile } from "./cpu_profile.ts";
 import { median, percentile, report } from "./report.ts";
 
 const MiB = 1024 * 1024;
@@ -288,8 +290,10 @@ async function main(): Promise<void> {
       const bareSeconds: number[] = [];
       const catchUpSeconds: number[] = [];
       for (let round = 0; round < rounds; round++) {
+        await startCpuProfile();
         oursSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, vol]));
         catchUpSeconds.push(await anytime.journaled());
+        await stopCpuProfile(`nbd-a-${round}`);
         peerSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, peer.uri]));
         bareSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, bare.uri]));
       }
@@ -341,8 +345,10 @@ async function main(): Promise<void> {
       const bareIops: number[] = [];
       const catchUpSeconds: number[] = [];
       for (let round = 0; round < Math.max(2, rounds - 1); round++) {
+        await startCpuProfile();
         oursIops.push(await fioIops(vol));
         catchUpSeconds.push(await anytime.journaled());
+        await stopCpuProfile(`nbd-b-${round}`);
         if (round === 0) seqAfterFirstFio = anytime.splitter.nextSeq - 1;
         peerIops.push(await fioIops(peer.uri));
         bareIops.push(await fioIops(bare.uri));
