@@ -26,7 +26,8 @@
  * Environment: BENCH_NBD_VOLUME_BYTES (default 1 GiB), BENCH_NBD_ROUNDS (default 3),
  * BENCH_NBD_FIO_SECONDS (default 10), BENCH_NBD_ONLY (figures to run, e.g. `b,d`; default
  * all — (c) and (d) read the journal the write figures leave), BENCH_DIR (default the OS
- * temp dir).
+ * temp dir), BENCH_CPU_PROFILE_DIR (unset: none; else CPU profiles of this process over each
+ * write run through the switch export, `cpu_profile.ts`).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
@@ -58,6 +59,7 @@ import { Splitter } from "../src/switch/splitter.ts";
 import { SwitchLink } from "../src/switch/switch_link.ts";
 import { FileBlockDevice, FileDurableCell, FileSegmentStore, SystemClock, TcpTransport } from "../targets/node/mod.ts";
 import { freePort } from "../test/support/peers.ts";
+import { startCpuProfile, stopCpuProfile } from "./cpu_profile.ts";
 import { median, percentile, report } from "./report.ts";
 
 const MiB = 1024 * 1024;
@@ -287,9 +289,15 @@ async function main(): Promise<void> {
       const peerSeconds: number[] = [];
       const bareSeconds: number[] = [];
       const catchUpSeconds: number[] = [];
+      const oursCpuUsPerMiB: number[] = [];
       for (let round = 0; round < rounds; round++) {
+        await startCpuProfile();
+        const cpuStart = process.cpuUsage();
         oursSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, vol]));
         catchUpSeconds.push(await anytime.journaled());
+        const cpu = process.cpuUsage(cpuStart);
+        oursCpuUsPerMiB.push((cpu.user + cpu.system) / (volumeBytes / MiB));
+        await stopCpuProfile(`nbd-a-${round}`);
         peerSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, peer.uri]));
         bareSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, bare.uri]));
       }
@@ -305,8 +313,9 @@ async function main(): Promise<void> {
         target: "ratio >= 0.8",
         met: ours / peerValue >= 0.8,
         note: `median of ${rounds}; the journal held every write ${median(catchUpSeconds).toFixed(2)} s after nbdcopy ended; ` +
-          `splitter ${anytime.splitter.state}; diagnostic: the bare NbdServer on a FileBlockDevice (no protection) ` +
-          `${(volumeBytes / MiB / median(bareSeconds)).toFixed(1)} MiB/s`,
+          `splitter ${anytime.splitter.state}; this process's CPU (switch, appliance, NBD server, user + system, ` +
+          `until journaled) ${(median(oursCpuUsPerMiB) / 1000).toFixed(2)} ms per MiB; diagnostic: the bare NbdServer on a ` +
+          `FileBlockDevice (no protection) ${(volumeBytes / MiB / median(bareSeconds)).toFixed(1)} MiB/s`,
       });
 
       // The same copy made durable: each ends with a flush (qemu-nbd's raw file is then on
@@ -340,9 +349,16 @@ async function main(): Promise<void> {
       const peerIops: number[] = [];
       const bareIops: number[] = [];
       const catchUpSeconds: number[] = [];
+      const oursCpuUsPerWrite: number[] = [];
       for (let round = 0; round < Math.max(2, rounds - 1); round++) {
+        await startCpuProfile();
+        const cpuStart = process.cpuUsage();
+        const seqStart = anytime.splitter.nextSeq;
         oursIops.push(await fioIops(vol));
         catchUpSeconds.push(await anytime.journaled());
+        const cpu = process.cpuUsage(cpuStart);
+        oursCpuUsPerWrite.push((cpu.user + cpu.system) / Math.max(1, anytime.splitter.nextSeq - seqStart));
+        await stopCpuProfile(`nbd-b-${round}`);
         if (round === 0) seqAfterFirstFio = anytime.splitter.nextSeq - 1;
         peerIops.push(await fioIops(peer.uri));
         bareIops.push(await fioIops(bare.uri));
@@ -359,7 +375,9 @@ async function main(): Promise<void> {
         target: "ratio >= 0.6",
         met: ours / peerValue >= 0.6,
         note: `median of ${oursIops.length} runs of ${fioSeconds} s; the journal caught up ${median(catchUpSeconds).toFixed(2)} s ` +
-          `after fio ended; diagnostic: the bare NbdServer on a FileBlockDevice ${median(bareIops).toFixed(0)} writes/s`,
+          `after fio ended; this process's CPU (switch, appliance, NBD server, user + system) ` +
+          `${median(oursCpuUsPerWrite).toFixed(1)} µs per write; diagnostic: the bare NbdServer on a FileBlockDevice ` +
+          `${median(bareIops).toFixed(0)} writes/s`,
       });
     }
 

@@ -10,7 +10,9 @@
  * splitter, the switch link, an appliance process, and the switch's memory under overload.
  *
  * Environment: BENCH_DIR (default the OS temp dir); BENCH_WIRE_PARTS (default
- * `synthetic,switch64k,switch4k,latency,overload`: the figures to run); BENCH_OVERLOAD_SECONDS (default 20).
+ * `synthetic,switch64k,switch4k,latency,overload`: the figures to run); BENCH_OVERLOAD_SECONDS (default 20);
+ * BENCH_CPU_PROFILE_DIR (unset: no profiles): CPU profiles of both processes over each real-switch
+ * throughput run's timed window (`cpu_profile.ts`).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

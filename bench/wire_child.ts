@@ -4,7 +4,8 @@
  *
  * - `appliance DIR`: `startAppliance` on the Node runtime (file stores under DIR, TCP link on
  *   a free loopback port); prints `{"linkAddress", "secretFile"}` as one line, answers a `cpu`
- *   line with its CPU time (`{"cpuUs"}`), stops when its standard input ends.
+ *   line with its CPU time (`{"cpuUs"}`), `profile-start` / `profile-stop NAME` lines by
+ *   profiling (`cpu_profile.ts`, with `BENCH_CPU_PROFILE_DIR`), stops when its standard input ends.
  * - `appliance-discarding DIR`: the same appliance and link on stores that discard data and
  *   sync at once (CPU and loopback only, the disk out of the picture); only the secret is a file.
  * - `sink BYTES`: a TCP listener that reads BYTES from its first connection and answers one
@@ -29,6 +30,7 @@ import type { Connection, Listener, Transport } from "../src/io/transport.ts";
 import { nodeServerRuntime } from "../targets/node/server_runtime.ts";
 import { SystemClock } from "../targets/node/system_clock.ts";
 import { TcpTransport } from "../targets/node/tcp_transport.ts";
+import { startCpuProfile, stopCpuProfile } from "./cpu_profile.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -50,6 +52,10 @@ async function serveStandardInput(): Promise<void> {
     if (line === "cpu") {
       const usage = process.cpuUsage();
       printLine({ cpuUs: usage.user + usage.system });
+    } else if (line === "profile-start") {
+      await startCpuProfile();
+    } else if (line.startsWith("profile-stop ")) {
+      await stopCpuProfile(line.slice("profile-stop ".length));
     }
   }
 }

@@ -35,6 +35,7 @@ import { startAppliance, startSwitch, type RunningProcess } from "../src/server/
 import type { OnFull, Splitter } from "../src/switch/splitter.ts";
 import { FileBlockDevice, TcpTransport } from "../targets/node/mod.ts";
 import { nodeServerRuntime } from "../targets/node/server_runtime.ts";
+import { startCpuProfile, stopCpuProfile } from "./cpu_profile.ts";
 import { percentile, report } from "./report.ts";
 
 const KiB = 1024;
@@ -66,6 +67,10 @@ async function childAppliance(directory: string, stores: ApplianceStores) {
     linkAddress: first.linkAddress as string,
     secretFile: first.secretFile as string,
     /** The child's CPU time so far (user + system), µs. */
+    /** Starts or stops (writing NAME) the child's CPU profile, with `BENCH_CPU_PROFILE_DIR`. */
+    profile: (command: "start" | string) => {
+      child.stdin!.write(command === "start" ? "profile-start\n" : `profile-stop ${command}\n`);
+    },
     cpuUs: async () => {
       child.stdin!.write("cpu\n");
       const line = await lines.next();
@@ -111,6 +116,8 @@ interface SwitchUnderTest {
   readonly primaryPath: string;
   /** The appliance process's CPU time so far, µs. */
   applianceCpuUs(): Promise<number>;
+  /** `"start"`, or the name to write the appliance child's CPU profile under. */
+  applianceProfile(command: string): void;
   stop(): Promise<void>;
 }
 
@@ -137,6 +144,7 @@ async function switchWithApplianceChild(
     splitter: node.splitter("vol"),
     primaryPath,
     applianceCpuUs: appliance.cpuUs,
+    applianceProfile: appliance.profile,
     stop: async () => {
       await running.stop();
       await appliance.stop();
@@ -221,6 +229,8 @@ export async function endToEndWritesPerSecond(
     const splitter = under.splitter;
     await warmUp(splitter);
     const firstSeq = splitter.nextSeq;
+    under.applianceProfile("start");
+    await startCpuProfile();
     const applianceCpuStartUs = await under.applianceCpuUs();
     const switchCpuStart = process.cpuUsage();
     const started = performance.now();
@@ -230,6 +240,8 @@ export async function endToEndWritesPerSecond(
     const seconds = (performance.now() - started) / 1000;
     const switchCpu = process.cpuUsage(switchCpuStart);
     const applianceCpuUs = (await under.applianceCpuUs()) - applianceCpuStartUs;
+    await stopCpuProfile(`${name}-switch`);
+    under.applianceProfile(`${name}-appliance`);
     const switchCpuUs = switchCpu.user + switchCpu.system;
     const copied = splitter.nextSeq - firstSeq;
     if (splitter.state !== "protecting" || splitter.needsResync || copied !== options.count) {

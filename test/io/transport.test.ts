@@ -691,6 +691,42 @@ describe(`TcpTransport's own duties (${target.name})`, () => {
     await expect(pending).rejects.toBeInstanceOf(ConnectionClosedError);
   });
 
+  test("A received chunk stays intact until the iteration asks for the next one, in both directions", async () => {
+    // The receiving side reuses its read buffers once the iteration has moved past a chunk
+    // (Node's slabs): a consumer that holds each chunk across awaits, while many more bytes
+    // arrive behind it, must still find the bytes it was given. Each side is both an
+    // accepted socket and one made by connect, so both ways of reading are covered.
+    const transport = new target.TcpTransport();
+    const listener = resources.track(await transport.listen("127.0.0.1:0"));
+    const acceptor = new Acceptor(listener);
+    const client = resources.track(await transport.connect(listener.address));
+    const server = resources.track(await acceptor.accept());
+    const totalBytes = 24 * mebibyte;
+    const expected = (index: number) => (index * 131 + (index >>> 16)) & 0xff;
+    const pattern = new Uint8Array(totalBytes);
+    for (let i = 0; i < totalBytes; i++) pattern[i] = expected(i);
+    for (const [sender, receiver] of [[client, server], [server, client]] as const) {
+      const sends: Promise<void>[] = [];
+      for (let at = 0; at < totalBytes; at += 96 * kibibyte) sends.push(sender.send(pattern.subarray(at, at + 96 * kibibyte)));
+      const sending = Promise.all(sends);
+      let receivedBytes = 0;
+      let chunks = 0;
+      for await (const chunk of receiver) {
+        const at = receivedBytes;
+        const copy = chunk.slice();
+        // Let the socket read more (into other pieces) while this chunk is held.
+        if (chunks++ % 8 === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+        else await Promise.resolve();
+        expectBytes(chunk, copy);
+        expectBytes(chunk, pattern.subarray(at, at + chunk.length));
+        receivedBytes += chunk.length;
+        if (receivedBytes >= totalBytes) break;
+      }
+      await sending;
+      expect(receivedBytes).toBe(totalBytes);
+    }
+  });
+
   test("Addresses are checked: a bad port or an unbracketed IPv6 host is a SyntaxError", async () => {
     const transport = new target.TcpTransport();
     for (const address of ["127.0.0.1:65536", "127.0.0.1:x", ":80", "::1:80", "[::1]80"]) {
