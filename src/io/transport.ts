@@ -37,8 +37,9 @@
  * the very `Uint8Array` objects the sender passed. Hence two rules:
  * - The sender may reuse (overwrite) a buffer only after its `send` has settled.
  * - A receiver that keeps a chunk, or a view into it, past its next `await` must copy it:
- *   in-process, the sender gets the buffer back once the receiver took it. (TCP receivers
- *   own what they receive, but code must not rely on that.)
+ *   in-process, the sender gets the buffer back once the receiver took it; over TCP on
+ *   Node, the bytes are read into reused slabs, valid until the iteration asks for the next
+ *   chunk.
  */
 export interface Connection extends AsyncIterable<Uint8Array> {
   /** Where the other end is, for logs (`127.0.0.1:7300`, `[::1]:7300`, `inproc:appliance`). */
