@@ -136,10 +136,15 @@ describe("a restore interrupted by SIGKILL", () => {
     const resumedJob = async () => ((await api("/v1/jobs")) as { jobs: { kind: string; state: string; point?: { seq: number } }[] })
       .jobs.find((j) => j.kind === "restore");
     let resumed = await resumedJob();
-    if (!/restored to seq/.test(killedOutput)) {
+    if (/resuming the restore to seq:/.test(serve.output())) {
       // The copy had not finished: the new process resumed it (as a job) before hosts could connect.
-      expect(serve.output()).toMatch(/resuming the restore to seq:/);
       expect(resumed?.point?.seq).toBe(job.point.seq);
+    } else {
+      // The copy finished between the answer and the kill (its checkpoint was cleared first;
+      // the last log line may not have been written): nothing to resume, and the data below
+      // must still be the point's.
+      expect(serve.output()).not.toMatch(/was under way when the switch stopped/);
+      void killedOutput;
     }
     for (let turn = 0; turn < 600 && resumed !== undefined && resumed.state === "running"; turn++) {
       await new Promise((resolve) => setTimeout(resolve, 100));
