@@ -61,7 +61,7 @@ export interface RestoreCheckpointRecord {
   readonly toTimeUs: number;
   readonly markerSeq: number;
   readonly instant: boolean;
-  /** The appliance's restore request id (a restore run through the link), 0 in one process. */
+  /** The appliance's restore request id (a restore run through the link), 0 when switch and appliance share one program. */
   readonly requestId: number;
   readonly chunkBytes: number;
 }
