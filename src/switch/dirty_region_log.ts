@@ -215,12 +215,7 @@ export class DirtyRegionLog {
     options: DirtyRegionLogOptions,
     deps: DirtyRegionLogDeps = {},
   ): Promise<DirtyRegionLog> {
-    const geometry = validateGeometry(options);
-    const checksum = deps.checksum ?? await createChecksum();
-    const drl = new DirtyRegionLog(cell, checksum, geometry, 0);
-    drl.#changedSinceSnapshot = true;
-    await drl.persist();
-    return drl;
+    return await DirtyRegionLog.#persistedNew(cell, options, deps, false);
   }
 
   /**
@@ -236,10 +231,21 @@ export class DirtyRegionLog {
     options: DirtyRegionLogOptions,
     deps: DirtyRegionLogDeps = {},
   ): Promise<DirtyRegionLog> {
+    return await DirtyRegionLog.#persistedNew(cell, options, deps, true);
+  }
+
+  /** A new DRL in `cell`, every region clean or dirty, persisted before this resolves. */
+  static async #persistedNew(
+    cell: DurableCell,
+    options: DirtyRegionLogOptions,
+    deps: DirtyRegionLogDeps,
+    allDirty: boolean,
+  ): Promise<DirtyRegionLog> {
     const geometry = validateGeometry(options);
     const checksum = deps.checksum ?? await createChecksum();
     const drl = new DirtyRegionLog(cell, checksum, geometry, 0);
-    drl.markAllDirty();
+    if (allDirty) drl.markAllDirty();
+    else drl.#changedSinceSnapshot = true;
     await drl.persist();
     return drl;
   }

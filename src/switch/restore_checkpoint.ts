@@ -84,8 +84,6 @@ export class RestoreCheckpoint {
   #queued: Promise<void> | null = null;
   /** The cell write under way. */
   #writing: Promise<void> = Promise.resolve();
-  /** Cell writes so far (tests count them). */
-  writes = 0;
 
   private constructor(cell: DurableCell, checksum: Checksum, sizeBytes: number) {
     this.#cell = cell;
@@ -165,7 +163,6 @@ export class RestoreCheckpoint {
       this.#queued = null;
       const write = this.#cell.write(this.#encode());
       this.#writing = write;
-      this.writes++;
       return write;
     });
     this.#queued = queued;

@@ -493,4 +493,12 @@ describe("ResetPolicy decides when a reset is due", () => {
     expect(() => new ResetPolicy(options)).toThrow(RangeError);
     expect(() => new ResetPolicy(options)).toThrow(message);
   });
+
+  test("createClean persists a clean DRL, so the next open knows the volume was seen", async () => {
+    const cell = new MemoryDurableCell();
+    const drl = await DirtyRegionLog.createClean(cell, { sizeBytes: 4 * 1024 * 1024, regionBytes: 1024 * 1024 });
+    expect(drl.dirtyCount).toBe(0);
+    expect(await cell.read()).not.toBeNull();
+    expect((await DirtyRegionLog.open(cell, { sizeBytes: 4 * 1024 * 1024, regionBytes: 1024 * 1024 })).dirtyCount).toBe(0);
+  });
 });
