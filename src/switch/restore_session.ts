@@ -98,7 +98,10 @@ export class RestoreSession {
    * Settles once the checkpoint's first write is durable (a crash from then on resumes), at
    * once without a checkpoint; never rejects (a failed write fails the session).
    */
-  checkpointWritten: Promise<void> = Promise.resolve();
+  get checkpointWritten(): Promise<void> {
+    return this.#checkpointWritten;
+  }
+  #checkpointWritten: Promise<void> = Promise.resolve();
   readonly #deps: RestoreSessionDeps;
   readonly #chunkStates: Uint8Array;
   /** Per chunk, the first index in #pieces (pieces are sorted; chunk c's are [#first[c], #first[c+1])). */
@@ -276,7 +279,7 @@ export class RestoreSession {
         (chunk) => this.#chunkStates[chunk] === chunkPending,
       );
       this.#checkpoint = checkpoint.checkpoint;
-      this.checkpointWritten = written.catch((error) => void (this.#flushError ??= error));
+      this.#checkpointWritten = written.catch((error) => void (this.#flushError ??= error));
     }
     this.#begun = true;
     (this as { finished: Promise<void> }).finished = this.#copyAll();

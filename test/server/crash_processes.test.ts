@@ -12,7 +12,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { killHard, startCli, stopCleanly } from "../support/cli_processes.ts";
+import { apiJson, exportEqualsFile, killHard, startCli, stopCleanly } from "../support/cli_processes.ts";
 import { freePort, runPeerOk } from "../support/peers.ts";
 import { type RuntimeTarget, runtimeTarget } from "../support/runtime.ts";
 
@@ -43,21 +43,11 @@ describe("appliance and switch as processes, each killed with SIGKILL", () => {
     "--nbd", `127.0.0.1:${ports.switchNbd}`,
   ];
 
-  async function api(path: string, init: RequestInit = {}): Promise<unknown> {
-    const response = await fetch(`http://127.0.0.1:${ports.applianceHttp}${path}`, {
-      ...init,
-      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    });
-    if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
-    return await response.json();
-  }
+  const api = (path: string, init: RequestInit = {}) => apiJson(ports.applianceHttp, token, path, init);
 
   async function headEqualsPrimary(): Promise<boolean> {
     const image = (await api("/v1/volumes/db/images", { method: "POST", body: JSON.stringify({ at: "head", writable: false }) })) as { uri: string };
-    const copy = `${directory}/head-copy.img`;
-    await run("nbdcopy", ["--flush", image.uri, copy]);
-    const [a, b] = await Promise.all([readFile(copy), readFile(`${directory}/db.img`)]);
-    return a.equals(b);
+    return await exportEqualsFile(image.uri, `${directory}/head-copy.img`, `${directory}/db.img`);
   }
 
   async function waitForLagZero(): Promise<void> {

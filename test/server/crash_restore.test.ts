@@ -13,7 +13,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { killHard, startCli, stopCleanly } from "../support/cli_processes.ts";
+import { apiJson, exportEqualsFile, killHard, startCli, stopCleanly } from "../support/cli_processes.ts";
 import { freePort, runPeerOk } from "../support/peers.ts";
 import { type RuntimeTarget, runtimeTarget } from "../support/runtime.ts";
 
@@ -34,21 +34,9 @@ describe("a restore interrupted by SIGKILL", () => {
   ];
   const ready = /HTTP API: http/;
 
-  async function api(path: string, init: RequestInit = {}): Promise<unknown> {
-    const response = await fetch(`http://127.0.0.1:${ports.http}${path}`, {
-      ...init,
-      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    });
-    if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
-    return await response.json();
-  }
-
-  async function imageEqualsPrimary(at: string, volume = "db"): Promise<boolean> {
-    const copy = `${directory}/image-copy.img`;
-    await runPeerOk("nbdcopy", ["--flush", `nbd://127.0.0.1:${ports.nbd}/${volume}@${at}`, copy]);
-    const [a, b] = await Promise.all([readFile(copy), readFile(`${directory}/${volume}.img`)]);
-    return a.equals(b);
-  }
+  const api = (path: string, init: RequestInit = {}) => apiJson(ports.http, token, path, init);
+  const imageEqualsPrimary = (at: string, volume = "db") =>
+    exportEqualsFile(`nbd://127.0.0.1:${ports.nbd}/${volume}@${at}`, `${directory}/image-copy.img`, `${directory}/${volume}.img`);
 
   async function untilNoJobRuns(): Promise<void> {
     for (let turn = 0; turn < 600; turn++) {

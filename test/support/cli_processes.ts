@@ -3,6 +3,8 @@
  * `targets/deno/cli.ts`), for the tests that kill and restart it.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { runPeerOk } from "./peers.ts";
 
 const deno = (globalThis as { Deno?: { execPath(): string } }).Deno;
 const cliCommand: readonly string[] = deno !== undefined
@@ -59,4 +61,21 @@ export function stopCleanly(started: Started): Promise<string> {
     });
     started.child.kill("SIGTERM");
   });
+}
+
+/** A JSON request to a running process's HTTP API (bearer `token`); throws on a non-2xx status. */
+export async function apiJson(httpPort: number, token: string, path: string, init: RequestInit = {}): Promise<unknown> {
+  const response = await fetch(`http://127.0.0.1:${httpPort}${path}`, {
+    ...init,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+  });
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
+  return await response.json();
+}
+
+/** Whether the NBD export at `uri`, copied out with `nbdcopy` to `copyPath`, equals the file at `filePath`. */
+export async function exportEqualsFile(uri: string, copyPath: string, filePath: string): Promise<boolean> {
+  await runPeerOk("nbdcopy", ["--flush", uri, copyPath]);
+  const [a, b] = await Promise.all([readFile(copyPath), readFile(filePath)]);
+  return a.equals(b);
 }
