@@ -268,7 +268,7 @@ async function overloadRun(options: OverloadOptions): Promise<void> {
     });
   };
 
-  // Sampled before any host write: the copy buffer is allocated but its pages not yet touched.
+  // Sampled before any host write: the copy buffer is resident (touched at start), nothing else used yet.
   const usageStart = process.memoryUsage();
   const rssStartBytes = usageStart.rss;
   const samples: number[] = [];

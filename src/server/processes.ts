@@ -466,6 +466,7 @@ async function openSwitchNode(
     secret: link.secret,
     switchId: `switch-${stateDirectory}`.slice(0, 128),
     bufferBytes: flags.bufferBytes,
+    touchBuffers: true,
     regionBytes: flags.regionBytes,
     onFull: flags.onFull,
   });

@@ -70,6 +70,8 @@ export interface SwitchNodeOptions {
   readonly switchId: string;
   /** Copy buffer per volume (`--buffer`). */
   readonly bufferBytes?: number;
+  /** Make each copy buffer resident at start (the processes do: memory fixed at start). */
+  readonly touchBuffers?: boolean;
   /** DRL region size (`--region`). */
   readonly regionBytes?: number;
   readonly onFull?: OnFull;
@@ -136,6 +138,7 @@ export class SwitchNode {
             name: volume.name,
             regionBytes: options.regionBytes,
             bufferBytes: options.bufferBytes,
+            touchBuffer: options.touchBuffers,
             onFull: options.onFull,
             firstStart: volume.firstStart,
           },

@@ -131,9 +131,12 @@ export class CopyBuffer {
    * Allocates both rings.
    *
    * @param bytesMax the byte ring's size; default `switchLimits.copyBufferBytesDefault` (64 MiB).
+   * @param options.touch write every page of the rings now, so they are resident from the
+   *   start: a process then fails at start, not under load, when the memory is not there, and
+   *   the write path takes no page faults (the long-running processes set it; tests need not).
    * @throws {RangeError} when `bytesMax` is not an integer in [512, `switchLimits.copyBufferBytesMax`].
    */
-  constructor(bytesMax: number = switchLimits.copyBufferBytesDefault) {
+  constructor(bytesMax: number = switchLimits.copyBufferBytesDefault, options: { touch?: boolean } = {}) {
     if (
       !Number.isSafeInteger(bytesMax) || bytesMax < switchLimits.copyBufferEntryBytesMin ||
       bytesMax > switchLimits.copyBufferBytesMax
@@ -154,6 +157,11 @@ export class CopyBuffer {
     this.#spansBytes = new Uint32Array(this.entryCountMax);
     this.#checksums = new BigUint64Array(this.entryCountMax);
     this.#view = new EntryView(this.#ring);
+    if (options.touch === true) {
+      // Zero-filled allocations are mapped lazily; writing each page makes it resident.
+      for (const ring of [this.#ring, this.#seqs, this.#timesUs, this.#offsetsBytes, this.#lengthsBytes, this.#positionsBytes, this.#spansBytes]) ring.fill(0);
+      this.#checksums.fill(0n);
+    }
   }
 
   /** Entries held (appended and not yet released). */

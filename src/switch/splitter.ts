@@ -120,6 +120,8 @@ export interface SplitterOptions {
   regionBytes?: number;
   /** Copy buffer size (`--buffer`); default 64 MiB. */
   bufferBytes?: number;
+  /** Make the copy buffer resident at open (see {@link CopyBuffer}'s `touch`); default false. */
+  touchBuffer?: boolean;
   /** `--on-full`; default `"mark"`. */
   onFull?: OnFull;
   /** The first seq to give (the appliance's durableSeq + 1); default 1. */
@@ -224,6 +226,7 @@ export class Splitter {
     options: {
       name: string;
       bufferBytes: number;
+      touchBuffer: boolean;
       onFull: OnFull;
       nextSeq: number;
       anchored: boolean;
@@ -236,7 +239,7 @@ export class Splitter {
     this.#drl = deps.drl;
     this.#clock = deps.clock;
     this.#checksum = deps.checksum;
-    this.#copyBuffer = new CopyBuffer(options.bufferBytes);
+    this.#copyBuffer = new CopyBuffer(options.bufferBytes, { touch: options.touchBuffer });
     this.#nextSeq = options.nextSeq;
     this.#acknowledgedSeq = options.nextSeq - 1;
     this.#anchored = options.anchored;
@@ -298,6 +301,7 @@ export class Splitter {
       {
         name: options.name,
         bufferBytes,
+        touchBuffer: options.touchBuffer === true,
         onFull,
         nextSeq,
         anchored: options.nextSeq !== undefined,

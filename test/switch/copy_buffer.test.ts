@@ -289,6 +289,19 @@ describe("CopyBuffer edge cases", () => {
     expect(new CopyBuffer().bytesMax).toBe(switchLimits.copyBufferBytesDefault);
   });
 
+  test("A buffer touched at start holds and gives back writes as an untouched one does", () => {
+    const touched = new CopyBuffer(4 * KiB, { touch: true });
+    const untouched = new CopyBuffer(4 * KiB);
+    for (const buffer of [touched, untouched]) {
+      for (let seq = 1; seq <= 6; seq++) expect(buffer.tryAppend(write(seq, 1024))).toBe(seq <= 4);
+      buffer.releaseThrough(2);
+      expect(buffer.tryAppend(write(5, 1024))).toBe(true);
+    }
+    const seen = (buffer: CopyBuffer) => describeEntries(buffer, 3).map(({ buffer: _, ...entry }) => entry);
+    expect(seen(touched)).toEqual(seen(untouched));
+    expect(seen(touched).map((entry) => entry.seq)).toEqual([3, 4, 5]);
+  });
+
   test.each([0, 511, 4096.5, switchLimits.copyBufferBytesMax + 1, Number.NaN])(
     "A buffer of %s bytes is refused with a RangeError",
     (bytesMax) => {
