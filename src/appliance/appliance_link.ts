@@ -710,6 +710,30 @@ export class ApplianceLink {
   }
 
   /**
+   * The volume and description of a READ_ or HASH_REQUEST the session may take: within the
+   * window of unanswered reads and inside the volume; else an ERROR to the switch and a
+   * ProtocolError that ends the session.
+   */
+  async #admitRangeRequest(
+    session: SwitchSession,
+    request: { volume: string; offsetBytes: number; lengthBytes: number },
+    verb: "read" | "hash",
+  ): Promise<{ volume: Volume; what: string }> {
+    const framed = session.framed;
+    const volume = await this.#sessionVolume(framed, session.volumes, request.volume);
+    const what = `${verb} ${request.lengthBytes} bytes at ${request.offsetBytes} of volume "${volume.name}"`;
+    if (session.readsInFlight >= wireLimits.readRequestsInFlightMax) {
+      await framed.sendError("busy", `Cannot ${what}: ${session.readsInFlight} reads are unanswered (the limit)`);
+      throw new ProtocolError("bad-body", "too many reads in flight");
+    }
+    if (request.offsetBytes + request.lengthBytes > volume.sizeBytes) {
+      await framed.sendError("volume", `Cannot ${what}: it ends past the end of the ${volume.sizeBytes}-byte volume`);
+      throw new ProtocolError("bad-body", `${verb} past the end`);
+    }
+    return { volume, what };
+  }
+
+  /**
    * Answers a HASH_REQUEST (resync compares before it moves anything) from the image at
    * `atSeq` — once the volume's head has reached it: the switch asks only after the
    * acknowledgement — without holding up the session. No hashes when it cannot: the switch
@@ -717,16 +741,7 @@ export class ApplianceLink {
    */
   async #answerHashes(session: SwitchSession, request: HashRequestBody): Promise<void> {
     const framed = session.framed;
-    const volume = await this.#sessionVolume(framed, session.volumes, request.volume);
-    const what = `hash ${request.lengthBytes} bytes at ${request.offsetBytes} of volume "${volume.name}"`;
-    if (session.readsInFlight >= wireLimits.readRequestsInFlightMax) {
-      await framed.sendError("busy", `Cannot ${what}: ${session.readsInFlight} reads are unanswered (the limit)`);
-      throw new ProtocolError("bad-body", "too many reads in flight");
-    }
-    if (request.offsetBytes + request.lengthBytes > volume.sizeBytes) {
-      await framed.sendError("volume", `Cannot ${what}: it ends past the end of the ${volume.sizeBytes}-byte volume`);
-      throw new ProtocolError("bad-body", "hash past the end");
-    }
+    const { volume, what } = await this.#admitRangeRequest(session, request, "hash");
     session.readsInFlight++;
     void (async () => {
       let hashes = new Uint8Array(0);
@@ -765,16 +780,7 @@ export class ApplianceLink {
   /** Answers a READ_REQUEST from the image at `atSeq` (a restore's, kept open) or at head, without holding up the session. */
   async #answerRead(session: SwitchSession, request: ReadRequestBody): Promise<void> {
     const framed = session.framed;
-    const volume = await this.#sessionVolume(framed, session.volumes, request.volume);
-    const what = `read ${request.lengthBytes} bytes at ${request.offsetBytes} of volume "${volume.name}"`;
-    if (session.readsInFlight >= wireLimits.readRequestsInFlightMax) {
-      await framed.sendError("busy", `Cannot ${what}: ${session.readsInFlight} reads are unanswered (the limit)`);
-      throw new ProtocolError("bad-body", "too many reads in flight");
-    }
-    if (request.offsetBytes + request.lengthBytes > volume.sizeBytes) {
-      await framed.sendError("volume", `Cannot ${what}: it ends past the end of the ${volume.sizeBytes}-byte volume`);
-      throw new ProtocolError("bad-body", "read past the end");
-    }
+    const { volume, what } = await this.#admitRangeRequest(session, request, "read");
     let restore: RemoteRestore | undefined;
     for (const candidate of this.#restores.values()) {
       if (candidate.volume === volume && candidate.request.toSeq === request.atSeq) restore = candidate;

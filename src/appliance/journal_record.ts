@@ -215,19 +215,7 @@ export class JournalRecordCodec {
   encodeHeader(header: JournalRecordHeader, target: Uint8Array, atBytes: number): void {
     const problem = journalRecordHeaderProblem(header);
     assert(problem === null, `Cannot encode journal record header: ${problem}`);
-    assert(atBytes >= 0 && atBytes + journalRecordHeaderBytes <= target.length, `Header at ${atBytes} overruns the buffer`);
-    const view = this.#viewOf(target);
-    const at = target.byteOffset + atBytes;
-    view.setUint32(at, journalRecordMagic, true);
-    view.setUint8(at + 4, journalRecordVersion);
-    view.setUint8(at + 5, header.kind);
-    view.setUint16(at + 6, 0, true);
-    view.setFloat64(at + 8, header.seq, true);
-    view.setFloat64(at + 16, header.timeUs, true);
-    view.setFloat64(at + 24, header.offsetBytes, true);
-    view.setBigUint64(at + 32, header.payloadChecksum, true);
-    view.setFloat64(at + durableAddressOffsetBytes, header.durableAddressBytes, true);
-    view.setUint32(at + payloadLengthOffsetBytes, header.payloadLengthBytes, true);
+    this.encodeHeaderUnsealed(header, target, atBytes);
     this.#seal(target, atBytes);
   }
 

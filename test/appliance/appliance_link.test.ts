@@ -182,6 +182,29 @@ describe("ApplianceLink", () => {
     await appliance.close();
   });
 
+  it("refuses a READ_ or HASH_REQUEST that ends past the volume with an ERROR, changing nothing", async () => {
+    const past = { volume: "db", offsetBytes: volumeOffer.sizeBytes - 512, lengthBytes: 1024 };
+    const requests = [
+      { kind: messageKinds.readRequest, body: { requestId: 1, ...past }, says: /Cannot read 1024 bytes at .* ends past the end of the/ },
+      { kind: messageKinds.hashRequest, body: { requestId: 2, ...past, chunkBytes: 512 }, says: /Cannot hash 1024 bytes at .* ends past the end of the/ },
+    ] as const;
+    for (const request of requests) {
+      const { appliance, link } = await setUp();
+      const { framed, session } = await connectSwitch(link);
+      await writeBatch(framed, [1]);
+      await ackThrough(framed, 1);
+      await framed.send(request.kind, request.body);
+      const reply = await nextMessage(framed);
+      expect(reply.kind).toBe(messageKinds.error);
+      if (reply.kind === messageKinds.error) expect(reply.body.message).toMatch(request.says);
+      await session;
+      const volume = appliance.volume("db");
+      expect(volume.durableRecords).toBe(1);
+      expect(volume.nextSeq).toBe(2);
+      await appliance.close();
+    }
+  });
+
   it("a switch without the secret gets nothing but an error", async () => {
     const { appliance, link } = await setUp();
     const attempt = connectSwitch(link, { secret: new TextEncoder().encode("not the secret at all!") });
