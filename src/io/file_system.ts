@@ -38,6 +38,24 @@ export interface OpenFileOptions {
   readonly exclusive?: boolean;
   /** Cut an existing file to 0 bytes (needs `write`). */
   readonly truncate?: boolean;
+  /**
+   * Bypass the page cache (Linux `O_DIRECT`): only for a file system with
+   * {@link FileSystem.directIo}, and every write through the handle must then be aligned to
+   * its `alignmentBytes` in offset, length and memory address.
+   */
+  readonly direct?: boolean;
+}
+
+/** What a {@link FileSystem} that can write around the page cache says of it. */
+export interface DirectIo {
+  /** Offset, length and memory address of every direct write are multiples of this. */
+  readonly alignmentBytes: number;
+  /**
+   * Whether `error` (from opening a file with `direct` or writing through it) means this
+   * file, or this memory, cannot be written directly: the caller writes through the page
+   * cache instead. Any other error is an I/O error.
+   */
+  isUnsupported(error: unknown): boolean;
 }
 
 /**
@@ -81,6 +99,8 @@ export interface FileHandle {
 
 /** The file operations of one runtime; see the module doc. */
 export interface FileSystem {
+  /** Present where files can be written around the page cache (`OpenFileOptions.direct`). */
+  readonly directIo?: DirectIo;
   /** Opens the file at `path`. */
   openFile(path: string, options: OpenFileOptions): FileHandle;
   /** The size of the regular file at `path`. */

@@ -42,7 +42,10 @@ import type { FileHandle, FileSystem, OpenFileOptions } from "../../src/io/file_
 
 /** Deno's file API as a {@link FileSystem}; see the module doc. Holds no state. */
 export class DenoFileSystem implements FileSystem {
+  // No `directIo`: Deno's open options have no O_DIRECT, so every write goes through the
+  // page cache (the segment store then never asks for `direct`).
   openFile(path: string, options: OpenFileOptions): FileHandle {
+    if (options.direct) throw new Error("Cannot open a file for direct I/O: Deno's file API has no O_DIRECT");
     return new DenoFileHandle(Deno.openSync(path, {
       read: options.read ?? false,
       write: options.write ?? false,

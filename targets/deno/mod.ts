@@ -22,6 +22,8 @@ export {
   type FileSegmentStoreOptions,
   OPEN_FILES_MAX_DEFAULT,
 } from "./file_segment_store.ts";
+/** The runtime's file system behind the portable file classes' seam. */
+export { DenoFileSystem as RuntimeFileSystem } from "./deno_file_system.ts";
 export { SystemClock, WALL_CLOCK_DRIFT_US_MAX } from "./system_clock.ts";
 export { TcpConnection, TcpListener, TcpTransport, type TcpTransportOptions } from "./tcp_transport.ts";
 export { HTTP_CLOSE_LINGER_MS_DEFAULT, HttpServer, type HttpHandler, type HttpServerOptions } from "./http_server.ts";

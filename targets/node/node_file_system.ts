@@ -44,10 +44,20 @@
  */
 import fs from "node:fs";
 import nodePath from "node:path";
-import type { FileHandle, FileSystem, OpenFileOptions } from "../../src/io/file_system.ts";
+import type { DirectIo, FileHandle, FileSystem, OpenFileOptions } from "../../src/io/file_system.ts";
 
 /** `node:fs` as a {@link FileSystem}; see the module doc. Holds no state. */
 export class NodeFileSystem implements FileSystem {
+  /**
+   * `O_DIRECT` on Linux, 4 KiB aligned (the largest logical block size in use). A file system
+   * without it (tmpfs before Linux 6.6) rejects the open with EINVAL; a misaligned write fails
+   * with EINVAL too.
+   */
+  readonly directIo: DirectIo | undefined = fs.constants.O_DIRECT === undefined ? undefined : {
+    alignmentBytes: 4096,
+    isUnsupported: (error: unknown) => isErrorCode(error, "EINVAL"),
+  };
+
   openFile(path: string, options: OpenFileOptions): FileHandle {
     return new NodeFileHandle(fs.openSync(path, openFlags(options)));
   }
@@ -184,6 +194,10 @@ function openFlags(options: OpenFileOptions): number {
   if (options.create) flags |= O_CREAT;
   if (options.exclusive) flags |= O_EXCL;
   if (options.truncate) flags |= O_TRUNC;
+  if (options.direct) {
+    if (fs.constants.O_DIRECT === undefined) throw new Error("Cannot open a file for direct I/O on this platform");
+    flags |= fs.constants.O_DIRECT;
+  }
   return flags;
 }
 

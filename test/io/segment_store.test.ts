@@ -6,9 +6,11 @@
  * every synced byte. Then the in-memory store's crash simulation is checked on its own
  * (synced data always survives; each unsynced write is lost, kept or torn; a seed
  * reproduces a crash), and the file store's own duties (file names, leftovers of a crash,
- * the bounded descriptor cache).
+ * the bounded descriptor cache, direct writes around the page cache and their fallback).
  */
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { FileSegmentStore } from "../../src/io/file_segment_store.ts";
+import type { FileHandle, FileSystem, OpenFileOptions } from "../../src/io/file_system.ts";
 import { MemorySegmentStore } from "../../src/io/memory_segment_store.ts";
 import { SeededRandom } from "../../src/io/random.ts";
 import { SegmentNotFoundError, type SegmentStore } from "../../src/io/segment_store.ts";
@@ -392,5 +394,187 @@ describe(`FileSegmentStore (${target.name}) keeps its files`, () => {
   test("openFilesMax must be a positive integer", async () => {
     await expect(target.FileSegmentStore.open(directory, { openFilesMax: 0 })).rejects
       .toThrow(RangeError);
+  });
+});
+
+/** Refusal of a direct write by the fake file system below (its "EINVAL"). */
+class DirectRefused extends Error {}
+
+/**
+ * The runtime's file system with a strict, fake direct I/O: a `direct` handle checks that
+ * every write is aligned in offset, length and memory offset (as O_DIRECT does), then writes
+ * through an ordinary handle; `refuse` makes opens or writes fail as a file system without
+ * O_DIRECT would, or with an I/O error.
+ */
+class StrictDirectFileSystem implements FileSystem {
+  readonly inner: FileSystem = new target.RuntimeFileSystem();
+  readonly directIo = { alignmentBytes: 4096, isUnsupported: (error: unknown) => error instanceof DirectRefused };
+  refuse: "none" | "open" | "write" | "io-error" = "none";
+  directWriteBytes = 0;
+  bufferedWriteBytes = 0;
+
+  openFile(path: string, options: OpenFileOptions): FileHandle {
+    if (options.direct && this.refuse === "open") throw new DirectRefused("open refused");
+    const handle = this.inner.openFile(path, { ...options, direct: false });
+    const beforeWrite = options.direct
+      ? (source: Uint8Array, positionBytes: number): void => {
+        if (this.refuse === "write") throw new DirectRefused("write refused");
+        if (this.refuse === "io-error") throw new Error("EIO: the disk failed");
+        for (const value of [positionBytes, source.length, source.byteOffset]) {
+          if (value % 4096 !== 0) throw new Error(`A direct write must be aligned: ${value}`);
+        }
+        this.directWriteBytes += source.length;
+      }
+      : (source: Uint8Array): void => {
+        this.bufferedWriteBytes += source.length;
+      };
+    const noDirectReads = (): never => {
+      throw new Error("The store never reads through a direct handle");
+    };
+    return {
+      readSync: options.direct ? noDirectReads : (target, positionBytes) => handle.readSync(target, positionBytes),
+      read: options.direct ? async () => noDirectReads() : (target, positionBytes) => handle.read(target, positionBytes),
+      writeSync: (source, positionBytes) => {
+        beforeWrite(source, positionBytes);
+        return handle.writeSync(source, positionBytes);
+      },
+      write: async (source, positionBytes) => {
+        beforeWrite(source, positionBytes);
+        return await handle.write(source, positionBytes);
+      },
+      datasync: () => handle.datasync(),
+      datasyncSync: () => handle.datasyncSync(),
+      truncate: (sizeBytes) => handle.truncate(sizeBytes),
+      sizeBytes: () => handle.sizeBytes(),
+      close: () => handle.close(),
+    };
+  }
+
+  fileSizeBytes(path: string): Promise<number> {
+    return this.inner.fileSizeBytes(path);
+  }
+  readFileOrNull(path: string): Promise<Uint8Array | null> {
+    return this.inner.readFileOrNull(path);
+  }
+  rename(fromPath: string, toPath: string): Promise<void> {
+    return this.inner.rename(fromPath, toPath);
+  }
+  remove(path: string): Promise<void> {
+    return this.inner.remove(path);
+  }
+  readDirectory(path: string): Promise<string[]> {
+    return this.inner.readDirectory(path);
+  }
+  makeDirectory(path: string): Promise<boolean> {
+    return this.inner.makeDirectory(path);
+  }
+  syncDirectory(path: string): Promise<void> {
+    return this.inner.syncDirectory(path);
+  }
+  joinPath(directory: string, name: string): string {
+    return this.inner.joinPath(directory, name);
+  }
+  parentPath(path: string): string {
+    return this.inner.parentPath(path);
+  }
+  isNotFoundError(error: unknown): boolean {
+    return this.inner.isNotFoundError(error);
+  }
+}
+
+describe(`FileSegmentStore (${target.name}) writes large writes around the page cache`, () => {
+  let directory: string;
+  const segmentBytes = 24 * mebibyte;
+  /** Neighbouring writes that share unaligned blocks, one larger than the staging buffer. */
+  const writes = [
+    { offsetBytes: 100, source: patternBytes(3 * mebibyte + 17, 1) },
+    { offsetBytes: 100 + 3 * mebibyte + 17, source: patternBytes(4096, 2) },
+    { offsetBytes: 100 + 3 * mebibyte + 17 + 4096, source: patternBytes(10 * mebibyte + 5, 3) },
+    { offsetBytes: 16 * mebibyte, source: patternBytes(mebibyte, 4) },
+    { offsetBytes: 18 * mebibyte + 4000, source: patternBytes(mebibyte + 96, 5) },
+  ];
+
+  function expectedSegment(): Uint8Array {
+    const expected = new Uint8Array(segmentBytes);
+    for (const { offsetBytes, source } of writes) expected.set(source, offsetBytes);
+    return expected;
+  }
+
+  async function writeAll(store: SegmentStore): Promise<void> {
+    await store.create(1, segmentBytes);
+    for (const { offsetBytes, source } of writes) await store.write(1, offsetBytes, source);
+  }
+
+  beforeEach(async () => {
+    directory = await target.tempDir();
+  });
+
+  afterEach(async () => {
+    await target.removeDir(directory);
+  });
+
+  test("The runtime's own: on Node direct (O_DIRECT), on Deno through the page cache; every byte reads back and survives a restart", async () => {
+    const store = await target.FileSegmentStore.open(directory);
+    await writeAll(store);
+    expect((store as unknown as { directWrites: boolean }).directWrites).toBe(target.name === "node");
+    expectBytes(await readAll(store, 1), expectedSegment());
+    await store.sync(1);
+    await store.close();
+    const reopened = await target.FileSegmentStore.open(directory);
+    expectBytes(await readAll(reopened, 1), expectedSegment());
+    await reopened.close();
+  });
+
+  test("Only aligned middles go direct; heads, tails and small writes go through the page cache", async () => {
+    const fileSystem = new StrictDirectFileSystem();
+    const store = await FileSegmentStore.open(fileSystem, directory);
+    await writeAll(store);
+    expect(store.directWrites).toBe(true);
+    const totalBytes = writes.reduce((sum, { source }) => sum + source.length, 0);
+    expect(fileSystem.directWriteBytes + fileSystem.bufferedWriteBytes).toBe(totalBytes);
+    // Each large write leaves at most two partial blocks to the page cache; the 4 KiB one all.
+    expect(fileSystem.bufferedWriteBytes).toBeLessThanOrEqual(4096 + 4 * 2 * 4096);
+    await store.sync(1);
+    expectBytes(await readAll(store, 1), expectedSegment());
+    await store.close();
+  });
+
+  for (const refuse of ["open", "write"] as const) {
+    test(`A file system that refuses the direct ${refuse} turns direct writes off, and no byte is lost`, async () => {
+      const fileSystem = new StrictDirectFileSystem();
+      fileSystem.refuse = refuse;
+      const store = await FileSegmentStore.open(fileSystem, directory);
+      await writeAll(store);
+      expect(store.directWrites).toBe(false);
+      expect(fileSystem.directWriteBytes).toBe(0);
+      await store.sync(1);
+      await store.close();
+      const reopened = await target.FileSegmentStore.open(directory);
+      expectBytes(await readAll(reopened, 1), expectedSegment());
+      await reopened.close();
+    });
+  }
+
+  test("An I/O error of a direct write rejects the write (it is not retried through the page cache)", async () => {
+    const fileSystem = new StrictDirectFileSystem();
+    const store = await FileSegmentStore.open(fileSystem, directory);
+    await store.create(1, segmentBytes);
+    fileSystem.refuse = "io-error";
+    await expect(store.write(1, 0, patternBytes(2 * mebibyte, 1))).rejects.toThrow(/EIO/);
+    expect(store.directWrites).toBe(true);
+    fileSystem.refuse = "none";
+    await store.write(1, 0, patternBytes(2 * mebibyte, 2));
+    expectBytes((await readAll(store, 1)).subarray(0, 2 * mebibyte), patternBytes(2 * mebibyte, 2));
+    await store.close();
+  });
+
+  test("directWrites: false keeps every write in the page cache", async () => {
+    const fileSystem = new StrictDirectFileSystem();
+    const store = await FileSegmentStore.open(fileSystem, directory, { directWrites: false });
+    await writeAll(store);
+    expect(store.directWrites).toBe(false);
+    expect(fileSystem.directWriteBytes).toBe(0);
+    expectBytes(await readAll(store, 1), expectedSegment());
+    await store.close();
   });
 });

@@ -18,6 +18,7 @@
 import type { BlockDevice } from "../../src/io/block_device.ts";
 import type { Clock } from "../../src/io/clock.ts";
 import type { DurableCell } from "../../src/io/durable_cell.ts";
+import type { FileSystem } from "../../src/io/file_system.ts";
 import type { SegmentStore } from "../../src/io/segment_store.ts";
 import type { Transport } from "../../src/io/transport.ts";
 import type { ServerRuntime } from "../../src/server/processes.ts";
@@ -52,6 +53,8 @@ export interface TargetModule {
     ): Promise<TargetBlockDevice>;
   };
   FileDurableCell: { open(path: string): Promise<TargetDurableCell> };
+  /** The runtime's {@link FileSystem} (to build the portable file classes on a wrapper of it). */
+  RuntimeFileSystem: new () => FileSystem;
   SystemClock: new () => Clock;
   TcpTransport: new (options?: { receiveQueueBytesMax?: number; closeLingerMs?: number }) => Transport;
   /** The runtime's parts for the processes of `src/server` (files, TCP, HTTP, clock). */
@@ -156,6 +159,7 @@ function pick(target: TargetModule): TargetModule {
     FileSegmentStore: target.FileSegmentStore,
     FileBlockDevice: target.FileBlockDevice,
     FileDurableCell: target.FileDurableCell,
+    RuntimeFileSystem: target.RuntimeFileSystem,
     SystemClock: target.SystemClock,
     TcpTransport: target.TcpTransport,
     HttpServer: target.HttpServer,
