@@ -7,8 +7,11 @@
  *    the volume;
  * 3. instant restore: time from asking for the job to the host's first successful read of a
  *    region the background copy has not reached (it is fetched on demand).
- * Both copies read data written moments before, so each reads mostly from the page cache;
- * both write through it and flush at the end; each starts from a quiet disk (`sync` first:
+ * Both copies read from the disk, not the page cache: the journal writes its large groups
+ * around the page cache (`file_segment_store.ts`, direct writes), so the raw file is written
+ * the same way (`dd oflag=direct`); a restore reads a journal written long before, and a copy
+ * reads a backup, which are not cached either. Both write through the page cache and flush
+ * at the end; each starts from a quiet disk (`sync` first:
  * the fill leaves gigabytes of dirty pages whose writeback would otherwise slow whichever
  * copy runs first).
  */
@@ -69,7 +72,7 @@ try {
   const restoreRate = fullJob.bytesMoved / fullSeconds / MiB;
 
   const raw = join(root, "raw.img");
-  execFileSync("dd", [`if=${join(root, "vol.img")}`, `of=${raw}`, "bs=4M", "status=none", "conv=fsync"]);
+  execFileSync("dd", [`if=${join(root, "vol.img")}`, `of=${raw}`, "bs=4M", "status=none", "oflag=direct", "conv=fsync"]);
   execFileSync("sync");
   started = performance.now();
   execFileSync("/usr/bin/nbdcopy", ["--flush", raw, join(root, "raw-copy.img")]);

@@ -17,7 +17,8 @@
  * header + payload into the filling buffer; as soon as there is data and no commit in flight
  * (scheduled by a microtask, not a timer), the buffers swap and the commit writes the full one
  * with one `store.write` per segment it touches. The buffer is free again once written (the
- * bytes are in the store's cache); syncs run one at a time behind the writes, each covering
+ * bytes are in the store: its cache, or on disk where the file store writes around the page
+ * cache); syncs run one at a time behind the writes, each covering
  * every group written before it began, so the disk syncs group k while group k+1 fills and is
  * written. Measured on the Node target (1 GiB of 64 KiB records): ~330 MiB/s with write and
  * sync in series, ~600-720 MiB/s pipelined (with the Node target writing large buffers on its
