@@ -68,6 +68,7 @@
 import { assert } from "../core/assert.ts";
 import { type Checksum, createChecksum } from "../core/checksum.ts";
 import { limits } from "../core/limits.ts";
+import { ALIGNED_MEMORY_BYTES, allocateAligned } from "../io/aligned_memory.ts";
 import type { SegmentStore } from "../io/segment_store.ts";
 import {
   createJournalRecordHeader,
@@ -189,21 +190,40 @@ export class ChecksumMismatchError extends Error {
 }
 
 /**
+ * Bytes a group buffer may skip to align its pieces: the first piece and one after a segment
+ * rollover (a group spans two segments when segments are larger than groups, as by default).
+ */
+const groupSkipBytesMax = 2 * ALIGNED_MEMORY_BYTES;
+
+/**
  * One of the two group buffers: records packed back to back, in pieces that are each
  * contiguous in one segment (a new piece starts where a record rolled over to a new segment).
+ * The buffer is aligned memory, and each piece starts in it at the same offset modulo
+ * {@link ALIGNED_MEMORY_BYTES} as in its segment (a few bytes are skipped before it), so a
+ * store that writes around the page cache can take the piece's aligned middle as it is.
  */
 class GroupBuffer {
   readonly bytes: Uint8Array;
+  /** Bytes of `bytes` in use: records, and the bytes skipped before pieces. */
   usedBytes = 0;
+  /** Bytes skipped to align pieces; at most {@link groupSkipBytesMax} (then pieces go unaligned). */
+  skippedBytes = 0;
   lastSeq = -1;
   endAddressBytes = 0;
   pieceCount = 0;
   readonly pieceSegmentIds: number[] = [];
   readonly pieceSegmentOffsetsBytes: number[] = [];
   readonly pieceBufferOffsetsBytes: number[] = [];
+  readonly pieceBufferEndsBytes: number[] = [];
 
-  constructor(sizeBytes: number) {
-    this.bytes = new Uint8Array(sizeBytes);
+  /** `recordBytesMax` of records at most. */
+  constructor(recordBytesMax: number) {
+    this.bytes = allocateAligned(recordBytesMax + groupSkipBytesMax);
+  }
+
+  /** Record bytes held (what counts against `groupBytesMax`). */
+  get recordBytes(): number {
+    return this.usedBytes - this.skippedBytes;
   }
 
   /** Notes that the next record goes to `segmentId` at `segmentOffsetBytes`. */
@@ -216,6 +236,13 @@ class GroupBuffer {
       );
       return;
     }
+    if (last >= 0) this.pieceBufferEndsBytes[last] = this.usedBytes;
+    const skipBytes = (((segmentOffsetBytes - this.usedBytes) % ALIGNED_MEMORY_BYTES) + ALIGNED_MEMORY_BYTES) %
+      ALIGNED_MEMORY_BYTES;
+    if (this.skippedBytes + skipBytes <= groupSkipBytesMax) {
+      this.usedBytes += skipBytes;
+      this.skippedBytes += skipBytes;
+    }
     this.pieceSegmentIds[this.pieceCount] = segmentId;
     this.pieceSegmentOffsetsBytes[this.pieceCount] = segmentOffsetBytes;
     this.pieceBufferOffsetsBytes[this.pieceCount] = this.usedBytes;
@@ -223,7 +250,7 @@ class GroupBuffer {
   }
 
   pieceEndBytes(pieceIndex: number): number {
-    return pieceIndex + 1 < this.pieceCount ? this.pieceBufferOffsetsBytes[pieceIndex + 1] : this.usedBytes;
+    return pieceIndex + 1 < this.pieceCount ? this.pieceBufferEndsBytes[pieceIndex] : this.usedBytes;
   }
 
   /** Copies `target.length` bytes at (`segmentId`, `offsetBytes`) if this group holds them. */
@@ -249,6 +276,7 @@ class GroupBuffer {
 
   reset(): void {
     this.usedBytes = 0;
+    this.skippedBytes = 0;
     this.lastSeq = -1;
     this.endAddressBytes = 0;
     this.pieceCount = 0;
@@ -499,9 +527,9 @@ export class Journal {
     const padBytes = rollsOver && this.#segmentSizeBytes - this.#tailOffsetBytes >= journalRecordHeaderBytes
       ? journalRecordHeaderBytes
       : 0;
-    if (this.#filling.usedBytes + padBytes + recordBytes > this.#groupBytesMax) {
+    if (this.#filling.recordBytes + padBytes + recordBytes > this.#groupBytesMax) {
       this.#startCommitIfIdle();
-      if (this.#filling.usedBytes + padBytes + recordBytes > this.#groupBytesMax) return -1;
+      if (this.#filling.recordBytes + padBytes + recordBytes > this.#groupBytesMax) return -1;
     }
     const trusted = record.payloadChecksumVerified === true && record.payloadChecksum !== undefined;
     const payloadChecksum = trusted ? record.payloadChecksum! : this.#checksum.hash64(record.payload);

@@ -27,8 +27,10 @@
  *
  * Direct writes: where the file system can write around the page cache
  * ({@link FileSystem.directIo}, Linux `O_DIRECT` on Node), a write of at least
- * {@link DIRECT_WRITE_BYTES_MIN} sends its aligned middle straight to the disk, copied first
- * into one aligned staging buffer that the store allocates at its first such write; the
+ * {@link DIRECT_WRITE_BYTES_MIN} sends its aligned middle straight to the disk: from the
+ * source itself when that is aligned memory (`aligned_memory.ts`; the journal's group
+ * buffers are), else copied first into one aligned staging buffer that the store allocates
+ * at its first such write; the
  * unaligned head and tail (at most one block each, shared with the neighbouring writes) go
  * through the page cache as before, so no block is ever written both ways. A journal writes
  * every byte once and syncs it at once, so caching it only costs: the kernel's copy into new
@@ -58,6 +60,7 @@
  * @module
  */
 import { assert } from "../core/assert.ts";
+import { allocateAligned, isAligned } from "./aligned_memory.ts";
 import {
   type DirectIo,
   type FileHandle,
@@ -294,11 +297,14 @@ export class FileSegmentStore implements SegmentStore {
    */
   async #tryWriteDirect(segment: OpenSegment, segmentId: number, source: Uint8Array, offsetBytes: number): Promise<boolean> {
     const directIo = this.#directIo;
-    if (directIo === null || source.length < DIRECT_WRITE_BYTES_MIN || this.#stagingBusy) return false;
+    if (directIo === null || source.length < DIRECT_WRITE_BYTES_MIN) return false;
     const alignmentBytes = directIo.alignmentBytes;
     const headBytes = (alignmentBytes - (offsetBytes % alignmentBytes)) % alignmentBytes;
     const middleBytes = Math.floor((source.length - headBytes) / alignmentBytes) * alignmentBytes;
-    if (middleBytes <= 0) return false;
+    // A source in aligned memory at the right place (the journal's group buffers) is written
+    // as it is; any other is copied into the staging buffer first, if that is free.
+    const inPlace = isAligned(source.subarray(headBytes), alignmentBytes);
+    if (middleBytes <= 0 || (!inPlace && this.#stagingBusy)) return false;
     try {
       segment.direct ??= this.#fileSystem.openFile(this.#segmentPath(segmentId), { write: true, direct: true });
     } catch (error) {
@@ -306,8 +312,10 @@ export class FileSegmentStore implements SegmentStore {
       this.#directIo = null;
       return false;
     }
-    this.#staging ??= allocateAligned(directStagingBytes);
-    this.#stagingBusy = true;
+    if (!inPlace) {
+      this.#staging ??= allocateAligned(directStagingBytes);
+      this.#stagingBusy = true;
+    }
     try {
       const tailAtBytes = headBytes + middleBytes;
       if (headBytes > 0) writeFullySync(segment.handle, source.subarray(0, headBytes), offsetBytes);
@@ -317,8 +325,8 @@ export class FileSegmentStore implements SegmentStore {
         const fromBytes = headBytes + doneBytes;
         const turn = source.subarray(fromBytes, fromBytes + turnBytes);
         if (this.#directIo !== null) {
-          const staged = this.#staging.subarray(0, turnBytes);
-          staged.set(turn);
+          const staged = inPlace ? turn : this.#staging!.subarray(0, turnBytes);
+          if (!inPlace) staged.set(turn);
           try {
             await writeFullyInPieces(segment.direct, staged, offsetBytes + fromBytes, WRITE_CALL_BYTES_MAX);
             continue;
@@ -331,7 +339,7 @@ export class FileSegmentStore implements SegmentStore {
       }
       return true;
     } finally {
-      this.#stagingBusy = false;
+      if (!inPlace) this.#stagingBusy = false;
     }
   }
 
@@ -554,14 +562,3 @@ function closeSegment(segment: OpenSegment): void {
   segment.handle.close();
   segment.direct?.close();
 }
-
-/**
- * `bytes` of memory whose first byte is page-aligned: a WebAssembly memory, which the engine
- * maps whole (V8 reserves it with mmap), so it starts on a page. Were it not aligned, the
- * first direct write would be refused and direct writes turned off (module doc).
- */
-function allocateAligned(bytes: number): Uint8Array {
-  const pages = Math.ceil(bytes / 65536);
-  return new Uint8Array(new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer, 0, bytes);
-}
-

@@ -9,6 +9,7 @@
  * the bounded descriptor cache, direct writes around the page cache and their fallback).
  */
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { allocateAligned, isAligned } from "../../src/io/aligned_memory.ts";
 import { FileSegmentStore } from "../../src/io/file_segment_store.ts";
 import type { FileHandle, FileSystem, OpenFileOptions } from "../../src/io/file_system.ts";
 import { MemorySegmentStore } from "../../src/io/memory_segment_store.ts";
@@ -566,6 +567,41 @@ describe(`FileSegmentStore (${target.name}) writes large writes around the page 
     await store.write(1, 0, patternBytes(2 * mebibyte, 2));
     expectBytes((await readAll(store, 1)).subarray(0, 2 * mebibyte), patternBytes(2 * mebibyte, 2));
     await store.close();
+  });
+
+  test("A source in aligned memory goes direct as it is, so writes at once all go direct; others share one staging buffer", async () => {
+    for (const aligned of [true, false]) {
+      const fileSystem = new StrictDirectFileSystem();
+      const store = await FileSegmentStore.open(fileSystem, directory);
+      await store.create(aligned ? 1 : 2, segmentBytes);
+      const memory = allocateAligned(8 * mebibyte);
+      // Each source sits in memory at its file offset modulo 4 KiB, as the journal's do.
+      const sources = [
+        { offsetBytes: 100, source: memory.subarray(100, 100 + 3 * mebibyte) },
+        { offsetBytes: 4 * mebibyte + 200, source: memory.subarray(4 * mebibyte + 200, 7 * mebibyte) },
+      ].map(({ offsetBytes, source }, index) => {
+        source.set(patternBytes(source.length, 10 + index));
+        return { offsetBytes, source: aligned ? source : source.slice() };
+      });
+      await Promise.all(sources.map(({ offsetBytes, source }) => store.write(aligned ? 1 : 2, offsetBytes, source)));
+      const segment = await readAll(store, aligned ? 1 : 2);
+      for (const { offsetBytes, source } of sources) expectBytes(segment.subarray(offsetBytes, offsetBytes + source.length), source);
+      if (aligned) expect(fileSystem.bufferedWriteBytes).toBeLessThanOrEqual(4 * 4096);
+      // Unaligned sources: the second write found the staging buffer busy and went through the page cache.
+      else expect(fileSystem.bufferedWriteBytes).toBeGreaterThanOrEqual(sources[1].source.length);
+      await store.close();
+    }
+  });
+
+  test("isAligned knows only memory from allocateAligned, at multiples of the alignment", () => {
+    const memory = allocateAligned(3 * 4096);
+    expect(isAligned(memory, 4096)).toBe(true);
+    expect(isAligned(memory.subarray(8192), 4096)).toBe(true);
+    expect(isAligned(memory.subarray(512), 512)).toBe(true);
+    expect(isAligned(memory.subarray(512), 4096)).toBe(false);
+    expect(isAligned(memory, 8192)).toBe(false);
+    expect(isAligned(new Uint8Array(4096), 4096)).toBe(false);
+    expect(memory.every((byte) => byte === 0)).toBe(true);
   });
 
   test("directWrites: false keeps every write in the page cache", async () => {
