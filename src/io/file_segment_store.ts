@@ -41,7 +41,8 @@
  *
  * Open files: the journal keeps a few segments hot, but images read from many. Segment files
  * stay open in a cache of at most `openFilesMax` (default {@link OPEN_FILES_MAX_DEFAULT})
- * handles, least recently used closed first. A handle with a sync or a large write in flight
+ * handles (and the direct descriptors of the segments being written), least recently used
+ * closed first. A handle with a sync or a large write in flight
  * is never closed (the kernel could reuse its descriptor under the call); one with unsynced
  * writes is synced before it is closed, so no write-back error goes unreported.
  *
@@ -306,7 +307,10 @@ export class FileSegmentStore implements SegmentStore {
     const inPlace = isAligned(source.subarray(headBytes), alignmentBytes);
     if (middleBytes <= 0 || (!inPlace && this.#stagingBusy)) return false;
     try {
-      segment.direct ??= this.#fileSystem.openFile(this.#segmentPath(segmentId), { write: true, direct: true });
+      if (segment.direct === null) {
+        this.#closeIdleDirectHandles();
+        segment.direct = this.#fileSystem.openFile(this.#segmentPath(segmentId), { write: true, direct: true });
+      }
     } catch (error) {
       if (!directIo.isUnsupported(error)) throw error;
       this.#directIo = null;
@@ -529,6 +533,20 @@ export class FileSegmentStore implements SegmentStore {
         }
       }
       this.#retire(segment);
+    }
+  }
+
+  /**
+   * Closes the direct descriptors of segments with no call in flight: appends move on from
+   * one segment to the next, so only those being written need one, and the descriptor cache
+   * keeps to about `openFilesMax` descriptors rather than twice that.
+   */
+  #closeIdleDirectHandles(): void {
+    for (const other of this.#open.values()) {
+      if (other.direct !== null && other.pins === 0) {
+        other.direct.close();
+        other.direct = null;
+      }
     }
   }
 

@@ -413,10 +413,13 @@ class StrictDirectFileSystem implements FileSystem {
   refuse: "none" | "open" | "write" | "io-error" = "none";
   directWriteBytes = 0;
   bufferedWriteBytes = 0;
+  /** Direct handles open now. */
+  openDirectHandles = 0;
 
   openFile(path: string, options: OpenFileOptions): FileHandle {
     if (options.direct && this.refuse === "open") throw new DirectRefused("open refused");
     const handle = this.inner.openFile(path, { ...options, direct: false });
+    if (options.direct) this.openDirectHandles++;
     const beforeWrite = options.direct
       ? (source: Uint8Array, positionBytes: number): void => {
         if (this.refuse === "write") throw new DirectRefused("write refused");
@@ -447,7 +450,10 @@ class StrictDirectFileSystem implements FileSystem {
       datasyncSync: () => handle.datasyncSync(),
       truncate: (sizeBytes) => handle.truncate(sizeBytes),
       sizeBytes: () => handle.sizeBytes(),
-      close: () => handle.close(),
+      close: () => {
+        if (options.direct) this.openDirectHandles--;
+        handle.close();
+      },
     };
   }
 
@@ -591,6 +597,19 @@ describe(`FileSegmentStore (${target.name}) writes large writes around the page 
       else expect(fileSystem.bufferedWriteBytes).toBeGreaterThanOrEqual(sources[1].source.length);
       await store.close();
     }
+  });
+
+  test("Only segments being written keep a direct descriptor, and closing the store closes them all", async () => {
+    const fileSystem = new StrictDirectFileSystem();
+    const store = await FileSegmentStore.open(fileSystem, directory);
+    for (let segmentId = 1; segmentId <= 6; segmentId++) {
+      await store.create(segmentId, 2 * mebibyte);
+      await store.write(segmentId, 300, patternBytes(mebibyte + 4096, segmentId));
+      expect(fileSystem.openDirectHandles).toBe(1);
+    }
+    await store.close();
+    expect(fileSystem.openDirectHandles).toBe(0);
+    expect(fileSystem.directWriteBytes).toBeGreaterThan(6 * (mebibyte - 4096));
   });
 
   test("isAligned knows only memory from allocateAligned, at multiples of the alignment", () => {
