@@ -292,8 +292,8 @@ export class FileSegmentStore implements SegmentStore {
 
   /**
    * Writes `source` with its aligned middle around the page cache, if direct writes are on,
-   * `source` is large enough and the staging buffer is free; returns false, having written
-   * nothing, otherwise. A refusal by the file system turns direct writes off and finishes the
+   * `source` is large enough, and it is aligned memory or the staging buffer is free; returns
+   * false, having written nothing, otherwise. A refusal by the file system turns direct writes off and finishes the
    * write through the page cache.
    */
   async #tryWriteDirect(segment: OpenSegment, segmentId: number, source: Uint8Array, offsetBytes: number): Promise<boolean> {
