@@ -13,7 +13,8 @@
  *    1 and 2 also run with the appliance on stores that discard data and sync at once: the
  *    same processes and link with the disk out of the picture (CPU and loopback only). Each
  *    note gives the CPU time per write of both processes, which the shared machine's load
- *    changes less than the wall-clock rate;
+ *    changes less than the wall-clock rate, and the limit the primary sets: the same writes
+ *    (same warm-up, same queue depth) into a bare primary file in the same run;
  * 3. latency `splitter.write` adds at queue depth 1 (4 KiB, async mode: the copy streams in
  *    the background) over a direct write to the same kind of primary file, p50 and p99;
  * 4. the switch's RSS under 10x overload (a link throttled to a tenth of the offered rate),
@@ -187,9 +188,15 @@ async function acknowledgedAll(splitter: Splitter): Promise<void> {
   while (splitter.acknowledgedSeq < splitter.nextSeq - 1) await new Promise((resolve) => setImmediate(resolve));
 }
 
+/** What {@link hostWrites} writes to: the splitter, or a bare primary. */
+interface WriteTarget {
+  readonly sizeBytes: number;
+  write(offsetBytes: number, source: Uint8Array): Promise<void>;
+}
+
 /** `count` host writes of `lengthBytes`, `queueDepth` at a time, scattered over the primary. */
 async function hostWrites(
-  splitter: Splitter,
+  splitter: WriteTarget,
   options: { count: number; lengthBytes: number; queueDepth: number; firstIndex?: number; strideBytes?: number },
 ): Promise<void> {
   const slots = splitter.sizeBytes / (options.strideBytes ?? options.lengthBytes);
@@ -212,10 +219,39 @@ async function hostWrites(
 
 /** One write per DRL region, so the timed writes find their bits durable. */
 async function warmUp(splitter: Splitter): Promise<void> {
-  const regions = splitter.sizeBytes / splitter.regionBytes;
-  await hostWrites(splitter, { count: regions, lengthBytes: 4 * KiB, queueDepth: 16, strideBytes: splitter.regionBytes });
-  await hostWrites(splitter, { count: 20_000, lengthBytes: 4 * KiB, queueDepth: 16 });
+  await touch(splitter, splitter.regionBytes);
   await acknowledgedAll(splitter);
+}
+
+/** The warm-up's writes: one per `regionBytes`, then 20,000 scattered 4 KiB writes. */
+async function touch(target: WriteTarget, regionBytes: number): Promise<void> {
+  await hostWrites(target, { count: target.sizeBytes / regionBytes, lengthBytes: 4 * KiB, queueDepth: 16, strideBytes: regionBytes });
+  await hostWrites(target, { count: 20_000, lengthBytes: 4 * KiB, queueDepth: 16 });
+}
+
+/**
+ * The limit of an end-to-end figure: the same writes (after the same warm-up) into a bare
+ * primary, a fresh sparse file of the same size as the switch's, in this process. On this VM
+ * the kernel's page-cache write into new pages is most of a switch write's cost.
+ */
+async function primaryAloneWritesPerSecond(
+  directory: string,
+  options: { sizeBytes: number; regionBytes: number; count: number; lengthBytes: number; queueDepth: number },
+): Promise<{ writesPerSecond: number; cpuUsPerWrite: number }> {
+  const path = join(directory, "primary-alone.img");
+  const device = await FileBlockDevice.open(path, { sizeBytes: options.sizeBytes, create: true });
+  try {
+    await touch(device, options.regionBytes);
+    const cpuStart = process.cpuUsage();
+    const started = performance.now();
+    await hostWrites(device, { ...options, firstIndex: 1 });
+    const seconds = (performance.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpuStart);
+    return { writesPerSecond: options.count / seconds, cpuUsPerWrite: (cpu.user + cpu.system) / options.count };
+  } finally {
+    await device.close();
+    rmSync(path, { force: true });
+  }
 }
 
 /** End-to-end rate: host writes through the splitter until the appliance acknowledged all. */
@@ -231,6 +267,7 @@ export async function endToEndWritesPerSecond(
   const under = await switchWithApplianceChild(directory, { primaryBytes: 1024 * MiB, onFull: "wait", stores: options.stores });
   try {
     const splitter = under.splitter;
+    const alone = await primaryAloneWritesPerSecond(directory, { ...options, sizeBytes: splitter.sizeBytes, regionBytes: splitter.regionBytes });
     await warmUp(splitter);
     const firstSeq = splitter.nextSeq;
     under.applianceProfile("start");
@@ -257,7 +294,9 @@ export async function endToEndWritesPerSecond(
         `${options.stores === "files" ? "" : " on stores that discard"}; ` +
         `host side done after ${hostSeconds.toFixed(2)} s, all acknowledged after ${seconds.toFixed(2)} s; ` +
         `CPU per write: switch ${(switchCpuUs / options.count).toFixed(1)} µs, appliance ${(applianceCpuUs / options.count).toFixed(1)} µs ` +
-        `(busy ${(switchCpuUs / 1e6 / seconds * 100).toFixed(0)}% / ${(applianceCpuUs / 1e6 / seconds * 100).toFixed(0)}% of a core)`,
+        `(busy ${(switchCpuUs / 1e6 / seconds * 100).toFixed(0)}% / ${(applianceCpuUs / 1e6 / seconds * 100).toFixed(0)}% of a core); ` +
+        `limit: the same writes into a bare primary file (fresh, sparse, same size and warm-up) ran ` +
+        `${alone.writesPerSecond.toFixed(0)} writes/s, ${alone.cpuUsPerWrite.toFixed(1)} µs CPU per write`,
     };
   } finally {
     await under.stop();
