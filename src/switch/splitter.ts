@@ -180,7 +180,7 @@ export class Splitter {
   readonly #slotTimesUs: Float64Array;
   readonly #slotChecksums: BigUint64Array;
   readonly #slotData: (Uint8Array | null)[];
-  /** Settles when the slot's primary write settles. */
+  /** Settles when the slot's primary write settles; made only once a later overlapping write waits for it. */
   readonly #slotDone: (Promise<void> | null)[];
   readonly #slotDoneResolve: ((() => void) | null)[];
   /** Wakes a write waiting for copy-buffer room (its copy was made by the waker). */
@@ -447,8 +447,12 @@ export class Splitter {
         throw new SplitterClosedError(`Cannot write to volume "${this.name}": the splitter closed while the write waited`);
       }
     }
-    await this.#beforeHostIo(offsetBytes, data.length, true);
-    const slot = await this.#acquireSlot();
+    // The steps that usually finish at once are taken without an await (each await is a
+    // microtask turn and a promise per host write).
+    if (this.#restore !== null) await this.#beforeHostIo(offsetBytes, data.length, true);
+    const slot = this.#freeSlotCount > 0 && this.#slotWaitersCount === 0
+      ? this.#takeSlot(this.#freeSlots[--this.#freeSlotCount])
+      : await this.#acquireSlot();
     try {
       await this.#writeInSlot(slot, offsetBytes, data, options);
     } finally {
@@ -906,7 +910,8 @@ export class Splitter {
     }
     let copied: boolean;
     try {
-      copied = await this.#copy(slot);
+      const copying = this.#copy(slot);
+      copied = typeof copying === "boolean" ? copying : await copying;
     } catch (error) {
       // Refused before the primary saw it (closed while waiting for room): both holds end.
       this.#drl.endWrite(offsetBytes, lengthBytes);
@@ -915,7 +920,7 @@ export class Splitter {
     }
     if (!copied) this.#drl.endWrite(offsetBytes, lengthBytes); // no copy: only the DRL covers it
     try {
-      await this.#waitForEarlierOverlaps(slot);
+      if (this.#earlierOverlap(slot) >= 0) await this.#waitForEarlierOverlaps(slot);
       await this.#primary.write(offsetBytes, data, options);
     } catch (cause) {
       const seq = this.#slotSeqs[slot];
@@ -930,26 +935,32 @@ export class Splitter {
     }
   }
 
-  /** Step 4: copies the write (true), or leaves it to the DRL alone (false). Fixes its order. */
-  async #copy(slot: number): Promise<boolean> {
+  /**
+   * Step 4: copies the write (true), or leaves it to the DRL alone (false). Fixes its order.
+   * Answers at once unless the write must wait for room (`--on-full=wait`), then by promise.
+   */
+  #copy(slot: number): boolean | Promise<boolean> {
     const data = this.#slotData[slot];
     assert(data !== null, "A slot in use holds its data");
     if (this.#state === splitterStates.protecting) {
       this.#slotChecksums[slot] = this.#checksum.hash64(data);
       if (this.#spaceWaitersCount === 0 && this.#tryCopySlot(slot)) return true;
-      if (this.onFull === "wait") {
-        await this.#waitForSpace(slot);
-        if (this.#slotSeqs[slot] < 0) {
-          assert((this.#state as SplitterState) === splitterStates.closed, "A woken writer was copied by its waker, unless closed");
-          throw new SplitterClosedError(`Cannot write to volume "${this.name}": the splitter closed while the write waited for room`);
-        }
-        return true;
-      }
+      if (this.onFull === "wait") return this.#copyWhenRoom(slot);
       this.#enterMarking();
     }
     this.#slotOrders[slot] = this.#nextOrder++;
     this.#missedWriteCount++;
     return false;
+  }
+
+  /** Waits for room in the copy buffer; its waker copies the write (in arrival order). */
+  async #copyWhenRoom(slot: number): Promise<boolean> {
+    await this.#waitForSpace(slot);
+    if (this.#slotSeqs[slot] < 0) {
+      assert((this.#state as SplitterState) === splitterStates.closed, "A woken writer was copied by its waker, unless closed");
+      throw new SplitterClosedError(`Cannot write to volume "${this.name}": the splitter closed while the write waited for room`);
+    }
+    return true;
   }
 
   /** Appends the slot's write to the copy buffer under the next seq; false when it does not fit. */
@@ -998,28 +1009,38 @@ export class Splitter {
     }
   }
 
-  /** Step 5: waits until no in-flight write ordered before this one overlaps it. */
-  async #waitForEarlierOverlaps(slot: number): Promise<void> {
+  /** An in-flight write ordered before this one that overlaps it, or -1. */
+  #earlierOverlap(slot: number): number {
     const order = this.#slotOrders[slot];
     assert(order !== Infinity, "A write is ordered before it waits for earlier ones");
     const startBytes = this.#slotOffsetsBytes[slot];
     const endBytes = startBytes + this.#slotLengthsBytes[slot];
-    for (;;) {
-      let blocker = -1;
-      for (let position = 0; position < this.#activeSlotCount; position++) {
-        const other = this.#activeSlots[position];
-        if (
-          other !== slot && this.#slotOrders[other] < order &&
-          this.#slotOffsetsBytes[other] < endBytes &&
-          startBytes < this.#slotOffsetsBytes[other] + this.#slotLengthsBytes[other]
-        ) {
-          blocker = other;
-          break;
-        }
+    for (let position = 0; position < this.#activeSlotCount; position++) {
+      const other = this.#activeSlots[position];
+      if (
+        other !== slot && this.#slotOrders[other] < order &&
+        this.#slotOffsetsBytes[other] < endBytes &&
+        startBytes < this.#slotOffsetsBytes[other] + this.#slotLengthsBytes[other]
+      ) {
+        return other;
       }
-      if (blocker < 0) return;
-      const done = this.#slotDone[blocker];
-      assert(done !== null, "An active slot has a completion");
+    }
+    return -1;
+  }
+
+  /**
+   * Step 5: waits until no in-flight write ordered before this one overlaps it. A slot's
+   * completion promise is made only when a later write waits for it.
+   */
+  async #waitForEarlierOverlaps(slot: number): Promise<void> {
+    for (let blocker = this.#earlierOverlap(slot); blocker >= 0; blocker = this.#earlierOverlap(slot)) {
+      let done = this.#slotDone[blocker];
+      if (done === null) {
+        done = new Promise((resolve) => {
+          this.#slotDoneResolve[blocker] = resolve;
+        });
+        this.#slotDone[blocker] = done;
+      }
       await done;
     }
   }
@@ -1048,9 +1069,6 @@ export class Splitter {
     this.#activeSlots[this.#activeSlotCount++] = slot;
     this.#slotOrders[slot] = Infinity;
     this.#slotSeqs[slot] = -1;
-    this.#slotDone[slot] = new Promise((resolve) => {
-      this.#slotDoneResolve[slot] = resolve;
-    });
     return slot;
   }
 
@@ -1066,10 +1084,9 @@ export class Splitter {
     this.#slotData[slot] = null;
     this.#slotOrders[slot] = Infinity;
     const resolveDone = this.#slotDoneResolve[slot];
-    assert(resolveDone !== null, "An active slot has a completion");
     this.#slotDoneResolve[slot] = null;
     this.#slotDone[slot] = null;
-    resolveDone();
+    resolveDone?.(); // a later overlapping write waits for this one
     if (this.#slotWaitersCount > 0) {
       const waiter = this.#slotWaiters[this.#slotWaitersHead];
       assert(waiter !== null, "A queued writer has a wake-up");
