@@ -37,7 +37,8 @@
  * page-cache pages was half of the CPU of a 1 MiB `nbdcopy` through the switch (perf), and
  * the sync then wrote the same bytes out anyway. A file system or memory that refuses a
  * direct write (EINVAL) turns them off for the store, and the write goes through the page
- * cache; `directWrites` says which is in use. Reads always use the page cache.
+ * cache; `directWrites` says which is in use, and the `log` option hears of the switch once
+ * (`serve` and `appliance` pass their log). Reads always use the page cache.
  *
  * Open files: the journal keeps a few segments hot, but images read from many. Segment files
  * stay open in a cache of at most `openFilesMax` (default {@link OPEN_FILES_MAX_DEFAULT})
@@ -143,6 +144,11 @@ export interface FileSegmentStoreOptions {
    * the file system can (default true; see the module doc).
    */
   readonly directWrites?: boolean;
+  /**
+   * Where the store reports that it turned direct writes off because the file system refused
+   * one (they go through the page cache from then on, slower, nothing lost); default: nowhere.
+   */
+  readonly log?: (line: string) => void;
 }
 
 interface OpenSegment {
@@ -181,6 +187,7 @@ export class FileSegmentStore implements SegmentStore {
   /** Aligned source of direct writes: allocated at the first, then reused. */
   #staging: Uint8Array | null = null;
   #stagingBusy = false;
+  readonly #log: (line: string) => void;
 
   private constructor(
     fileSystem: FileSystem,
@@ -194,6 +201,7 @@ export class FileSegmentStore implements SegmentStore {
     this.#openFilesMax = options.openFilesMax;
     this.#allocation = options.allocation;
     this.#directIo = options.directWrites ? fileSystem.directIo ?? null : null;
+    this.#log = options.log;
   }
 
   /**
@@ -230,6 +238,7 @@ export class FileSegmentStore implements SegmentStore {
       openFilesMax,
       allocation: options.allocation ?? "sparse",
       directWrites: options.directWrites ?? true,
+      log: options.log ?? (() => {}),
     });
   }
 
@@ -313,7 +322,7 @@ export class FileSegmentStore implements SegmentStore {
       }
     } catch (error) {
       if (!directIo.isUnsupported(error)) throw error;
-      this.#directIo = null;
+      this.#turnDirectWritesOff("an open for direct I/O", error);
       return false;
     }
     if (!inPlace) {
@@ -336,7 +345,7 @@ export class FileSegmentStore implements SegmentStore {
             continue;
           } catch (error) {
             if (!directIo.isUnsupported(error)) throw error;
-            this.#directIo = null;
+            this.#turnDirectWritesOff("a direct write", error);
           }
         }
         await writeFullyInPieces(segment.handle, turn, offsetBytes + fromBytes, WRITE_CALL_BYTES_MAX);
@@ -345,6 +354,17 @@ export class FileSegmentStore implements SegmentStore {
     } finally {
       if (!inPlace) this.#stagingBusy = false;
     }
+  }
+
+  /** Direct writes off for good (the file system refused `what`); says so once. */
+  #turnDirectWritesOff(what: string, error: unknown): void {
+    if (this.#directIo === null) return;
+    this.#directIo = null;
+    const reason = error instanceof Error ? error.message : String(error);
+    this.#log(
+      `Segment store "${this.directory}": the file system refused ${what} (${reason}); ` +
+        "large writes go through the page cache from now on (slower, nothing lost)",
+    );
   }
 
   async read(segmentId: number, offsetBytes: number, target: Uint8Array): Promise<void> {

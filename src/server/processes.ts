@@ -389,8 +389,8 @@ async function openAppliance(runtime: ServerRuntime, directory: string): Promise
     storesFor: async (name) => {
       const volumeDirectory = join(fileSystem, volumesDirectory, name);
       return {
-        journalStore: await FileSegmentStore.open(fileSystem, join(fileSystem, volumeDirectory, "journal")),
-        mapStore: await FileSegmentStore.open(fileSystem, join(fileSystem, volumeDirectory, "maps")),
+        journalStore: await FileSegmentStore.open(fileSystem, join(fileSystem, volumeDirectory, "journal"), { log: runtime.log }),
+        mapStore: await FileSegmentStore.open(fileSystem, join(fileSystem, volumeDirectory, "maps"), { log: runtime.log }),
       };
     },
     log: runtime.log,

@@ -550,10 +550,14 @@ describe(`FileSegmentStore (${target.name}) writes large writes around the page 
     test(`A file system that refuses the direct ${refuse} turns direct writes off, and no byte is lost`, async () => {
       const fileSystem = new StrictDirectFileSystem();
       fileSystem.refuse = refuse;
-      const store = await FileSegmentStore.open(fileSystem, directory);
+      const lines: string[] = [];
+      const store = await FileSegmentStore.open(fileSystem, directory, { log: (line) => lines.push(line) });
       await writeAll(store);
       expect(store.directWrites).toBe(false);
       expect(fileSystem.directWriteBytes).toBe(0);
+      // Said once, with the reason, however many writes were refused.
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(new RegExp(`refused an? (open for direct I/O|direct write) \\(${refuse} refused\\).*page cache`));
       await store.sync(1);
       await store.close();
       const reopened = await target.FileSegmentStore.open(directory);
