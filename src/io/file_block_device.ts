@@ -3,15 +3,16 @@
  * once for every runtime; each target binds its file system
  * (`targets/node/file_block_device.ts`, `targets/deno/file_block_device.ts`).
  *
- * Reads and small writes are the file system's synchronous calls through the page cache;
- * writes of `asyncWriteBytesMin` and more go through its `write`, which a runtime that can
+ * Reads, and writes under `asyncWriteBytesMin` (256 KiB), are the file system's synchronous
+ * calls through the page cache; larger writes go through its `write`, which a runtime that can
  * runs off the event loop (Node: the thread pool), so the loop keeps decoding requests and
  * forwarding copies while the kernel copies megabytes into the page cache (Node, 1 MiB NBD
  * writes through the switch: the blocking call was ~14% of the process's time, and the copy
- * ran at 97-109 MiB/s beside 61-78 synchronous on the loaded 2-core VM, 2026-12-01). 4 KiB
- * writes stay synchronous: fio 4 KiB random writes, 16 in flight, into the bare NBD server
- * reached 32k-58k writes/s synchronous, 25k-28k through the thread pool (the pool hop costs
- * more than the copy). `flush` and
+ * ran at 97-109 MiB/s beside 61-78 synchronous on the loaded 2-core VM, 2026-12-01). Smaller
+ * writes stay synchronous, because there the pool hop costs more than the copy. For example, fio
+ * 4 KiB random writes, 16 in flight, into the bare NBD server reached 32k-58k writes/s
+ * synchronous and 25k-28k through the thread pool; for 64 and 128 KiB, see
+ * {@link asyncWriteBytesMin}. `flush` and
  * `fua` use its asynchronous `datasync`, so the event loop keeps serving while the disk
  * syncs. The figures behind these choices, per runtime, are in
  * `targets/node/node_file_system.ts` and `targets/deno/deno_file_system.ts`. A block
@@ -50,8 +51,17 @@ import {
 import { type FileHandle, type FileSystem, readFullySync, writeFullyInPieces, writeFullySync } from "./file_system.ts";
 import { WRITE_CALL_BYTES_MAX } from "./file_segment_store.ts";
 
-/** Writes of at least this many bytes go through the file system's (asynchronous) `write`. */
-export const asyncWriteBytesMin = 64 * 1024;
+/**
+ * Writes of at least this many bytes go through the file system's (asynchronous) `write`.
+ * Measured on the Node target (2026-12-02, 512 MiB of random writes into a fresh sparse file,
+ * 32 in flight), synchronous vs thread pool: 64 KiB 2,603-2,755 vs 1,694-1,846 MiB/s (CPU per
+ * write 24 vs 56 µs); 128 KiB 3,028 vs 2,089; 256 KiB 1,796-2,744 vs 2,874-2,879; 512 KiB
+ * 678 vs 2,437; 1 MiB 438-816 vs 2,522-3,116. Through the real switch with 64 KiB host writes
+ * (`BENCH_WIRE_PARTS=switch64k npm run bench -- wire`, two pairs of runs), synchronous 64 KiB
+ * writes cut the switch's CPU per write from 136-221 to 95-108 µs, and the end-to-end rate
+ * went from 283-418 to 440-450 MiB/s journaled.
+ */
+export const asyncWriteBytesMin = 256 * 1024;
 
 /** Options of {@link FileBlockDevice.open}. */
 export interface FileBlockDeviceOptions {

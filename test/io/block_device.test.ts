@@ -90,7 +90,7 @@ function describeBlockDeviceContract(name: string, makeHarness: () => Promise<De
         [0, SECTOR_BYTES, false],
         [4096, 64 * 1024, true],
         [sizeBytes - 3 * SECTOR_BYTES, 3 * SECTOR_BYTES, false],
-        [8192, mebibyte, false],
+        [8192, mebibyte, true], // a write large enough for the file system's asynchronous write
       ];
       for (const [index, [offsetBytes, lengthBytes, fua]] of writes.entries()) {
         const source = patternBytes(lengthBytes, index);
