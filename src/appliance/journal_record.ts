@@ -214,7 +214,7 @@ export class JournalRecordCodec {
    */
   encodeHeader(header: JournalRecordHeader, target: Uint8Array, atBytes: number): void {
     const problem = journalRecordHeaderProblem(header);
-    assert(problem === null, `Cannot encode journal record header: ${problem}`);
+    if (problem !== null) assert(false, `Cannot encode journal record header: ${problem}`);
     this.encodeHeaderUnsealed(header, target, atBytes);
     this.#seal(target, atBytes);
   }
@@ -227,7 +227,7 @@ export class JournalRecordCodec {
    * reads as invalid, never as a record.
    */
   encodeHeaderUnsealed(header: JournalRecordHeader, target: Uint8Array, atBytes: number): void {
-    assert(atBytes >= 0 && atBytes + journalRecordHeaderBytes <= target.length, `Header at ${atBytes} overruns the buffer`);
+    if (!(atBytes >= 0 && atBytes + journalRecordHeaderBytes <= target.length)) assert(false, `Header at ${atBytes} overruns the buffer`);
     const view = this.#viewOf(target);
     const at = target.byteOffset + atBytes;
     view.setUint32(at, journalRecordMagic, true);

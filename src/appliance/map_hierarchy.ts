@@ -109,7 +109,7 @@ export class MapHierarchy {
       const children = key.level === 1
         ? this.levelZero.slice(key.index * this.options.fanOut, (key.index + 1) * this.options.fanOut).map((l) => l.map)
         : this.merged[key.level - 1].slice(key.index * this.options.fanOut, (key.index + 1) * this.options.fanOut);
-      assert(children.length === this.options.fanOut, `Map ${key.level}/${key.index} is not due yet`);
+      if (children.length !== this.options.fanOut) assert(false, `Map ${key.level}/${key.index} is not due yet`);
       return DeltaMap.mergeAll(children);
     }
     return DeltaMap.mergeAll(this.layersFor(key.boundary).reverse());
@@ -118,13 +118,13 @@ export class MapHierarchy {
   /** Installs a built or loaded map under its key. */
   install(key: MapKey, map: DeltaMap): void {
     if (key.kind === "merged") {
-      assert(this.merged[key.level].length === key.index, `Map ${key.level}/${key.index} installed out of order`);
+      if (this.merged[key.level].length !== key.index) assert(false, `Map ${key.level}/${key.index} installed out of order`);
       this.merged[key.level].push(map);
       return;
     }
-    assert(key.boundary <= this.levelZero.length, `Point map at ${key.boundary} is past the sealed maps`);
+    if (key.boundary > this.levelZero.length) assert(false, `Point map at ${key.boundary} is past the sealed maps`);
     const last = this.points.length === 0 ? 0 : this.points[this.points.length - 1].boundary;
-    assert(key.boundary > last, `Point maps must be installed in order, got ${key.boundary} after ${last}`);
+    if (key.boundary <= last) assert(false, `Point maps must be installed in order, got ${key.boundary} after ${last}`);
     this.points.push({ boundary: key.boundary, map });
     this.#runsSincePoint = 0;
     for (let i = key.boundary; i < this.levelZero.length; i++) this.#runsSincePoint += this.levelZero[i].map.runCount;
@@ -144,7 +144,7 @@ export class MapHierarchy {
 
   /** The maps whose overlay is the change made by level-0 maps [from, to), NEWEST FIRST. */
   layersBetween(from: number, to: number): DeltaMap[] {
-    assert(0 <= from && from <= to && to <= this.levelZero.length, `Bad map range [${from}, ${to})`);
+    if (!(0 <= from && from <= to && to <= this.levelZero.length)) assert(false, `Bad map range [${from}, ${to})`);
     const oldestFirst: DeltaMap[] = [];
     let at = from;
     while (at < to) {

@@ -163,7 +163,7 @@ export class MapStore {
   async writePack(first: number, contents: { levelZero: readonly PackLevelZero[]; maps: readonly PackMap[] }): Promise<void> {
     const bodies: { id: number; body: Uint8Array }[] = [];
     contents.levelZero.forEach((entry, i) => {
-      assert(entry.index === first + i, `Level-0 map ${entry.index} is not at place ${i} of the pack from ${first}`);
+      if (entry.index !== first + i) assert(false, `Level-0 map ${entry.index} is not at place ${i} of the pack from ${first}`);
       bodies.push({ id: mapSegmentId({ kind: "levelZero", index: entry.index }), body: encodeLevelZero(entry.levelZero, entry.rows) });
     });
     for (const { key, map } of contents.maps) bodies.push({ id: mapSegmentId(key), body: encodeMap(map) });
@@ -320,7 +320,7 @@ function encodeLevelZero(levelZero: LevelZeroMap, rows: WriteIndexSlice): Uint8A
   const deltas = rows.restoreDeltas.map((record) => ({ row: record.index, bytes: record.map.encode() }));
   let deltaBytes = 0;
   for (const delta of deltas) {
-    assert(delta.row >= 0 && delta.row < rowCount, `Restore delta of row ${delta.row} lies in the blob's rows`);
+    if (!(delta.row >= 0 && delta.row < rowCount)) assert(false, `Restore delta of row ${delta.row} lies in the blob's rows`);
     deltaBytes += 8 + delta.bytes.length;
   }
   const total = LEVEL_ZERO_HEADER_BYTES + rowCount * 40 + kindBytes + mapBytes.length + deltaBytes;

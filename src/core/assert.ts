@@ -6,6 +6,10 @@
  * ```ts
  * import { assert } from "./assert.ts";
  * assert(1 + 1 === 2, "arithmetic works");
+ * // On a hot path, build the message only on failure (a template literal is evaluated
+ * // before the call: number-to-string conversions showed up in the journal's profile):
+ * const lengthBytes = 4096;
+ * if (lengthBytes % 512 !== 0) assert(false, `${lengthBytes} bytes is not whole sectors`);
  * ```
  */
 export class AssertionError extends Error {

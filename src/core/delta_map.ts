@@ -721,7 +721,7 @@ export class DeltaMap {
    */
   check(): void {
     const violation = this.findViolation();
-    assert(violation === undefined, `Delta map is not canonical: ${violation}`);
+    if (violation !== undefined) assert(false, `Delta map is not canonical: ${violation}`);
   }
 
   /**

@@ -446,7 +446,7 @@ export class OverlayBlockDevice implements BlockDevice {
     assert(this.#blockCount < this.#slotsMax, "The table has room for every slot");
     for (let index = this.#hash(block) & mask; ; index = (index + 1) & mask) {
       const key = keys[index];
-      assert(key !== block, `Block ${block} is published once`);
+      if (key === block) assert(false, `Block ${block} is published once`);
       if (key === EMPTY_KEY) {
         keys[index] = block;
         this.#tableSlots[index] = slot;
@@ -481,7 +481,7 @@ export class OverlayBlockDevice implements BlockDevice {
 
   #arenaOf(slot: number): Uint8Array {
     const arena = this.#arenas[Math.floor(slot / this.#slotsPerArena)];
-    assert(arena !== null, `Slot ${slot} has its arena`);
+    if (arena === null) assert(false, `Slot ${slot} has its arena`);
     return arena;
   }
 

@@ -62,7 +62,7 @@ export class BufferPool {
 
   /** A view of `lengthBytes` (1 to `bytesMax`) bytes, reused or new; its contents are undefined. */
   take(lengthBytes: number): Uint8Array {
-    assert(lengthBytes >= 1 && lengthBytes <= this.#bytesMax, `A pooled buffer holds 1 to ${this.#bytesMax} bytes`);
+    if (!(lengthBytes >= 1 && lengthBytes <= this.#bytesMax)) assert(false, `A pooled buffer holds 1 to ${this.#bytesMax} bytes`);
     const bufferClass = classOf(lengthBytes);
     const buffer = this.#idle[bufferClass].pop();
     if (buffer === undefined) return new Uint8Array(classBytesMin << bufferClass).subarray(0, lengthBytes);

@@ -462,7 +462,7 @@ export class RestoreSession {
     if (under !== undefined) return under;
     if (isOnPrimary(this.#chunkStates[first])) return Promise.resolve();
     for (let chunk = first; chunk < first + count; chunk++) {
-      assert(this.#chunkStates[chunk] === chunkPending, `Chunk ${chunk} is pending`);
+      if (this.#chunkStates[chunk] !== chunkPending) assert(false, `Chunk ${chunk} is pending`);
       this.#chunkStates[chunk] = chunkCopying;
     }
     // The copy itself marks its chunks restored as it hands them to the next flush (which may

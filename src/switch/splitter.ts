@@ -828,9 +828,9 @@ export class Splitter {
    * mode may end.
    */
   acknowledge(durableSeq: number): void {
-    assert(Number.isSafeInteger(durableSeq), `Cannot acknowledge seq ${durableSeq}`);
+    if (!Number.isSafeInteger(durableSeq)) assert(false, `Cannot acknowledge seq ${durableSeq}`);
     if (durableSeq <= this.#acknowledgedSeq) return;
-    assert(durableSeq < this.#nextSeq, `The appliance acknowledged seq ${durableSeq}, never given (next ${this.#nextSeq})`);
+    if (durableSeq >= this.#nextSeq) assert(false, `The appliance acknowledged seq ${durableSeq}, never given (next ${this.#nextSeq})`);
     const oldestSeq = this.#copyBuffer.oldestSeq;
     if (oldestSeq !== undefined) {
       this.#copyBuffer.forEachFrom(oldestSeq, (entry) => {

@@ -467,7 +467,7 @@ export class SwitchLink {
       encoder.add(entry);
       expectedSeq++;
     });
-    assert(encoder.count > 0, `Seq ${fromSeq} of volume "${splitter.name}" is held as a write or a marker`);
+    if (encoder.count <= 0) assert(false, `Seq ${fromSeq} of volume "${splitter.name}" is held as a write or a marker`);
     const lastSeq = expectedSeq - 1;
     const headerAndBody = encoder.finish();
     const payload = splitter.lendCopies(fromSeq, lastSeq);

@@ -525,7 +525,7 @@ export class WriteEntries {
   readonly #view: DataView;
 
   constructor(bytes: Uint8Array) {
-    assert(bytes.length % writeEntryBytes === 0, `WRITE entries are ${writeEntryBytes}-byte records, not ${bytes.length} bytes`);
+    if (bytes.length % writeEntryBytes !== 0) assert(false, `WRITE entries are ${writeEntryBytes}-byte records, not ${bytes.length} bytes`);
     this.count = bytes.length / writeEntryBytes;
     this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
