@@ -196,10 +196,10 @@ interface WriteTarget {
 
 /** `count` host writes of `lengthBytes`, `queueDepth` at a time, scattered over the primary. */
 async function hostWrites(
-  splitter: WriteTarget,
+  target: WriteTarget,
   options: { count: number; lengthBytes: number; queueDepth: number; firstIndex?: number; strideBytes?: number },
 ): Promise<void> {
-  const slots = splitter.sizeBytes / (options.strideBytes ?? options.lengthBytes);
+  const slots = target.sizeBytes / (options.strideBytes ?? options.lengthBytes);
   const strideBytes = options.strideBytes ?? options.lengthBytes;
   let next = 0;
   const worker = async (workerIndex: number) => {
@@ -211,7 +211,7 @@ async function hostWrites(
       data[0] = i;
       data[1] = i >>> 8;
       const index = (options.firstIndex ?? 0) + i;
-      await splitter.write(((index * 7919) % slots) * strideBytes, data);
+      await target.write(((index * 7919) % slots) * strideBytes, data);
     }
   };
   await Promise.all(Array.from({ length: options.queueDepth }, (_, w) => worker(w)));

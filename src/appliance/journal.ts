@@ -23,8 +23,8 @@
  * written. Measured on the Node target (1 GiB of 64 KiB records): ~330 MiB/s with write and
  * sync in series, ~600-720 MiB/s pipelined (with the Node target writing large buffers on its
  * thread pool), ~1,000 MiB/s (1.02 of the raw disk rate in the same run) once groups went
- * around the page cache (`npm run bench -- engine`, 2026-12-02). So batches grow by themselves under load and an idle
- * journal commits each record at once. When both
+ * around the page cache (`npm run bench -- engine`, 2026-12-02). So batches grow by
+ * themselves under load and an idle journal commits each record at once. When both
  * buffers are full, `tryAppend` returns -1 (backpressure) and `append` waits.
  *
  * **Durability.** `durableSeq` / `durableAddressBytes` advance only after a sync resolves;

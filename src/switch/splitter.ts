@@ -920,7 +920,8 @@ export class Splitter {
     }
     if (!copied) this.#drl.endWrite(offsetBytes, lengthBytes); // no copy: only the DRL covers it
     try {
-      if (this.#earlierOverlap(slot) >= 0) await this.#waitForEarlierOverlaps(slot);
+      const blocker = this.#earlierOverlap(slot);
+      if (blocker >= 0) await this.#waitForEarlierOverlaps(slot, blocker);
       await this.#primary.write(offsetBytes, data, options);
     } catch (cause) {
       const seq = this.#slotSeqs[slot];
@@ -1029,11 +1030,12 @@ export class Splitter {
   }
 
   /**
-   * Step 5: waits until no in-flight write ordered before this one overlaps it. A slot's
-   * completion promise is made only when a later write waits for it.
+   * Step 5: waits until no in-flight write ordered before this one overlaps it, starting with
+   * `firstBlocker` (found by {@link #earlierOverlap}). A slot's completion promise is made only
+   * when a later write waits for it.
    */
-  async #waitForEarlierOverlaps(slot: number): Promise<void> {
-    for (let blocker = this.#earlierOverlap(slot); blocker >= 0; blocker = this.#earlierOverlap(slot)) {
+  async #waitForEarlierOverlaps(slot: number, firstBlocker: number): Promise<void> {
+    for (let blocker = firstBlocker; blocker >= 0; blocker = this.#earlierOverlap(slot)) {
       let done = this.#slotDone[blocker];
       if (done === null) {
         done = new Promise((resolve) => {
