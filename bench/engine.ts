@@ -3,7 +3,9 @@
  * next to a peer measured in the same run on the same file system:
  *
  * 1. journal ingest of 64 KiB writes, durable, vs raw sequential writes with the same sync
- *    policy (one fdatasync per 8 MiB group) into a preallocated file;
+ *    policy (one fdatasync per 8 MiB group) into fresh sparse files, the best of three
+ *    writers (through the page cache in 64 KiB or 8 MiB writes, or 8 MiB around it as the
+ *    journal writes), measured before and after the ingest;
  * 2. durable ingest of 4 KiB writes (writes/s, one core);
  * 3. opening an image at random points of a journal of 1M 4 KiB writes over a 16 GiB volume,
  *    vs a naive replay of the journal up to the same point (reading every record before it),
@@ -27,6 +29,7 @@ import { SeededRandom } from "../src/io/random.ts";
 import { FileBlockDevice, FileSegmentStore, SystemClock } from "../targets/node/mod.ts";
 import { MemorySegmentStore } from "../src/io/memory_segment_store.ts";
 import type { SegmentStore } from "../src/io/segment_store.ts";
+import { directDiskBytesPerSecond } from "./raw_disk.ts";
 import { median, percentile, report } from "./report.ts";
 
 /** A store that keeps segment sizes and discards data: the engine's CPU cost alone. */
@@ -135,13 +138,18 @@ function rawSequentialBytesPerSecond(totalBytes: number, chunkBytes: number): nu
 /** Offsets of the latest ingest's writes (the read benchmark reads where data was written). */
 let lastOffsets = new Float64Array(0);
 
-/** The stronger of two raw writers: the writes' own size, or group-sized writes. */
+/**
+ * The strongest of three raw writers: the writes' own size, group-sized writes, and
+ * group-sized writes around the page cache as the journal makes them (`raw_disk.ts`; none
+ * where the file system refuses direct writes).
+ */
 function bestRawBytesPerSecond(totalBytes: number, writeBytes: number): { bytesPerSecond: number; how: string } {
-  const small = rawSequentialBytesPerSecond(totalBytes, writeBytes);
-  const large = rawSequentialBytesPerSecond(totalBytes, limits.journalGroupBytesMax);
-  return small >= large
-    ? { bytesPerSecond: small, how: `${writeBytes / KiB} KiB writes won` }
-    : { bytesPerSecond: large, how: "8 MiB writes won" };
+  const candidates = [
+    { bytesPerSecond: rawSequentialBytesPerSecond(totalBytes, writeBytes), how: `${writeBytes / KiB} KiB writes won` },
+    { bytesPerSecond: rawSequentialBytesPerSecond(totalBytes, limits.journalGroupBytesMax), how: "8 MiB writes won" },
+    { bytesPerSecond: directDiskBytesPerSecond(root, totalBytes) ?? 0, how: "8 MiB direct writes won" },
+  ];
+  return candidates.reduce((best, candidate) => (candidate.bytesPerSecond > best.bytesPerSecond ? candidate : best));
 }
 
 async function ingest(volume: Volume, count: number, lengthBytes: number, volumeBytes: number): Promise<number> {
@@ -171,20 +179,25 @@ function directoryBytes(directory: string): number {
 // 1. 64 KiB ingest vs raw sequential bandwidth.
 for (let run = 0; only.has("ingest64k") && run < repeat; run++) {
   const totalBytes = 2 * GiB;
-  const raw = bestRawBytesPerSecond(totalBytes, 64 * KiB);
+  // The disk's rate drifts within a run here (±20%), so the peer is measured before and after
+  // the ingest and the figure is set against their mean.
+  const before = bestRawBytesPerSecond(totalBytes, 64 * KiB);
   const volume = await openVolume("seq64k", 16 * GiB);
   const seconds = await ingest(volume, totalBytes / (64 * KiB), 64 * KiB, 16 * GiB);
   await volume.close();
+  const after = bestRawBytesPerSecond(totalBytes, 64 * KiB);
+  const raw = { bytesPerSecond: (before.bytesPerSecond + after.bytesPerSecond) / 2, how: `before: ${before.how}, after: ${after.how}` };
   const value = totalBytes / seconds;
   report({
     name: "journal ingest, 64 KiB writes, durable",
     value: value / MiB,
     unit: "MiB/s",
-    peer: `raw sequential write, fresh sparse files, fdatasync per 8 MiB (best of 64 KiB and 8 MiB writes: ${raw.how})`,
+    peer: `raw sequential write, fresh sparse files, fdatasync per 8 MiB (best of 64 KiB, 8 MiB and 8 MiB direct writes, mean of before and after: ${raw.how})`,
     peerValue: raw.bytesPerSecond / MiB,
     ratio: value / raw.bytesPerSecond,
     target: "ratio >= 0.85",
     met: value / raw.bytesPerSecond >= 0.85,
+    note: `peer ${(before.bytesPerSecond / MiB).toFixed(0)} MiB/s before the ingest, ${(after.bytesPerSecond / MiB).toFixed(0)} MiB/s after; the mean is the peer`,
   });
   rmSync(join(root, "seq64k"), { recursive: true });
 }
@@ -202,7 +215,7 @@ for (let run = 0; only.has("ingest4k") && run < repeat; run++) {
     name: "journal ingest, 4 KiB writes, durable",
     value: count / seconds,
     unit: "writes/s",
-    peer: `raw sequential write of the same bytes, same sync policy, in 4 KiB units (best of 4 KiB and 8 MiB writes: ${raw.how})`,
+    peer: `raw sequential write of the same bytes, same sync policy, in 4 KiB units (best of 4 KiB, 8 MiB and 8 MiB direct writes: ${raw.how})`,
     peerValue: raw.bytesPerSecond / (4 * KiB),
     ratio: count / seconds / (raw.bytesPerSecond / (4 * KiB)),
     target: ">= 150000 writes/s",

@@ -19,6 +19,10 @@
  * (d) time to first byte of a new image export (TCP connect + NBD_OPT_GO + the first 4 KiB
  *     READ) at random points, measured by a minimal client in this process. Target <= 100 ms.
  *
+ * Each timed run starts after `sync` (`settled`), so none pays for the writeback of the one
+ * before. The 1 MiB note gives the journal's ceiling on this disk (`raw_disk.ts`): the
+ * journal writes every byte durably, qemu-nbd into the page cache.
+ *
  * nbdcopy runs with `--connections=1 --no-extents` against both servers: one connection
  * because the switch export does not advertise multi-conn, no extents so neither side can
  * skip reading what the other must read.
@@ -60,6 +64,7 @@ import { SwitchLink } from "../src/switch/switch_link.ts";
 import { FileBlockDevice, FileDurableCell, FileSegmentStore, SystemClock, TcpTransport } from "../targets/node/mod.ts";
 import { freePort } from "../test/support/peers.ts";
 import { startCpuProfile, stopCpuProfile } from "./cpu_profile.ts";
+import { diskCeilingPhrase } from "./raw_disk.ts";
 import { median, percentile, report } from "./report.ts";
 
 const MiB = 1024 * 1024;
@@ -95,6 +100,16 @@ async function timedSeconds(command: string, args: readonly string[]): Promise<n
   return (performance.now() - started) / 1000;
 }
 
+
+/**
+ * Waits until the kernel has written back every dirty page (`sync`), so each timed run starts
+ * on a quiet disk. Without it a run pays for the one before: the kernel writes back the
+ * earlier copies (up to 3 GiB of the three servers' files) during the next, throttling
+ * whichever server writes then into the page cache and taking the disk from the journal.
+ */
+async function settled(): Promise<void> {
+  await runTool("sync", []);
+}
 
 async function until(condition: () => boolean, what: string, timeoutMs = 600_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
@@ -295,7 +310,11 @@ async function main(): Promise<void> {
       const bareSeconds: number[] = [];
       const catchUpSeconds: number[] = [];
       const oursCpuUsPerMiB: number[] = [];
+      // The journal's ceiling: it writes every byte durably, qemu-nbd into the page cache.
+      await settled();
+      const disk = diskCeilingPhrase(root, GiB);
       for (let round = 0; round < rounds; round++) {
+        await settled();
         await startCpuProfile();
         const cpuStart = process.cpuUsage();
         oursSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, vol]));
@@ -303,7 +322,9 @@ async function main(): Promise<void> {
         const cpu = process.cpuUsage(cpuStart);
         oursCpuUsPerMiB.push((cpu.user + cpu.system) / (volumeBytes / MiB));
         await stopCpuProfile(`nbd-a-${round}`);
+        await settled();
         peerSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, peer.uri]));
+        await settled();
         bareSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, bare.uri]));
       }
       const ours = volumeBytes / MiB / median(oursSeconds);
@@ -320,6 +341,7 @@ async function main(): Promise<void> {
         note: `median of ${rounds} (rounds, MiB/s: ours ${perRound(oursSeconds)}, qemu-nbd ${perRound(peerSeconds)}; ` +
           `the first writes into fresh files, whose new pages cost most on this VM); ` +
           `the journal held every write ${median(catchUpSeconds).toFixed(2)} s after nbdcopy ended; ` +
+          `the journal's ceiling here: ${disk.phrase}, ${(disk.bytesPerSecond / MiB / peerValue).toFixed(2)} of qemu-nbd's rate; ` +
           `splitter ${anytime.splitter.state}; this process's CPU (switch, appliance, NBD server, user + system, ` +
           `until journaled) ${(median(oursCpuUsPerMiB) / 1000).toFixed(2)} ms per MiB; diagnostic: the bare NbdServer on a ` +
           `FileBlockDevice (no protection) ${(volumeBytes / MiB / median(bareSeconds)).toFixed(1)} MiB/s`,
@@ -330,8 +352,10 @@ async function main(): Promise<void> {
       const oursFlushSeconds: number[] = [];
       const peerFlushSeconds: number[] = [];
       for (let round = 0; round < rounds; round++) {
+        await settled();
         oursFlushSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, "--flush", source, vol]));
         await anytime.journaled();
+        await settled();
         peerFlushSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, "--flush", source, peer.uri]));
       }
       const oursFlush = volumeBytes / MiB / median(oursFlushSeconds);
@@ -358,6 +382,7 @@ async function main(): Promise<void> {
       const catchUpSeconds: number[] = [];
       const oursCpuUsPerWrite: number[] = [];
       for (let round = 0; round < Math.max(2, rounds - 1); round++) {
+        await settled();
         await startCpuProfile();
         const cpuStart = process.cpuUsage();
         const seqStart = anytime.splitter.nextSeq;
@@ -367,7 +392,9 @@ async function main(): Promise<void> {
         oursCpuUsPerWrite.push((cpu.user + cpu.system) / Math.max(1, anytime.splitter.nextSeq - seqStart));
         await stopCpuProfile(`nbd-b-${round}`);
         if (round === 0) seqAfterFirstFio = anytime.splitter.nextSeq - 1;
+        await settled();
         peerIops.push(await fioIops(peer.uri));
+        await settled();
         bareIops.push(await fioIops(bare.uri));
       }
       const ours = median(oursIops);

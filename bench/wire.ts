@@ -25,6 +25,7 @@ import { switchHandshake } from "../src/wire/handshake.ts";
 import { messageKinds } from "../src/wire/messages.ts";
 import { WriteBatchEncoder } from "../src/wire/write_batch.ts";
 import { FileDurableCell, FileSegmentStore, SystemClock, TcpTransport } from "../targets/node/mod.ts";
+import { diskCeilingPhrase } from "./raw_disk.ts";
 import { report } from "./report.ts";
 import { switchFigures } from "./wire_switch.ts";
 
@@ -123,6 +124,7 @@ async function syntheticFigures(): Promise<void> {
     const lengthBytes = 64 * 1024;
     const count = 32_768; // 2 GiB
     const rate = await forwardedWritesPerSecond("w64k", count, lengthBytes, 16);
+    const disk = diskCeilingPhrase(root, 1024 * MiB);
     report({
       name: "64 KiB writes forwarded over loopback TCP, journaled durably (synthetic switch)",
       value: (rate * lengthBytes) / MiB,
@@ -132,6 +134,9 @@ async function syntheticFigures(): Promise<void> {
       ratio: (rate * lengthBytes) / raw,
       target: "ratio >= 0.7",
       met: (rate * lengthBytes) / raw >= 0.7,
+      // Every byte is journaled durably, so the disk bounds the figure: the note says where.
+      note: `the journal's ceiling here: ${disk.phrase}, ${(disk.bytesPerSecond / raw).toFixed(2)} of loopback; ` +
+        `journaled ${((rate * lengthBytes) / disk.bytesPerSecond).toFixed(2)} of it`,
     });
   }
   {

@@ -9,9 +9,11 @@
  * the rest of the segment stays zero, and the record goes to the next segment's start. The
  * pad travels in the same store write as the records before it, so recovery crosses into the
  * next segment only when that write survived whole: seq alone cannot prove it, since baseline
- * records all have seq 0. Segments are created (preallocated, zero-filled) one ahead of the tail, in the background,
- * so a rollover does not wait for a create (DESIGN.md: syncs on a preallocated file cost a
- * third of those on a growing one).
+ * records all have seq 0. Segments are created at their full size, one ahead of the tail, in
+ * the background, so a rollover does not wait for a create (DESIGN.md: syncs on a file of
+ * full size cost a third of those on a growing one). What a segment holds before it is
+ * written reads as zeros; the file store makes it sparse by default, not zero-filled
+ * (`FileSegmentStoreOptions.allocation`).
  *
  * **Group commit.** Two buffers of `groupBytesMax`, allocated at open and reused. Appends copy
  * header + payload into the filling buffer; as soon as there is data and no commit in flight
