@@ -30,6 +30,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
+import { availableParallelism } from "node:os";
 import { createInterface } from "node:readline";
 import { limits } from "../src/core/limits.ts";
 import { writeBatchFrameBytes } from "../src/wire/write_batch.ts";
@@ -163,6 +164,9 @@ async function acknowledgedAll(splitter: Splitter): Promise<void> {
   while (splitter.acknowledgedSeq < splitter.nextSeq - 1) await new Promise((resolve) => setImmediate(resolve));
 }
 
+/** The cores the two processes share (the ceiling their CPU per write sets). */
+const cores = availableParallelism();
+
 /** What {@link hostWrites} writes to: the splitter, or a bare primary. */
 interface WriteTarget {
   readonly sizeBytes: number;
@@ -269,7 +273,9 @@ export async function endToEndWritesPerSecond(
         `${options.stores === "files" ? "" : " on stores that discard"}; ` +
         `host side done after ${hostSeconds.toFixed(2)} s, all acknowledged after ${seconds.toFixed(2)} s; ` +
         `CPU per write: switch ${(switchCpuUs / options.count).toFixed(1)} µs, appliance ${(applianceCpuUs / options.count).toFixed(1)} µs ` +
-        `(busy ${(switchCpuUs / 1e6 / seconds * 100).toFixed(0)}% / ${(applianceCpuUs / 1e6 / seconds * 100).toFixed(0)}% of a core); ` +
+        `(busy ${(switchCpuUs / 1e6 / seconds * 100).toFixed(0)}% / ${(applianceCpuUs / 1e6 / seconds * 100).toFixed(0)}% of a core; ` +
+        `together ${((switchCpuUs + applianceCpuUs) / options.count).toFixed(1)} µs, so this machine's ${cores} cores could ` +
+        `carry at most ${(cores * 1e6 / ((switchCpuUs + applianceCpuUs) / options.count)).toFixed(0)} writes/s at that cost); ` +
         `limit: the same writes into a bare primary file (fresh, sparse, same size and warm-up) ran ` +
         `${alone.writesPerSecond.toFixed(0)} writes/s, ${alone.cpuUsPerWrite.toFixed(1)} µs CPU per write`,
     };
