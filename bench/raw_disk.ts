@@ -1,7 +1,7 @@
 /**
  * The journal's ceiling on this disk, measured in the same run as the figure it bounds: what
  * a plain writer gets when it writes as the journal does (`journal.ts`, `file_segment_store.ts`):
- * group-sized writes (8 MiB) around the page cache (O_DIRECT, page-aligned memory) into fresh
+ * group-sized writes (`limits.journalGroupBytesMax`) around the page cache (O_DIRECT, page-aligned memory) into fresh
  * sparse files of the segment size, one fdatasync per write. A durable ingest cannot beat it
  * on the same disk, so a figure whose peer is not bound by the disk (loopback TCP, qemu-nbd
  * writing into the page cache) can be read against it.
@@ -29,7 +29,7 @@ export function bufferedDiskBytesPerSecond(directory: string, totalBytes: number
   return sequentialBytesPerSecond(directory, totalBytes, "buffered");
 }
 
-/** A note's phrase: `raw direct disk write 812 MiB/s (8 MiB writes, fdatasync each, fresh sparse files)`. */
+/** A note's phrase: `raw direct disk write 812 MiB/s (16 MiB writes, fdatasync each, ...)`. */
 export function diskCeilingPhrase(directory: string, totalBytes: number): { bytesPerSecond: number; phrase: string } {
   const direct = directDiskBytesPerSecond(directory, totalBytes);
   const how = `${limits.journalGroupBytesMax / (1024 * 1024)} MiB writes, fdatasync each, fresh sparse files, as the journal writes`;

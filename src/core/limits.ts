@@ -22,7 +22,11 @@ export const limits = {
   /**
    * Bytes one group commit may carry (one buffer of two, allocated at open). Measured with 300k
    * 4 KiB writes on the Node target: 4 MiB ~129k writes/s, 8 MiB ~131-136k, 16 MiB ~113k,
-   * 32 MiB ~101k (bigger groups hold the disk idle while they fill).
+   * 32 MiB ~101k (bigger groups hold the disk idle while they fill). Again after the groups went
+   * around the page cache (2026-12-02): 4 KiB ingest the same with 8 and 16 MiB (139k-147k);
+   * a 1 MiB `nbdcopy` through the switch, the journal setting the pace, no different beyond
+   * the VM's noise (steady rounds over three alternating pairs: 440-631 MiB/s with 8 MiB,
+   * 410-619 with 16), so 8 MiB stays: half the memory per volume.
    */
   journalGroupBytesMax: 8 * 1024 * 1024,
   /** Marker payload (snapshot names and the like). */
