@@ -40,6 +40,15 @@
  * cache; `directWrites` says which is in use, and the `log` option hears of the switch once
  * (`serve` and `appliance` pass their log). Reads always use the page cache.
  *
+ * A direct write's middle goes in one call per staging turn (8 MiB at most, a whole journal
+ * group), not in {@link WRITE_CALL_BYTES_MAX} pieces: there is no page-cache copy to split,
+ * and each piece costs the runtime a hand-off to a pool thread and back, which waits for a
+ * core when the machine is busy. Measured on Node (2026-12-02), 1 GiB of 1 MiB records into
+ * a journal with a CPU hog on the other core: 741-786 MiB/s in one call against 608-694 in
+ * 1 MiB pieces (two alternating pairs); a 1 MiB `nbdcopy` through the switch (steady rounds
+ * of three alternating pairs of `npm run bench -- nbd`): 503-660 against 465-529 MiB/s, the
+ * `--flush` variant 439-546 against 401-486.
+ *
  * Open files: the journal keeps a few segments hot, but images read from many. Segment files
  * stay open in a cache of at most `openFilesMax` (default {@link OPEN_FILES_MAX_DEFAULT})
  * handles (and the direct descriptors of the segments being written), least recently used
@@ -99,7 +108,8 @@ export const ASYNC_WRITE_BYTES_MIN = 256 * 1024;
 export const ASYNC_READ_BYTES_MIN = 256 * 1024;
 
 /**
- * Largest single `write` call: a larger write goes as calls of this size, issued together.
+ * Largest single `write` call through the page cache: a larger write goes as calls of this
+ * size, issued together (direct writes go whole: see the module doc).
  * Measured on this VM with the journal's pattern (300k records of 4 KiB in 8 MiB
  * groups, pipelined fdatasync; three rounds in one run): one call per 8 MiB group
  * 50k-121k records/s with 1.4-2.3 s of kernel time, calls of 1 MiB 243k-393k with
@@ -341,7 +351,7 @@ export class FileSegmentStore implements SegmentStore {
           const staged = inPlace ? turn : this.#staging!.subarray(0, turnBytes);
           if (!inPlace) staged.set(turn);
           try {
-            await writeFullyInPieces(segment.direct, staged, offsetBytes + fromBytes, WRITE_CALL_BYTES_MAX);
+            await writeFully(segment.direct, staged, offsetBytes + fromBytes); // one call (module doc)
             continue;
           } catch (error) {
             if (!directIo.isUnsupported(error)) throw error;

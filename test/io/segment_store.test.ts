@@ -412,6 +412,8 @@ class StrictDirectFileSystem implements FileSystem {
   readonly directIo = { alignmentBytes: 4096, isUnsupported: (error: unknown) => error instanceof DirectRefused };
   refuse: "none" | "open" | "write" | "io-error" = "none";
   directWriteBytes = 0;
+  /** Calls on direct handles (each a hand-off to the runtime's I/O threads). */
+  directWriteCalls = 0;
   bufferedWriteBytes = 0;
   /** Direct handles open now. */
   openDirectHandles = 0;
@@ -428,6 +430,7 @@ class StrictDirectFileSystem implements FileSystem {
           if (value % 4096 !== 0) throw new Error(`A direct write must be aligned: ${value}`);
         }
         this.directWriteBytes += source.length;
+        this.directWriteCalls++;
       }
       : (source: Uint8Array): void => {
         this.bufferedWriteBytes += source.length;
@@ -603,7 +606,25 @@ describe(`FileSegmentStore (${target.name}) writes large writes around the page 
     }
   });
 
-  test("Only segments being written keep a direct descriptor, and closing the store closes them all", async () => {
+  test("A direct middle goes in one call per staging turn (8 MiB), not in 1 MiB pieces", async () => {
+    const fileSystem = new StrictDirectFileSystem();
+    const store = await FileSegmentStore.open(fileSystem, directory);
+    await store.create(1, segmentBytes);
+    const memory = allocateAligned(8 * mebibyte);
+    memory.set(patternBytes(memory.length, 20));
+    await store.write(1, 0, memory.subarray(0, 6 * mebibyte)); // aligned memory: in place
+    expect(fileSystem.directWriteCalls).toBe(1);
+    const staged = patternBytes(10 * mebibyte, 21); // ordinary memory: through the staging buffer
+    await store.write(1, 8 * mebibyte, staged);
+    expect(fileSystem.directWriteCalls).toBe(3);
+    expect(fileSystem.directWriteBytes).toBe(16 * mebibyte);
+    const segment = await readAll(store, 1);
+    expectBytes(segment.subarray(0, 6 * mebibyte), memory.subarray(0, 6 * mebibyte));
+    expectBytes(segment.subarray(8 * mebibyte, 18 * mebibyte), staged);
+    await store.close();
+  });
+
+    test("Only segments being written keep a direct descriptor, and closing the store closes them all", async () => {
     const fileSystem = new StrictDirectFileSystem();
     const store = await FileSegmentStore.open(fileSystem, directory);
     for (let segmentId = 1; segmentId <= 6; segmentId++) {
