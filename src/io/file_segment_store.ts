@@ -46,8 +46,9 @@
  * core when the machine is busy. Measured on Node (2026-12-02), 1 GiB of 1 MiB records into
  * a journal with a CPU hog on the other core: 741-786 MiB/s in one call against 608-694 in
  * 1 MiB pieces (two alternating pairs); a 1 MiB `nbdcopy` through the switch (steady rounds
- * of three alternating pairs of `npm run bench -- nbd`): 503-660 against 465-529 MiB/s, the
- * `--flush` variant 439-546 against 401-486.
+ * of five alternating pairs of `npm run bench -- nbd`): 462-660 against 370-529 MiB/s, the
+ * one call ahead in four pairs of five (mean +8 to +16%); the `--flush` variant 397-546
+ * against 337-486, level in the last two pairs.
  *
  * Open files: the journal keeps a few segments hot, but images read from many. Segment files
  * stay open in a cache of at most `openFilesMax` (default {@link OPEN_FILES_MAX_DEFAULT})
