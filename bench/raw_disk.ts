@@ -16,6 +16,7 @@ import { allocateAligned } from "../src/io/aligned_memory.ts";
 
 /** Sequential direct writes of `limits.journalGroupBytesMax`, fdatasync each; bytes/s or null. */
 export function directDiskBytesPerSecond(directory: string, totalBytes: number): number | null {
+  if (constants.O_DIRECT === undefined) return null; // not Linux: the journal writes buffered too
   try {
     return sequentialBytesPerSecond(directory, totalBytes, "direct");
   } catch (error) {
