@@ -1,13 +1,15 @@
 /**
  * The journal's ceiling on this disk, measured in the same run as the figure it bounds: what
- * a plain writer gets when it writes as the journal does (`journal.ts`, `file_segment_store.ts`):
- * group-sized writes (`limits.journalGroupBytesMax`) around the page cache (O_DIRECT, page-aligned memory) into fresh
- * sparse files of the segment size, one fdatasync per write. A durable ingest cannot beat it
- * on the same disk, so a figure whose peer is not bound by the disk (loopback TCP, qemu-nbd
- * writing into the page cache) can be read against it.
+ * a plain writer gets when it writes as the journal does (`journal.ts`,
+ * `file_segment_store.ts`): group-sized writes (`limits.journalGroupBytesMax`) around the
+ * page cache (O_DIRECT, page-aligned memory) into fresh sparse files of the segment size,
+ * one fdatasync per write. A durable ingest cannot beat it on the same disk, so a figure
+ * whose peer is not bound by the disk (loopback TCP, qemu-nbd writing into the page cache)
+ * can be read against it.
  *
- * Returns null where the file system refuses direct writes (tmpfs): the journal then writes
- * through the page cache, and {@link bufferedDiskBytesPerSecond} is its ceiling.
+ * {@link directDiskBytesPerSecond} returns null where the file system refuses direct writes
+ * (tmpfs) or the platform has none: the journal then writes through the page cache, and
+ * {@link bufferedDiskBytesPerSecond} is its ceiling.
  */
 import { closeSync, constants, fdatasyncSync, ftruncateSync, openSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";

@@ -624,7 +624,7 @@ describe(`FileSegmentStore (${target.name}) writes large writes around the page 
     await store.close();
   });
 
-    test("Only segments being written keep a direct descriptor, and closing the store closes them all", async () => {
+  test("Only segments being written keep a direct descriptor, and closing the store closes them all", async () => {
     const fileSystem = new StrictDirectFileSystem();
     const store = await FileSegmentStore.open(fileSystem, directory);
     for (let segmentId = 1; segmentId <= 6; segmentId++) {
