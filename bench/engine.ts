@@ -19,7 +19,7 @@
  * default all), BENCH_REPEAT (runs of each chosen ingest figure, default 1: the disk's
  * figures move by ±20% from run to run here).
  */
-import { closeSync, fdatasyncSync, ftruncateSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Volume } from "../src/appliance/volume.ts";
@@ -29,7 +29,7 @@ import { SeededRandom } from "../src/io/random.ts";
 import { FileBlockDevice, FileSegmentStore, SystemClock } from "../targets/node/mod.ts";
 import { MemorySegmentStore } from "../src/io/memory_segment_store.ts";
 import type { SegmentStore } from "../src/io/segment_store.ts";
-import { directDiskBytesPerSecond } from "./raw_disk.ts";
+import { directDiskBytesPerSecond, rawSequentialBytesPerSecond } from "./raw_disk.ts";
 import { median, percentile, report } from "./report.ts";
 
 /** A store that keeps segment sizes and discards data: the engine's CPU cost alone. */
@@ -97,44 +97,6 @@ async function openVolume(name: string, sizeBytes: number): Promise<Volume> {
   );
 }
 
-/**
- * The peer: raw sequential writes of `chunkBytes` into fresh files of the journal's segment
- * size, created sparse inside the timed loop as the journal does, with one fdatasync per
- * group (`limits.journalGroupBytesMax`) — what this file system gives a plain sequential writer with the same sync
- * policy.
- */
-function rawSequentialBytesPerSecond(totalBytes: number, chunkBytes: number): number {
-  const segmentBytes = limits.journalSegmentBytes;
-  const chunk = new Uint8Array(chunkBytes).fill(0x5a);
-  const paths: string[] = [];
-  const started = nowMs();
-  let fd = -1;
-  let sinceSync = 0;
-  for (let written = 0; written < totalBytes; written += chunkBytes) {
-    if (written % segmentBytes === 0) {
-      if (fd >= 0) {
-        fdatasyncSync(fd);
-        closeSync(fd);
-      }
-      paths.push(join(root, `raw-${paths.length}.seg`));
-      fd = openSync(paths[paths.length - 1], "w+");
-      ftruncateSync(fd, segmentBytes);
-      fdatasyncSync(fd);
-    }
-    writeSync(fd, chunk, 0, chunkBytes, written % segmentBytes);
-    sinceSync += chunkBytes;
-    if (sinceSync >= limits.journalGroupBytesMax) {
-      fdatasyncSync(fd);
-      sinceSync = 0;
-    }
-  }
-  fdatasyncSync(fd);
-  closeSync(fd);
-  const seconds = (nowMs() - started) / 1000;
-  for (const path of paths) rmSync(path);
-  return totalBytes / seconds;
-}
-
 /** The journal's group size in MiB, for the peers' labels. */
 const groupMiB = limits.journalGroupBytesMax / MiB;
 
@@ -142,14 +104,18 @@ const groupMiB = limits.journalGroupBytesMax / MiB;
 let lastOffsets = new Float64Array(0);
 
 /**
- * The strongest of three raw writers: the writes' own size, group-sized writes, and
- * group-sized writes around the page cache as the journal makes them (`raw_disk.ts`; none
- * where the file system refuses direct writes).
+ * The peer: the strongest of three plain sequential writers with the journal's sync policy
+ * (`raw_disk.ts`: fresh sparse files, an fdatasync per group): the writes' own size,
+ * group-sized writes, and group-sized writes around the page cache as the journal makes
+ * them (none where the file system refuses direct writes).
  */
 function bestRawBytesPerSecond(totalBytes: number, writeBytes: number): { bytesPerSecond: number; how: string } {
   const candidates = [
-    { bytesPerSecond: rawSequentialBytesPerSecond(totalBytes, writeBytes), how: `${writeBytes / KiB} KiB writes won` },
-    { bytesPerSecond: rawSequentialBytesPerSecond(totalBytes, limits.journalGroupBytesMax), how: `${groupMiB} MiB writes won` },
+    { bytesPerSecond: rawSequentialBytesPerSecond(root, totalBytes, { chunkBytes: writeBytes, direct: false }), how: `${writeBytes / KiB} KiB writes won` },
+    {
+      bytesPerSecond: rawSequentialBytesPerSecond(root, totalBytes, { chunkBytes: limits.journalGroupBytesMax, direct: false }),
+      how: `${groupMiB} MiB writes won`,
+    },
     { bytesPerSecond: directDiskBytesPerSecond(root, totalBytes) ?? 0, how: `${groupMiB} MiB direct writes won` },
   ];
   return candidates.reduce((best, candidate) => (candidate.bytesPerSecond > best.bytesPerSecond ? candidate : best));

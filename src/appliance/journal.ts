@@ -24,8 +24,9 @@
  * every group written before it began, so the disk syncs group k while group k+1 fills and is
  * written. Measured on the Node target (1 GiB of 64 KiB records): ~330 MiB/s with write and
  * sync in series, ~600-720 MiB/s pipelined (with the Node target writing large buffers on its
- * thread pool), ~1,000 MiB/s (1.02 of the raw disk rate in the same run) once groups went
- * around the page cache (`npm run bench -- engine`, 2026-12-02). So batches grow by
+ * thread pool), ~1,000 MiB/s once groups went around the page cache (`npm run bench --
+ * engine`, 2026-12-02: 1.02 of a plain writer through the page cache in the same run, and
+ * 0.64-0.89 of one writing around it, as the journal does, in eight later runs). So batches grow by
  * themselves under load and an idle journal commits each record at once. When both
  * buffers are full, `tryAppend` returns -1 (backpressure) and `append` waits.
  *
