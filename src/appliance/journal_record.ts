@@ -50,6 +50,7 @@
 import { assert } from "../core/assert.ts";
 import type { Checksum } from "../core/checksum.ts";
 import { limits } from "../core/limits.ts";
+import { xxh32 } from "../core/xxh32.ts";
 
 /** Record kinds, as stored in the header's kind byte. Markers share the write sequence. */
 export const journalRecordKinds = {
@@ -330,7 +331,7 @@ export class JournalRecordCodec {
   }
 
   #headerChecksum(source: Uint8Array, atBytes: number): number {
-    return this.checksum.hash32(source.subarray(atBytes, atBytes + headerChecksumOffsetBytes));
+    return xxh32(source, atBytes, headerChecksumOffsetBytes);
   }
 
   #viewOf(bytes: Uint8Array): DataView {

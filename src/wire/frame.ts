@@ -24,11 +24,10 @@
  * lacks): every length is checked against its kind's limit as soon as the 20 header bytes are
  * known, before a byte of the rest is buffered.
  *
- * Both checks are XXH32, computed here in plain JavaScript rather than through
- * `core/checksum.ts`: for a header the WebAssembly call costs more than the hash (measured on
- * Node: ~45M headers/s in JS, ~8M/s through xxhash-wasm), bodies are small (a 4096-entry
- * WRITE is ~300 KiB), and it keeps encoding and decoding synchronous with no set-up. Tests
- * check it against xxhash-wasm's XXH32.
+ * Both checks are XXH32 in plain JavaScript (`core/xxh32.ts`), not through the WebAssembly
+ * checksum: for a header the call into WebAssembly costs more than the hash, bodies are small
+ * (a 4096-entry WRITE is ~300 KiB), and it keeps encoding and decoding synchronous with no
+ * set-up.
  *
  * @example
  * ```ts
@@ -48,6 +47,7 @@ import { encodeCbor } from "./cbor.ts";
 import { ProtocolError } from "./errors.ts";
 import { type MessageKind, messageKindLimits, messageKindName } from "./message_kinds.ts";
 import { wireLimits } from "../core/limits.ts";
+import { xxh32 } from "../core/xxh32.ts";
 
 export const frameMagic = 0x5741;
 export const frameVersion = 1;
@@ -484,60 +484,4 @@ function grownBytes(lengthBytes: number): number {
 
 function hex(value: number, digits: number): string {
   return value.toString(16).padStart(digits, "0");
-}
-
-const prime32n2 = 0x85ebca77;
-const prime32n3 = 0xc2b2ae3d;
-const prime32n4 = 0x27d4eb2f;
-const prime32n5 = 0x165667b1;
-
-const prime32n1 = 0x9e3779b1;
-
-/** XXH32 (seed 0) of `lengthBytes` bytes at `atBytes` (the reference algorithm, in 32-bit ints). */
-function xxh32(bytes: Uint8Array, atBytes: number, lengthBytes: number): number {
-  const endBytes = atBytes + lengthBytes;
-  let i = atBytes;
-  let hash: number;
-  if (lengthBytes >= 16) {
-    let v1 = (prime32n1 + prime32n2) | 0;
-    let v2 = prime32n2;
-    let v3 = 0;
-    let v4 = (0 - prime32n1) | 0;
-    for (; i + 16 <= endBytes; i += 16) {
-      v1 = round(v1, readUint32(bytes, i));
-      v2 = round(v2, readUint32(bytes, i + 4));
-      v3 = round(v3, readUint32(bytes, i + 8));
-      v4 = round(v4, readUint32(bytes, i + 12));
-    }
-    hash = (rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18)) | 0;
-  } else {
-    hash = prime32n5;
-  }
-  hash = (hash + lengthBytes) | 0;
-  for (; i + 4 <= endBytes; i += 4) {
-    hash = (hash + Math.imul(readUint32(bytes, i), prime32n3)) | 0;
-    hash = Math.imul(rotl(hash, 17), prime32n4);
-  }
-  for (; i < endBytes; i++) {
-    hash = (hash + Math.imul(bytes[i], prime32n5)) | 0;
-    hash = Math.imul(rotl(hash, 11), prime32n1);
-  }
-  hash ^= hash >>> 15;
-  hash = Math.imul(hash, prime32n2);
-  hash ^= hash >>> 13;
-  hash = Math.imul(hash, prime32n3);
-  hash ^= hash >>> 16;
-  return hash >>> 0;
-}
-
-function round(accumulator: number, input: number): number {
-  return Math.imul(rotl((accumulator + Math.imul(input, prime32n2)) | 0, 13), prime32n1);
-}
-
-function rotl(value: number, bits: number): number {
-  return (value << bits) | (value >>> (32 - bits));
-}
-
-function readUint32(bytes: Uint8Array, atBytes: number): number {
-  return bytes[atBytes] | (bytes[atBytes + 1] << 8) | (bytes[atBytes + 2] << 16) | (bytes[atBytes + 3] << 24);
 }
