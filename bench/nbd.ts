@@ -65,7 +65,7 @@ import { FileBlockDevice, FileDurableCell, FileSegmentStore, SystemClock, TcpTra
 import { freePort } from "../test/support/peers.ts";
 import { startCpuProfile, stopCpuProfile } from "./cpu_profile.ts";
 import { diskCeilingPhrase } from "./raw_disk.ts";
-import { median, percentile, report } from "./report.ts";
+import { median, percentile, report, threadCpuSeconds } from "./report.ts";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -310,6 +310,7 @@ async function main(): Promise<void> {
       const bareSeconds: number[] = [];
       const catchUpSeconds: number[] = [];
       const oursCpuUsPerMiB: number[] = [];
+      const mainThreadBusy: number[] = [];
       // The journal's ceiling: it writes every byte durably, qemu-nbd into the page cache.
       await settled();
       const disk = diskCeilingPhrase(root, GiB);
@@ -317,9 +318,13 @@ async function main(): Promise<void> {
         await settled();
         await startCpuProfile();
         const cpuStart = process.cpuUsage();
+        const mainStart = threadCpuSeconds();
+        const wallStart = performance.now();
         oursSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, vol]));
         catchUpSeconds.push(await anytime.journaled());
         const cpu = process.cpuUsage(cpuStart);
+        const mainEnd = threadCpuSeconds();
+        if (mainStart !== null && mainEnd !== null) mainThreadBusy.push((mainEnd - mainStart) / ((performance.now() - wallStart) / 1000));
         oursCpuUsPerMiB.push((cpu.user + cpu.system) / (volumeBytes / MiB));
         await stopCpuProfile(`nbd-a-${round}`);
         await settled();
@@ -343,7 +348,12 @@ async function main(): Promise<void> {
           `the journal held every write ${median(catchUpSeconds).toFixed(2)} s after nbdcopy ended; ` +
           `the journal's ceiling here: ${disk.phrase}, ${(disk.bytesPerSecond / MiB / peerValue).toFixed(2)} of qemu-nbd's rate; ` +
           `splitter ${anytime.splitter.state}; this process's CPU (switch, appliance, NBD server, user + system, ` +
-          `until journaled) ${(median(oursCpuUsPerMiB) / 1000).toFixed(2)} ms per MiB; diagnostic: the bare NbdServer on a ` +
+          `until journaled) ${(median(oursCpuUsPerMiB) / 1000).toFixed(2)} ms per MiB` +
+          (mainThreadBusy.length > 0
+            ? `, its main thread (NBD server, splitter, link, appliance, journal) busy ` +
+              `${(median(mainThreadBusy) * 100).toFixed(0)}% of a core (rounds: ${mainThreadBusy.map((b) => (b * 100).toFixed(0)).join(" / ")}%)`
+            : "") +
+          `; diagnostic: the bare NbdServer on a ` +
           `FileBlockDevice (no protection) ${(volumeBytes / MiB / median(bareSeconds)).toFixed(1)} MiB/s`,
       });
 

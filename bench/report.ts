@@ -58,6 +58,20 @@ function stolenSinceLastReport(): string | null {
   return `CPU stolen by the hypervisor while measured: ${(share * 100).toFixed(1)}%`;
 }
 
+/**
+ * CPU time the calling thread has run, in seconds (Linux's `/proc/thread-self/schedstat`, in
+ * ns); null elsewhere. Called on the main thread, it tells whether one thread bounds a figure
+ * while the process's total CPU (`process.cpuUsage`, all threads) still has room on the cores.
+ */
+export function threadCpuSeconds(): number | null {
+  try {
+    const ns = Number(readFileSync("/proc/thread-self/schedstat", "utf8").split(" ", 1)[0]);
+    return Number.isFinite(ns) ? ns / 1e9 : null;
+  } catch {
+    return null;
+  }
+}
+
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
