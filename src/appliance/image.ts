@@ -25,6 +25,12 @@ export interface ResolvedPoint {
   readonly timeUs: number;
   /** Write-index rows included: rows [0, rowEnd). */
   readonly rowEnd: number;
+  /**
+   * The time the POINT asked for, when it was a time or relative (`-5m`); absent otherwise.
+   * A time inside a gap resolves to the last write before the gap, so the suspect check needs
+   * the time as well as `seq` (guarantee 3).
+   */
+  readonly requestedTimeUs?: number;
 }
 
 /** Reads journal bytes at a journal address. */

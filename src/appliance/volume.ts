@@ -793,12 +793,13 @@ export class Volume {
   }
 
   /**
-   * Why the image at a resolved point is suspect, or undefined. Pass the time the POINT named
-   * when it was a time (a time inside a gap resolves to a write that is not what the primary
-   * held then).
+   * Why the image at a resolved point is suspect, or undefined: by its seq, and by the time
+   * the POINT asked for when it was a time or relative (`requestedTimeUs`, which
+   * {@link resolvePoint} sets): a time inside a gap resolves to a write that is not what the
+   * primary held then.
    */
-  suspectReason(point: { seq: number }, requestedTimeUs?: number): string | undefined {
-    return this.#timeline.suspectReason(point.seq, requestedTimeUs);
+  suspectReason(point: { readonly seq: number; readonly requestedTimeUs?: number }): string | undefined {
+    return this.#timeline.suspectReason(point.seq, point.requestedTimeUs);
   }
 
   /** The retention policy as set, or undefined for the default. */
@@ -852,7 +853,7 @@ export class Volume {
           throw this.#pointUnavailable(formatTimeUs(timeUs));
         }
         const row = this.#index.lastIndexAtOrBeforeTime(timeUs, this.#durableRows);
-        return this.#reportForSeq(row < 0 ? 0 : this.#index.seq[row]);
+        return { ...this.#reportForSeq(row < 0 ? 0 : this.#index.seq[row]), requestedTimeUs: timeUs };
       }
     }
   }

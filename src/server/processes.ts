@@ -490,10 +490,8 @@ async function startNbd(
   address: string,
   parts: Pick<VolumeExportsDeps, "appliance" | "splitters">,
 ): Promise<{ address: string; server: NbdServer }> {
-  const appliance = parts.appliance;
   const exports = new VolumeExports({
     ...parts,
-    isSuspect: appliance === undefined ? undefined : (name, seq) => appliance.volume(name).suspectReason({ seq }),
     log: runtime.log,
   });
   const server = new NbdServer({

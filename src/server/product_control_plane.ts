@@ -215,12 +215,7 @@ export class ProductControlPlane implements ControlPlane {
     if (nbdAddress === undefined) {
       throw new UnavailableError("Cannot serve images: this process has no NBD listener (start it with --nbd HOST:PORT)");
     }
-    const requestedTimeUs = parsed.kind === "time"
-      ? parsed.timeUs
-      : parsed.kind === "relative"
-      ? this.#deps.clock.nowUs() - parsed.agoUs
-      : undefined;
-    const reason = volume.suspectReason(report, requestedTimeUs);
+    const reason = volume.suspectReason(report);
     const exportName = `${name}@seq:${report.seq}${options.writable ? "+rw" : ""}`;
     return {
       uri: `nbd://${nbdAddress}/${exportName}`,

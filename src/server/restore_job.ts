@@ -256,9 +256,7 @@ export function resolveRestorePoint(
   const volume = deps.appliance.volume(request.volume);
   const parsed = parsePoint(request.at);
   const report = volume.resolvePoint(parsed);
-  const nowUs = deps.clock.nowUs();
-  const requestedTimeUs = parsed.kind === "time" ? parsed.timeUs : parsed.kind === "relative" ? nowUs - parsed.agoUs : undefined;
-  const suspect = volume.suspectReason(report, requestedTimeUs);
+  const suspect = volume.suspectReason(report);
   if (suspect !== undefined && request.force !== true) {
     throw new PointUnavailableError(
       `Cannot restore volume "${request.volume}" to seq:${report.seq}: it is ${suspect}. ${nearestGoodPoints(deps, request.volume)} ` +

@@ -15,7 +15,9 @@
  *   every snapshot image (`VOL@snap:NAME`), each with its size and point.
  *
  * Suspect points (guarantee 3: "images inside [a gap] are marked suspect (they open, with a
- * warning)"): when `isSuspect(volume, seq)` gives a reason, the image opens, a warning is
+ * warning)"): when `isSuspect(volume, point)` gives a reason (by default the appliance's
+ * `Volume.suspectReason`: the point's seq, and for a time or relative POINT the time asked
+ * for, which may lie inside a gap while its seq does not), the image opens, a warning is
  * logged and the export's description says why; never silently.
  *
  * Errors: a bad name is a SyntaxError, an unknown volume a NotFoundError naming the volumes,
@@ -48,7 +50,7 @@
  */
 import type { Appliance } from "../appliance/appliance.ts";
 import { NotFoundError } from "../appliance/errors.ts";
-import type { ImageDevice } from "../appliance/image.ts";
+import type { ImageDevice, ResolvedPoint } from "../appliance/image.ts";
 import type { Volume } from "../appliance/volume.ts";
 import { assert } from "../core/assert.ts";
 import type { Point } from "../core/point.ts";
@@ -68,14 +70,20 @@ export const volumeExportLimits = {
   overlayBytesMaxDefault: overlayLimits.overlayBytesMaxDefault,
 } as const;
 
+/** A resolved point as the suspect check takes it (`ResolvedPoint`'s seq and requested time). */
+export type SuspectQuery = Pick<ResolvedPoint, "seq" | "requestedTimeUs">;
+
 /** What {@link VolumeExports} serves from. */
 export interface VolumeExportsDeps {
   /** The appliance, when it runs in this process: images. */
   readonly appliance?: Appliance;
   /** The switch's splitters by volume name, when the switch runs in this process: volumes. */
   readonly splitters?: ReadonlyMap<string, Splitter>;
-  /** Why the state of `volumeName` after `seq` is suspect (it lies in a gap), or undefined. */
-  readonly isSuspect?: (volumeName: string, seq: number) => string | undefined;
+  /**
+   * Why the image of `volumeName` at `point` is suspect (it lies in a gap), or undefined;
+   * default: the appliance's `Volume.suspectReason`.
+   */
+  readonly isSuspect?: (volumeName: string, point: SuspectQuery) => string | undefined;
   readonly log: (line: string) => void;
 }
 
@@ -93,7 +101,7 @@ export interface VolumeExportsOptions {
 export class VolumeExports implements NbdServerDeps {
   readonly #appliance: Appliance | undefined;
   readonly #splitters: ReadonlyMap<string, Splitter>;
-  readonly #isSuspect: (volumeName: string, seq: number) => string | undefined;
+  readonly #isSuspect: (volumeName: string, point: SuspectQuery) => string | undefined;
   readonly #log: (line: string) => void;
   readonly #overlayBytesMax: number;
   readonly #overlayBlockBytes: number;
@@ -105,7 +113,9 @@ export class VolumeExports implements NbdServerDeps {
   constructor(deps: VolumeExportsDeps, options: VolumeExportsOptions = {}) {
     this.#appliance = deps.appliance;
     this.#splitters = deps.splitters ?? new Map();
-    this.#isSuspect = deps.isSuspect ?? (() => undefined);
+    const appliance = deps.appliance;
+    this.#isSuspect = deps.isSuspect ??
+      ((volumeName, point) => appliance?.volume(volumeName).suspectReason(point));
     this.#log = deps.log;
     this.#overlayBytesMax = options.overlayBytesMax ?? volumeExportLimits.overlayBytesMaxDefault;
     this.#overlayBlockBytes = options.overlayBlockBytes ?? overlayLimits.blockBytesDefault;
@@ -222,7 +232,7 @@ export class VolumeExports implements NbdServerDeps {
     }
     const volume = appliance.volume(volumeName);
     const image: ImageDevice = volume.openImage(point); // throws PointUnavailableError, opens nothing
-    const reason = this.#isSuspect(volumeName, image.point.seq);
+    const reason = this.#isSuspect(volumeName, image.point);
     const description = this.#imageDescription(volume, image.point, writable, undefined, reason);
     if (reason !== undefined) {
       this.#log(`Warning: image "${exportName}" opens at seq:${image.point.seq}, a suspect point: ${reason}`);
@@ -251,10 +261,10 @@ export class VolumeExports implements NbdServerDeps {
 
   #imageDescription(
     volume: Volume,
-    point: { readonly seq: number; readonly timeUs: number },
+    point: SuspectQuery & { readonly timeUs: number },
     writable: boolean,
     what?: string,
-    suspectReason: string | undefined = this.#isSuspect(volume.name, point.seq),
+    suspectReason: string | undefined = this.#isSuspect(volume.name, point),
   ): string {
     const kind = writable
       ? `writable scratch image (writes are thrown away, up to ${formatBytes(this.#overlayBytesMax)})`

@@ -14,6 +14,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Appliance } from "../../src/appliance/appliance.ts";
 import { NotFoundError, PointUnavailableError } from "../../src/appliance/errors.ts";
+import { journalRecordKinds } from "../../src/appliance/journal_record.ts";
 import type { Volume } from "../../src/appliance/volume.ts";
 import { createChecksum } from "../../src/core/checksum.ts";
 import { formatTimeUs } from "../../src/core/units.ts";
@@ -93,7 +94,7 @@ describe("VolumeExports", () => {
     exportsOf = new VolumeExports({
       appliance,
       splitters: new Map([["db", splitter]]),
-      isSuspect: (volumeName, seq) => (volumeName === "db" ? suspect.get(seq) : undefined),
+      isSuspect: (volumeName, point) => (volumeName === "db" ? suspect.get(point.seq) : undefined),
       log: (line) => logs.push(line),
     });
   });
@@ -213,6 +214,35 @@ describe("VolumeExports", () => {
     expect(exportsOf.listExports().find((l) => l.name === "db@snap:before-upgrade")?.description).toContain(
       "WARNING: suspect point: before a resync",
     );
+  });
+
+  it("by default asks the volume: a time or relative point inside a gap warns, though its seq lies before the gap", async () => {
+    // Writes 1-41 took fillStartUs + N ms. The switch then missed writes from fillStartUs + 2 s
+    // until the link came back (now, fillStartUs + 10 s), and recorded the gap at seq 42.
+    const gapFromUs = fillStartUs + 2_000_000;
+    await db.appendMarker({
+      seq: db.nextSeq,
+      timeUs: clock.nowUs(),
+      kind: journalRecordKinds.gap,
+      payload: { reason: "marking mode", afterSeq: 41, fromTimeUs: gapFromUs },
+    });
+    await db.flush();
+    const real = new VolumeExports({ appliance, log: (line) => logs.push(line) });
+    const inGap = [`db@${formatTimeUs(gapFromUs + 3_000_000)}`, "db@-3s", `db@${formatTimeUs(gapFromUs)}+rw`];
+    for (const name of inGap) {
+      const exported = (await real.resolveExport(name))!;
+      expect(exported.description, name).toMatch(/at seq:41 .*WARNING: suspect point: inside the suspect interval after the gap at seq:42 \(marking mode\)/);
+      await exported.close!();
+    }
+    expect(logs.filter((line) => line.startsWith("Warning:"))).toHaveLength(inGap.length);
+    expect(logs[0]).toMatch(/^Warning: image "db@2026-11-22T10:00:05.*" opens at seq:41, a suspect point: inside the suspect interval/);
+    // Before the gap, by time or by seq (the state after seq 41 was real), no warning.
+    for (const name of [`db@${formatTimeUs(gapFromUs - 1)}`, "db@seq:41", "db@seq:20"]) {
+      const exported = (await real.resolveExport(name))!;
+      expect(exported.description, name).not.toContain("WARNING");
+      await exported.close!();
+    }
+    expect(logs.filter((line) => line.startsWith("Warning:"))).toHaveLength(inGap.length);
   });
 
   it("refuses unknown volumes, unretained points and bad names with clear errors, opening nothing", async () => {
