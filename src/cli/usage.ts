@@ -7,6 +7,7 @@
  */
 import type { FlagSpecs } from "./args.ts";
 import type { ProcessCommandName } from "./cli_deps.ts";
+import { processCommandFlags } from "./process_flags.ts";
 import { type Command, commands, globalFlags } from "./commands.ts";
 import { CLI_VERSION } from "./version.ts";
 
@@ -92,15 +93,19 @@ export function usageText(): string {
  * ```
  */
 export function commandUsageText(name: string): string | undefined {
-  const processUsage = processCommandUsages.find((usage) => usage.name === name);
-  if (processUsage !== undefined) return `Usage: anytime ${processUsage.synopsis}\n  ${processUsage.summary}\n`;
-  const command = commands.find((candidate) => candidate.name === name);
-  if (command === undefined) return undefined;
   const flagLines = (specs: FlagSpecs) =>
     Object.entries(specs).map(([flag, spec]) => {
       const left = spec.kind === "boolean" ? `--${flag}` : `--${flag} ${spec.valueName ?? "VALUE"}`;
       return `  ${left.padEnd(22)} ${spec.summary ?? ""}`.trimEnd();
     });
+  const processUsage = processCommandUsages.find((usage) => usage.name === name);
+  if (processUsage !== undefined) {
+    const specs: FlagSpecs | undefined = (processCommandFlags as Partial<Record<ProcessCommandName, FlagSpecs>>)[processUsage.name];
+    const lines = specs === undefined ? [] : ["", "Flags:", ...flagLines(specs)];
+    return [`Usage: anytime ${processUsage.synopsis}`, `  ${processUsage.summary}`, ...lines, ""].join("\n");
+  }
+  const command = commands.find((candidate) => candidate.name === name);
+  if (command === undefined) return undefined;
   const own = flagLines(command.flags);
   return [
     `Usage: anytime ${commandSynopsis(command)}`,

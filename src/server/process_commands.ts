@@ -15,7 +15,9 @@
  * @module
  */
 import { parseArgs, UsageError } from "../cli/args.ts";
-import { parseSizeBytes } from "../core/units.ts";
+import { applianceFlags, processDefaults, serveFlags, switchFlags } from "../cli/process_flags.ts";
+import { limits } from "../core/limits.ts";
+import { formatBytes, parseSizeBytes } from "../core/units.ts";
 import { parseTcpAddress } from "../io/transport.ts";
 import type { OnFull } from "../switch/splitter.ts";
 import {
@@ -27,12 +29,6 @@ import {
   type VolumeArgument,
 } from "./processes.ts";
 
-/** Defaults of SPEC.md: everything on loopback unless told otherwise. */
-export const processDefaults = {
-  nbdAddress: "127.0.0.1:10809",
-  httpAddress: "127.0.0.1:7380",
-  linkAddress: "127.0.0.1:7300",
-} as const;
 
 /** What the commands need from the target. */
 export interface ProcessCommandsDeps {
@@ -48,43 +44,6 @@ export interface ProcessCommandsDeps {
 /** A command: arguments after its name → exit code. */
 export type ProcessCommand = (args: readonly string[]) => Promise<number>;
 
-const switchSideFlags = {
-  volume: { kind: "list", valueName: "NAME=PATH[:SIZE]", summary: "a volume to protect (repeat for more)" },
-  buffer: { kind: "string", valueName: "SIZE", summary: "copy buffer per volume (default 64MiB)" },
-  region: { kind: "string", valueName: "SIZE", summary: "dirty region log region size (default 1MiB)" },
-  "on-full": { kind: "string", valueName: "mark|wait", summary: "what a full copy buffer does (default mark)" },
-} as const;
-
-const keyFlags = {
-  "token-file": { kind: "string", valueName: "FILE", summary: "HTTP bearer token (created, mode 0600, if missing)" },
-  "secret-file": { kind: "string", valueName: "FILE", summary: "switch-appliance shared secret (same rule)" },
-} as const;
-
-const serveFlags = {
-  data: { kind: "string", valueName: "DIR", summary: "where the journal, maps and DRL live" },
-  nbd: { kind: "string", valueName: "HOST:PORT" },
-  http: { kind: "string", valueName: "HOST:PORT" },
-  "no-initial-copy": { kind: "boolean", summary: "unwritten blocks read as zeros in images" },
-  ...switchSideFlags,
-  ...keyFlags,
-} as const;
-
-const applianceFlags = {
-  data: { kind: "string", valueName: "DIR" },
-  listen: { kind: "string", valueName: "HOST:PORT", summary: "where switches connect (default 127.0.0.1:7300)" },
-  nbd: { kind: "string", valueName: "HOST:PORT" },
-  http: { kind: "string", valueName: "HOST:PORT" },
-  ...keyFlags,
-} as const;
-
-const switchFlags = {
-  state: { kind: "string", valueName: "DIR", summary: "holds the dirty region log" },
-  appliance: { kind: "string", valueName: "HOST:PORT" },
-  nbd: { kind: "string", valueName: "HOST:PORT" },
-  http: { kind: "string", valueName: "HOST:PORT" },
-  ...switchSideFlags,
-  ...keyFlags,
-} as const;
 
 /** The three commands over a runtime. */
 export function processCommands(deps: ProcessCommandsDeps): Record<"serve" | "appliance" | "switch", ProcessCommand> {
@@ -163,8 +122,18 @@ function switchSide(flags: { buffer: string | undefined; region: string | undefi
   if (onFull !== undefined && onFull !== "mark" && onFull !== "wait") {
     throw new UsageError(`Cannot use --on-full "${onFull}": choose mark or wait`, { flag: "--on-full" });
   }
+  const bufferBytes = flags.buffer === undefined ? undefined : size(flags.buffer, "--buffer");
+  // A write the buffer cannot hold whole could never be copied: with --on-full=wait it would be
+  // refused to the host, with mark it would drop the volume to marking mode every time.
+  if (bufferBytes !== undefined && bufferBytes < limits.writeBytesMax) {
+    throw new UsageError(
+      `Cannot use --buffer "${flags.buffer}": the copy buffer must hold the largest write a host may send ` +
+        `(${formatBytes(limits.writeBytesMax)}, the NBD export's maximum)`,
+      { flag: "--buffer" },
+    );
+  }
   return {
-    bufferBytes: flags.buffer === undefined ? undefined : size(flags.buffer, "--buffer"),
+    bufferBytes,
     regionBytes: flags.region === undefined ? undefined : size(flags.region, "--region"),
     onFull: onFull as OnFull | undefined,
   };

@@ -945,7 +945,10 @@ export class Splitter {
     assert(data !== null, "A slot in use holds its data");
     if (this.#state === splitterStates.protecting) {
       this.#slotChecksums[slot] = this.#checksum.hash64(data);
-      if (this.#spaceWaitersCount === 0 && this.#tryCopySlot(slot)) return true;
+      // A write larger than the whole buffer can never be copied: with `mark` it is a full
+      // buffer like any other (`#checkWrite` refused it already with `wait`).
+      const fits = data.length <= this.#copyBuffer.bytesMax;
+      if (fits && this.#spaceWaitersCount === 0 && this.#tryCopySlot(slot)) return true;
       if (this.onFull === "wait") return this.#copyWhenRoom(slot);
       this.#enterMarking();
     }

@@ -12,6 +12,7 @@ import { UsageError } from "../../src/cli/args.ts";
 import { CLI_VERSION } from "../../src/cli/version.ts";
 import { cli } from "./cli_harness.ts";
 import { createFakeApi, FAKE_TOKEN, fakeProcess } from "./fake_api.ts";
+import { processCommandFlags } from "../../src/cli/process_flags.ts";
 
 const auth = ["--token", FAKE_TOKEN];
 
@@ -217,6 +218,17 @@ describe("help and version", () => {
     expect(one.stdout).toContain("--token-file F");
     expect((await cli(["help", "snapshot", "rm"])).stdout).toMatch(/^Usage: anytime snapshot rm VOL NAME/);
     expect((await cli(["help", "serve"])).stdout).toMatch(/^Usage: anytime serve --data DIR/);
+  });
+
+  it("the commands that run the product list every flag they parse, with its default", async () => {
+    for (const [name, specs] of Object.entries(processCommandFlags)) {
+      const help = (await cli(["help", name])).stdout;
+      for (const flag of Object.keys(specs)) expect(help, `${name} --${flag}`).toMatch(new RegExp(`^  --${flag}\\b.* \\S`, "m"));
+    }
+    const serve = (await cli(["serve", "--help"])).stdout;
+    expect(serve).toMatch(/^  --nbd HOST:PORT +NBD for volumes and images \(default 127\.0\.0\.1:10809\)$/m);
+    expect(serve).toMatch(/^  --buffer SIZE +copy buffer per volume, at least 4MiB \(default 64MiB\)$/m);
+    expect((await cli(["help", "switch"])).stdout).toMatch(/^  --http HOST:PORT +HTTP API for status and resync \(none unless given\)$/m);
   });
 
   it("--version prints the package's version", async () => {

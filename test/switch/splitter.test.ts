@@ -226,6 +226,21 @@ describe("Splitter", () => {
     expect(copies(splitter).map((c) => c.seq)).toEqual([4]);
   });
 
+  it("onFull mark: a write larger than the whole buffer drops to marking, the host's write succeeds", async () => {
+    const { splitter, primary } = await openSplitter({ bufferBytes: 8192 });
+    splitter.resume(0);
+    await splitter.write(0, filled(4096, 1));
+    await splitter.write(4096, filled(16384, 2)); // larger than the buffer: cannot be copied
+    expect(splitter.state).toBe("marking");
+    expect(splitter.nextSeq).toBe(2);
+    expect(splitter.dirtyRegionLog.isDirty(0)).toBe(true);
+    const back = new Uint8Array(16384);
+    await primary.read(4096, back);
+    expect(back).toEqual(filled(16384, 2));
+    splitter.acknowledge(1);
+    expect(splitter.markerAt(2)).toMatchObject({ kind: "gap", detail: { reason: "marking mode", afterSeq: 1, missedWrites: 1 } });
+  });
+
   it("onFull mark: marking mode does not end while the link is down", async () => {
     const { splitter } = await openSplitter({ bufferBytes: 4096 });
     await splitter.write(0, filled(4096, 1));
