@@ -199,7 +199,7 @@ export async function startServe(runtime: ServerRuntime, options: ServeOptions):
           `  volume ${volume.name}: ${volume.path} (${formatBytes(primary.sizeBytes)}) -> nbd://${nbd.address}/${volume.name}`
         ),
         `  images:   nbd://${nbd.address}/VOL@POINT (e.g. ${primaries[0].volume.name}@-5m), list with: nbdinfo --list nbd://${nbd.address}`,
-        `  HTTP API: http://${http.address}/v1 (token in ${token.path}${token.created ? ", created now" : ""})`,
+        httpBannerLine(http.address, token),
       ],
       controlPlane,
       nbdAddress: nbd.address,
@@ -251,7 +251,7 @@ export async function startAppliance(runtime: ServerRuntime, options: ApplianceO
         `Anytime ${ANYTIME_VERSION} appliance (${runtime.runtimeName}), data in ${options.dataDirectory}`,
         `  switches connect to ${linkListener.address} (shared secret in ${secret.path}${secret.created ? ", created now: copy it to the switch" : ""})`,
         `  images:   nbd://${nbd.address}/VOL@POINT`,
-        `  HTTP API: http://${http.address}/v1 (token in ${token.path}${token.created ? ", created now" : ""})`,
+        httpBannerLine(http.address, token),
         `  volumes:  ${appliance.volumes().map((v) => v.name).join(", ") || "none yet (a switch registers them)"}`,
       ],
       controlPlane,
@@ -317,7 +317,7 @@ export async function startSwitch(runtime: ServerRuntime, options: SwitchOptions
       const token = await readOrCreateKey(runtime, options.tokenFile ?? join(fileSystem, options.stateDirectory, "token"), tokenBytes);
       const http = await startHttp(runtime, stops, options.httpAddress, controlPlane, token.text);
       httpAddress = http.address;
-      banner.push(`  HTTP API: http://${http.address}/v1 (token in ${token.path}${token.created ? ", created now" : ""})`);
+      banner.push(httpBannerLine(http.address, token));
     }
     return {
       banner,
@@ -363,6 +363,16 @@ function join(fileSystem: FileSystem, directory: string, name: string): string {
  *
  * @throws {TypeError} when the file holds fewer than 16 characters.
  */
+
+/**
+ * The banner's API line. A token created at this start is printed once, here (SPEC: "generated
+ * at first start ... and printed once"); later starts name only its file.
+ */
+function httpBannerLine(address: string, token: { path: string; text: string; created: boolean }): string {
+  const where = token.created ? `token created now in ${token.path}: ${token.text} (printed this once)` : `token in ${token.path}`;
+  return `  HTTP API: http://${address}/v1 (${where})`;
+}
+
 async function readOrCreateKey(
   runtime: ServerRuntime,
   path: string,

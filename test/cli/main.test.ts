@@ -9,10 +9,10 @@
 import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { UsageError } from "../../src/cli/args.ts";
+import { processCommandFlags } from "../../src/cli/process_flags.ts";
 import { CLI_VERSION } from "../../src/cli/version.ts";
 import { cli } from "./cli_harness.ts";
 import { createFakeApi, FAKE_TOKEN, fakeProcess } from "./fake_api.ts";
-import { processCommandFlags } from "../../src/cli/process_flags.ts";
 
 const auth = ["--token", FAKE_TOKEN];
 

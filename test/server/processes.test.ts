@@ -66,12 +66,13 @@ describe("anytime serve", () => {
       httpAddress: "127.0.0.1:0",
     };
     let running = await startServe(runtime, options);
-    expect(running.banner.join("\n")).toMatch(/HTTP API: http:\/\/127\.0\.0\.1:\d+\/v1 \(token in .*token, created now\)/);
+    const tokenFile = `${data}/token`;
+    const token = new TextDecoder().decode((await runtime.fileSystem.readFileOrNull(tokenFile))!).trim();
+    expect(running.banner.join("\n")).toContain(`(token created now in ${tokenFile}: ${token} (printed this once))`);
     const splitter = running.switchNode!.splitter("db");
     await splitter.write(0, new Uint8Array(65536).fill(0x41));
     await running.switchNode!.waitAcknowledged("db", 1);
 
-    const tokenFile = `${data}/token`;
     const output = { out: "", err: "" };
     const cli = async (...argv: string[]) => {
       output.out = "";
@@ -105,6 +106,8 @@ describe("anytime serve", () => {
 
     await running.stop();
     running = await startServe(runtime, options);
+    expect(running.banner.join("\n")).toContain(`(token in ${tokenFile})`); // printed once: not again
+    expect(running.banner.join("\n")).not.toContain(token);
     const volume = running.appliance!.volume("db");
     expect(volume.head.seq).toBe(3);
     expect(volume.gaps()).toEqual([]); // a clean stop settled the DRL: no "switch restart" gap
