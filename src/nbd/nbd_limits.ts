@@ -36,6 +36,12 @@ export const nbdLimits = {
    */
   requestBytesInFlightMax: 16 * 1024 * 1024,
   /**
+   * Connections in transmission (an export chosen) at once; one more is refused its
+   * NBD_OPT_GO with a message (NBD_OPT_EXPORT_NAME, which has no error reply, is hung up on).
+   * With the window above it bounds the payload the server holds: 32 × 16 MiB = 512 MiB.
+   */
+  connectionsServedMax: 32,
+  /**
    * Idle payload and READ buffers the server keeps for reuse (all connections together):
    * two connections' full in-flight windows, so steady traffic allocates nothing.
    */

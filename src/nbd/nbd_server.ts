@@ -18,6 +18,9 @@
  *   next one (one `writev` on TCP instead of a system call per reply, no delay added), while
  *   a reply of `replyBatchBytesMax` or more is sent on its own, so each large READ frees its
  *   place in the window as soon as the socket took it.
+ * - At most `connectionsServedMax` connections are in transmission at once; one more is
+ *   refused its NBD_OPT_GO with a message saying so (and may try again on the same
+ *   connection), so the payload the server holds stays bounded whatever the number of clients.
  * - No per-request copies or allocations on the data path: a WRITE payload is copied once,
  *   from the received chunks into a pooled buffer ({@link RequestDecoder},
  *   {@link BufferPool}); READ data is read into a pooled buffer and sent by reference behind
@@ -113,6 +116,7 @@ export interface NbdServerDeps {
 export interface NbdServerOptions {
   readonly requestsInFlightMax?: number;
   readonly requestBytesInFlightMax?: number;
+  readonly connectionsServedMax?: number;
 }
 
 /** The NBD server; see the module doc. */
@@ -120,6 +124,9 @@ export class NbdServer {
   readonly #deps: NbdServerDeps;
   readonly #requestsInFlightMax: number;
   readonly #requestBytesInFlightMax: number;
+  readonly #connectionsServedMax: number;
+  /** Connections that chose an export (or are choosing one), at most `connectionsServedMax`. */
+  readonly #served = new Set<Connection>();
   /** Zeros for WRITE_ZEROES, allocated once and never written to. */
   readonly #zeros = new Uint8Array(nbdLimits.zeroChunkBytes);
   readonly #sessions = new Map<Connection, Promise<void>>();
@@ -133,6 +140,10 @@ export class NbdServer {
     this.#deps = deps;
     this.#requestsInFlightMax = options.requestsInFlightMax ?? nbdLimits.requestsInFlightMax;
     this.#requestBytesInFlightMax = options.requestBytesInFlightMax ?? nbdLimits.requestBytesInFlightMax;
+    this.#connectionsServedMax = options.connectionsServedMax ?? nbdLimits.connectionsServedMax;
+    if (!Number.isSafeInteger(this.#connectionsServedMax) || this.#connectionsServedMax < 1) {
+      throw new RangeError(`Cannot use connectionsServedMax ${this.#connectionsServedMax}: not a positive integer`);
+    }
     if (!Number.isSafeInteger(this.#requestsInFlightMax) || this.#requestsInFlightMax < 1) {
       throw new RangeError(`Cannot use requestsInFlightMax ${this.#requestsInFlightMax}: not a positive integer`);
     }
@@ -183,6 +194,7 @@ export class NbdServer {
     } catch (error) {
       this.#logError(connection, error);
     } finally {
+      this.#served.delete(connection);
       await connection.close();
       if (chosen?.close !== undefined) await this.#closeExport(connection, chosen);
     }
@@ -259,7 +271,7 @@ export class NbdServer {
       this.#log(connection, `Hanging up: ${error.message}`);
       return "abort";
     }
-    const resolved = await this.#resolve(connection, name);
+    const resolved = await this.#resolve(connection, name, true);
     if (typeof resolved === "string") {
       this.#log(connection, `Hanging up after NBD_OPT_EXPORT_NAME: ${resolved}`);
       return "abort";
@@ -300,7 +312,7 @@ export class NbdServer {
       await connection.send(encodeOptionErrorReply(option, nbdOptionReplies.errorInvalid, error.message));
       return "continue";
     }
-    const resolved = await this.#resolve(connection, name);
+    const resolved = await this.#resolve(connection, name, option === nbdOptions.go);
     if (typeof resolved === "string") {
       await connection.send(encodeOptionErrorReply(option, nbdOptionReplies.errorUnknown, resolved));
       return "continue";
@@ -339,12 +351,27 @@ export class NbdServer {
     return "continue";
   }
 
-  /** The export for `name`, or why there is none (a message for the client). */
-  async #resolve(connection: Connection, name: string): Promise<NbdExport | string> {
+  /**
+   * The export for `name`, or why there is none (a message for the client). `toServe`: the
+   * connection is choosing it for transmission (GO, EXPORT_NAME), which takes one of the
+   * `connectionsServedMax` places until the connection ends (or the export cannot be had).
+   */
+  async #resolve(connection: Connection, name: string, toServe = false): Promise<NbdExport | string> {
+    if (toServe) {
+      if (this.#served.size >= this.#connectionsServedMax) {
+        const refusal = `Cannot serve export "${name}": ${this.#served.size} connections are being served, ` +
+          "the limit; try again when one ends";
+        this.#log(connection, refusal);
+        return refusal;
+      }
+      this.#served.add(connection);
+    }
     try {
       const resolved = await this.#deps.resolveExport(name);
+      if (resolved === undefined) this.#served.delete(connection);
       return resolved ?? `Unknown export "${name}"`;
     } catch (error) {
+      this.#served.delete(connection);
       this.#log(connection, `Cannot open export "${name}"`, error);
       return `Cannot open export "${name}": ${error instanceof Error ? error.message : String(error)}`;
     }

@@ -5,7 +5,8 @@
  * LIST, INFO, GO, EXPORT_NAME (with and without zeroes), ABORT and unknown ones answer as
  * the NBD document says; each rejected request gets its error value and writes nothing;
  * bad magic and unknown client flags close that connection only; at most the configured
- * number of requests run at once and replies may come out of order; a WRITE payload (in a
+ * number of requests run at once and replies may come out of order; at most the configured
+ * number of connections are served (one more is refused its GO, with a message); a WRITE payload (in a
  * pooled, reused buffer) stays unchanged until its device write settles; and a fast-check fuzz
  * of mutated request streams never crashes or hangs the server, never changes the read-only
  * export, and never disturbs a well-behaved connection served at the same time.
@@ -307,6 +308,40 @@ describe("NbdServer sessions", () => {
     const order = [...parseTranscript(serverEnd.sentBytes, readLengthsOf(requests)).replies.keys()];
     expect(order.slice(0, 4)).toEqual([4n, 3n, 2n, 1n]);
     expect(new Set(order).size).toBe(10);
+  });
+
+  it("serves at most connectionsServedMax connections; one more is refused its GO with a message, and goes once one ends", async () => {
+    const { server, logs } = memoryServer({ connectionsServedMax: 2 });
+    const acked = (bytes: Uint8Array) =>
+      parseTranscript(bytes).optionReplies.some((reply) => reply.option === nbdOptions.go && reply.replyType === nbdOptionReplies.ack);
+    const served = [0, 1].map(() => {
+      const [client, serverEnd] = duplexPair();
+      return { client, serverEnd, done: server.handle(serverEnd) };
+    });
+    for (const one of served) await one.client.send(goBytes("disk"));
+    await until(() => served.every((one) => acked(one.serverEnd.sentBytes)));
+    const [client, serverEnd] = duplexPair();
+    const done = server.handle(serverEnd);
+    await client.send(goBytes("disk"));
+    await until(() => parseTranscript(serverEnd.sentBytes).optionReplies.length === 1);
+    const [refused] = parseTranscript(serverEnd.sentBytes).optionReplies;
+    expect(refused.replyType).toBe(nbdOptionReplies.errorUnknown);
+    const message = 'Cannot serve export "disk": 2 connections are being served, the limit; try again when one ends';
+    expect(new TextDecoder().decode(refused.data)).toBe(message);
+    expect(logs.some((line) => line.includes(message))).toBe(true);
+    // INFO takes no place; after one connection ends, the same client's next GO is served.
+    await client.send(encodeOption(nbdOptions.info, encodeInfoRequest("disk", [])));
+    await served[0].client.send(requestBytes([sessionRequests.at(-1)!]));
+    await within(served[0].done, 10_000, "The first session");
+    await client.send(encodeOption(nbdOptions.go, encodeInfoRequest("disk", [])));
+    await until(() => acked(serverEnd.sentBytes));
+    const replies = parseTranscript(serverEnd.sentBytes).optionReplies.map((reply) => [reply.option, reply.replyType]);
+    expect(replies[0]).toEqual([nbdOptions.go, nbdOptionReplies.errorUnknown]);
+    expect(replies.filter(([option]) => option === nbdOptions.info).at(-1)).toEqual([nbdOptions.info, nbdOptionReplies.ack]);
+    expect(replies.at(-1)).toEqual([nbdOptions.go, nbdOptionReplies.ack]);
+    for (const end of [served[1].client, client]) await end.send(requestBytes([sessionRequests.at(-1)!]));
+    await within(Promise.all([served[1].done, done]), 10_000, "The sessions");
+    expect(() => memoryServer({ connectionsServedMax: 0 })).toThrow(/connectionsServedMax 0/);
   });
 
   it("keeps each WRITE payload unchanged until its device write settles, though buffers are reused", async () => {
