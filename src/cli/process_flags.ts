@@ -57,7 +57,7 @@ export const switchFlags = {
   state: { kind: "string", valueName: "DIR", summary: "holds the dirty region log and restore checkpoints (required)" },
   appliance: { kind: "string", valueName: "HOST:PORT", summary: `the appliance's --listen address (default ${processDefaults.linkAddress})` },
   nbd: { kind: "string", valueName: "HOST:PORT", summary: `NBD for the volumes, read-write (default ${processDefaults.nbdAddress})` },
-  http: { kind: "string", valueName: "HOST:PORT", summary: "HTTP API for status and resync (none unless given)" },
+  http: { kind: "string", valueName: "HOST:PORT", summary: `HTTP API: status, resync (default ${processDefaults.httpAddress})` },
   ...switchSideFlags,
   ...keyFlags,
 } as const;

@@ -82,7 +82,7 @@ export function processCommands(deps: ProcessCommandsDeps): Record<"serve" | "ap
           applianceAddress: address(flags.appliance, "--appliance", processDefaults.linkAddress),
           volumes: flags.volume.map(parseVolumeArgument),
           nbdAddress: address(flags.nbd, "--nbd", processDefaults.nbdAddress),
-          httpAddress: flags.http === undefined ? undefined : address(flags.http, "--http", processDefaults.httpAddress),
+          httpAddress: address(flags.http, "--http", processDefaults.httpAddress),
           tokenFile: flags["token-file"],
           secretFile: flags["secret-file"],
           ...switchSide(flags),

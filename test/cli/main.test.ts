@@ -228,7 +228,7 @@ describe("help and version", () => {
     const serve = (await cli(["serve", "--help"])).stdout;
     expect(serve).toMatch(/^  --nbd HOST:PORT +NBD for volumes and images \(default 127\.0\.0\.1:10809\)$/m);
     expect(serve).toMatch(/^  --buffer SIZE +copy buffer per volume, at least 4MiB \(default 64MiB\)$/m);
-    expect((await cli(["help", "switch"])).stdout).toMatch(/^  --http HOST:PORT +HTTP API for status and resync \(none unless given\)$/m);
+    expect((await cli(["help", "switch"])).stdout).toMatch(/^  --http HOST:PORT +HTTP API: status, resync \(default 127\.0\.0\.1:7380\)$/m);
   });
 
   it("--version prints the package's version", async () => {

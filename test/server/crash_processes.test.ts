@@ -24,7 +24,7 @@ async function run(command: string, args: readonly string[]): Promise<string> {
 describe("appliance and switch as processes, each killed with SIGKILL", () => {
   let target: RuntimeTarget;
   let directory: string;
-  let ports: { link: number; applianceHttp: number; applianceNbd: number; switchNbd: number };
+  let ports: { link: number; applianceHttp: number; applianceNbd: number; switchNbd: number; switchHttp: number };
   let token: string;
 
   const applianceArgs = () => [
@@ -41,6 +41,7 @@ describe("appliance and switch as processes, each killed with SIGKILL", () => {
     "--secret-file", `${directory}/appliance/secret`,
     "--volume", `db=${directory}/db.img:16MiB`,
     "--nbd", `127.0.0.1:${ports.switchNbd}`,
+    "--http", `127.0.0.1:${ports.switchHttp}`,
   ];
 
   const api = (path: string, init: RequestInit = {}) => apiJson(ports.applianceHttp, token, path, init);
@@ -68,7 +69,7 @@ describe("appliance and switch as processes, each killed with SIGKILL", () => {
   beforeAll(async () => {
     target = await runtimeTarget();
     directory = await target.tempDir();
-    ports = { link: await freePort(), applianceHttp: await freePort(), applianceNbd: await freePort(), switchNbd: await freePort() };
+    ports = { link: await freePort(), applianceHttp: await freePort(), applianceNbd: await freePort(), switchNbd: await freePort(), switchHttp: await freePort() };
   });
 
   afterAll(async () => {

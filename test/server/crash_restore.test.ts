@@ -22,7 +22,7 @@ const volumeMiB = 256;
 describe("a restore interrupted by SIGKILL", () => {
   let target: RuntimeTarget;
   let directory: string;
-  let ports: { nbd: number; http: number; link: number; switchNbd: number };
+  let ports: { nbd: number; http: number; link: number; switchNbd: number; switchHttp: number };
   let token: string;
 
   const serveArgs = () => [
@@ -64,6 +64,7 @@ describe("a restore interrupted by SIGKILL", () => {
         "--secret-file", `${directory}/appliance-${name}/secret`,
         "--volume", `${name}=${directory}/${name}.img:${volumeMiB}MiB`,
         "--nbd", `127.0.0.1:${ports.switchNbd}`,
+        "--http", `127.0.0.1:${ports.switchHttp}`,
       ],
       token: async () => (token = (await readFile(`${directory}/appliance-${name}/token`, "utf8")).trim()),
       untilLinked: async () => {
@@ -98,7 +99,7 @@ describe("a restore interrupted by SIGKILL", () => {
   beforeAll(async () => {
     target = await runtimeTarget();
     directory = await target.tempDir();
-    ports = { nbd: await freePort(), http: await freePort(), link: await freePort(), switchNbd: await freePort() };
+    ports = { nbd: await freePort(), http: await freePort(), link: await freePort(), switchNbd: await freePort(), switchHttp: await freePort() };
   });
 
   afterAll(async () => {
