@@ -2,12 +2,13 @@
  * Proves the long-running commands refuse bad switch-side flags before they start anything
  * (exit 2 through the CLI: a UsageError naming the flag): a copy buffer too small for the
  * largest host write (guarantee 5: a full buffer holds or marks, never refuses a write), an
- * unknown `--on-full`.
+ * unknown `--on-full`; and that the switch-side and key flags reach the process they start.
  */
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UsageError } from "../../src/cli/args.ts";
 import { processCommands } from "../../src/server/process_commands.ts";
-import type { ServerRuntime } from "../../src/server/processes.ts";
+import type { RunningProcess, ServerRuntime } from "../../src/server/processes.ts";
+import { type RuntimeTarget, runtimeTarget } from "../support/runtime.ts";
 
 function commands() {
   // Nothing may be started: any use of the runtime fails the test.
@@ -36,5 +37,55 @@ describe("serve and switch flags", () => {
     await expect(commands().serve(["--data", "/x", "--volume", "db=/x/db", "--on-full", "drop"])).rejects.toThrow(
       /^Cannot use --on-full "drop": choose mark or wait$/,
     );
+  });
+});
+
+describe("serve with every switch-side flag", () => {
+  let target: RuntimeTarget;
+  let directory: string;
+  beforeAll(async () => {
+    target = await runtimeTarget();
+    directory = await target.tempDir();
+  });
+  afterAll(async () => {
+    await target.removeDir(directory);
+  });
+
+  it("starts with --buffer, --region, --on-full, --token-file and --no-initial-copy as given", async () => {
+    const runtime = target.createServerRuntime({ log: () => {} });
+    let started!: RunningProcess;
+    const stdout: string[] = [];
+    // An existing primary: without --no-initial-copy its content would be journaled first.
+    await target.writeFile(`${directory}/db.img`, new Uint8Array(8 * 1024 * 1024).fill(0x5a));
+    const running = processCommands({
+      runtime,
+      stdout: (text) => void stdout.push(text),
+      stderr: () => {},
+      untilStopSignal: async () => {
+        // Inspected while it runs, then stopped like a SIGTERM would.
+        const splitter = started.switchNode!.splitter("db");
+        expect(splitter.copyBuffer.bytesMax).toBe(8 * 1024 * 1024);
+        expect(splitter.regionBytes).toBe(2 * 1024 * 1024);
+        expect(splitter.onFull).toBe("wait");
+        const head = new Uint8Array(4096);
+        await started.appliance!.volume("db").openImage("head").read(0, head);
+        expect(head.every((byte) => byte === 0)).toBe(true); // not journaled: no initial copy
+        return "SIGTERM";
+      },
+      onStarted: (process) => void (started = process),
+    }).serve([
+      "--data", `${directory}/data`,
+      "--volume", `db=${directory}/db.img`,
+      "--nbd", "127.0.0.1:0",
+      "--http", "127.0.0.1:0",
+      "--buffer", "8MiB",
+      "--region", "2MiB",
+      "--on-full", "wait",
+      "--token-file", `${directory}/my-token`,
+      "--no-initial-copy",
+    ]);
+    expect(await running).toBe(0);
+    const token = new TextDecoder().decode((await runtime.fileSystem.readFileOrNull(`${directory}/my-token`))!).trim();
+    expect(stdout.join("")).toContain(`token created now in ${directory}/my-token: ${token}`);
   });
 });
