@@ -65,7 +65,7 @@ import { FileBlockDevice, FileDurableCell, FileSegmentStore, SystemClock, TcpTra
 import { freePort } from "../test/support/peers.ts";
 import { startCpuProfile, stopCpuProfile } from "./cpu_profile.ts";
 import { diskCeilingPhrase } from "./raw_disk.ts";
-import { median, percentile, report, threadCpuSeconds } from "./report.ts";
+import { median, percentile, processCpuSeconds, report, threadCpuSeconds } from "./report.ts";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -311,6 +311,7 @@ async function main(): Promise<void> {
       const catchUpSeconds: number[] = [];
       const oursCpuUsPerMiB: number[] = [];
       const mainThreadBusy: number[] = [];
+      const peerCpuUsPerMiB: number[] = [];
       // The journal's ceiling: it writes every byte durably, qemu-nbd into the page cache.
       await settled();
       const disk = diskCeilingPhrase(root, GiB);
@@ -328,7 +329,10 @@ async function main(): Promise<void> {
         oursCpuUsPerMiB.push((cpu.user + cpu.system) / (volumeBytes / MiB));
         await stopCpuProfile(`nbd-a-${round}`);
         await settled();
+        const peerCpuStart = processCpuSeconds(peer.process.pid);
         peerSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, peer.uri]));
+        const peerCpuEnd = processCpuSeconds(peer.process.pid);
+        if (peerCpuStart !== null && peerCpuEnd !== null) peerCpuUsPerMiB.push(((peerCpuEnd - peerCpuStart) * 1e6) / (volumeBytes / MiB));
         await settled();
         bareSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, bare.uri]));
       }
@@ -349,6 +353,7 @@ async function main(): Promise<void> {
           `the journal's ceiling here: ${disk.phrase}, ${(disk.bytesPerSecond / MiB / peerValue).toFixed(2)} of qemu-nbd's rate; ` +
           `splitter ${anytime.splitter.state}; this process's CPU (switch, appliance, NBD server, user + system, ` +
           `until journaled) ${(median(oursCpuUsPerMiB) / 1000).toFixed(2)} ms per MiB` +
+          (peerCpuUsPerMiB.length > 0 ? ` (qemu-nbd's process: ${(median(peerCpuUsPerMiB) / 1000).toFixed(2)} ms per MiB)` : "") +
           (mainThreadBusy.length > 0
             ? `, its main thread (NBD server, splitter, link, appliance, journal) busy ` +
               `${(median(mainThreadBusy) * 100).toFixed(0)}% of a core (rounds: ${mainThreadBusy.map((b) => (b * 100).toFixed(0)).join(" / ")}%)`

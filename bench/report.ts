@@ -72,6 +72,23 @@ export function threadCpuSeconds(): number | null {
   }
 }
 
+/**
+ * CPU time (user + system, all threads) process `pid` has used, in seconds (Linux's
+ * `/proc/PID/stat`, in clock ticks of 1/100 s); null elsewhere or when it has gone. For a
+ * peer's CPU per MiB beside ours.
+ */
+export function processCpuSeconds(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ", 2)[1].split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+    return Number.isFinite(ticks) ? ticks / 100 : null;
+  } catch {
+    return null;
+  }
+}
+
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
