@@ -28,47 +28,9 @@ import { limits } from "../src/core/limits.ts";
 import { SeededRandom } from "../src/io/random.ts";
 import { FileBlockDevice, FileSegmentStore, SystemClock } from "../targets/node/mod.ts";
 import { MemorySegmentStore } from "../src/io/memory_segment_store.ts";
-import type { SegmentStore } from "../src/io/segment_store.ts";
+import { DiscardingSegmentStore } from "./discarding_store.ts";
 import { directDiskBytesPerSecond, rawSequentialBytesPerSecond } from "./raw_disk.ts";
 import { median, percentile, report } from "./report.ts";
-
-/** A store that keeps segment sizes and discards data: the engine's CPU cost alone. */
-class DiscardingSegmentStore implements SegmentStore {
-  readonly #sizes = new Map<number, number>();
-  list() {
-    return Promise.resolve([...this.#sizes.keys()].sort((a, b) => a - b));
-  }
-  create(segmentId: number, sizeBytes: number) {
-    this.#sizes.set(segmentId, sizeBytes);
-    return Promise.resolve();
-  }
-  sizeOf(segmentId: number) {
-    return Promise.resolve(this.#sizes.get(segmentId)!);
-  }
-  write() {
-    return Promise.resolve();
-  }
-  read(_segmentId: number, _offsetBytes: number, target: Uint8Array) {
-    target.fill(0);
-    return Promise.resolve();
-  }
-  sync() {
-    return Promise.resolve();
-  }
-  remove(segmentId: number) {
-    this.#sizes.delete(segmentId);
-    return Promise.resolve();
-  }
-  readManifest() {
-    return Promise.resolve(null);
-  }
-  writeManifest() {
-    return Promise.resolve();
-  }
-  close() {
-    return Promise.resolve();
-  }
-}
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

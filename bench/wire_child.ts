@@ -23,7 +23,6 @@ import { createInterface } from "node:readline";
 import { Appliance } from "../src/appliance/appliance.ts";
 import { ApplianceLink } from "../src/appliance/appliance_link.ts";
 import { MemoryDurableCell } from "../src/io/memory_durable_cell.ts";
-import type { SegmentStore } from "../src/io/segment_store.ts";
 import { startAppliance, startSwitch } from "../src/server/processes.ts";
 import type { OnFull } from "../src/switch/splitter.ts";
 import type { Connection, Listener, Transport } from "../src/io/transport.ts";
@@ -31,6 +30,7 @@ import { nodeServerRuntime } from "../targets/node/server_runtime.ts";
 import { SystemClock } from "../targets/node/system_clock.ts";
 import { TcpTransport } from "../targets/node/tcp_transport.ts";
 import { startCpuProfile, stopCpuProfile } from "./cpu_profile.ts";
+import { DiscardingSegmentStore } from "./discarding_store.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -57,47 +57,6 @@ async function serveStandardInput(): Promise<void> {
     } else if (line.startsWith("profile-stop ")) {
       await stopCpuProfile(line.slice("profile-stop ".length));
     }
-  }
-}
-
-/**
- * A store that keeps segment sizes and discards data, syncing at once (as `engine.ts`'s): the
- * appliance's CPU cost with the disk out of the picture. Reads return zeros.
- */
-class DiscardingSegmentStore implements SegmentStore {
-  readonly #sizes = new Map<number, number>();
-  list() {
-    return Promise.resolve([...this.#sizes.keys()].sort((a, b) => a - b));
-  }
-  create(segmentId: number, sizeBytes: number) {
-    this.#sizes.set(segmentId, sizeBytes);
-    return Promise.resolve();
-  }
-  sizeOf(segmentId: number) {
-    return Promise.resolve(this.#sizes.get(segmentId)!);
-  }
-  write() {
-    return Promise.resolve();
-  }
-  read(_segmentId: number, _offsetBytes: number, target: Uint8Array) {
-    target.fill(0);
-    return Promise.resolve();
-  }
-  sync() {
-    return Promise.resolve();
-  }
-  remove(segmentId: number) {
-    this.#sizes.delete(segmentId);
-    return Promise.resolve();
-  }
-  readManifest() {
-    return Promise.resolve(null);
-  }
-  writeManifest() {
-    return Promise.resolve();
-  }
-  close() {
-    return Promise.resolve();
   }
 }
 
