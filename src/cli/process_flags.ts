@@ -28,6 +28,14 @@ const switchSideFlags = {
   "on-full": { kind: "string", valueName: "mark|wait", summary: "what a full copy buffer does (default mark)" },
 } as const;
 
+const imageFlags = {
+  "overlay-max": {
+    kind: "string",
+    valueName: "SIZE",
+    summary: "scratch per writable image VOL@POINT+rw, in memory (default 256MiB)",
+  },
+} as const;
+
 const keyFlags = {
   "token-file": { kind: "string", valueName: "FILE", summary: "HTTP bearer token (created, mode 0600, if missing)" },
   "secret-file": { kind: "string", valueName: "FILE", summary: "switch-appliance shared secret (same rule)" },
@@ -40,6 +48,7 @@ export const serveFlags = {
   http: { kind: "string", valueName: "HOST:PORT", summary: `HTTP API (default ${processDefaults.httpAddress})` },
   "no-initial-copy": { kind: "boolean", summary: "do not journal an existing PATH first; its unjournaled blocks read as zeros in images" },
   ...switchSideFlags,
+  ...imageFlags,
   ...keyFlags,
 } as const;
 
@@ -49,6 +58,7 @@ export const applianceFlags = {
   listen: { kind: "string", valueName: "HOST:PORT", summary: `where switches connect (default ${processDefaults.linkAddress})` },
   nbd: { kind: "string", valueName: "HOST:PORT", summary: `NBD for images (default ${processDefaults.nbdAddress})` },
   http: { kind: "string", valueName: "HOST:PORT", summary: `HTTP API (default ${processDefaults.httpAddress})` },
+  ...imageFlags,
   ...keyFlags,
 } as const;
 

@@ -18,6 +18,7 @@ import { parseArgs, UsageError } from "../cli/args.ts";
 import { applianceFlags, processDefaults, serveFlags, switchFlags } from "../cli/process_flags.ts";
 import { limits } from "../core/limits.ts";
 import { formatBytes, parseSizeBytes } from "../core/units.ts";
+import { overlayLimits } from "../io/overlay_block_device.ts";
 import { parseTcpAddress } from "../io/transport.ts";
 import type { OnFull } from "../switch/splitter.ts";
 import {
@@ -59,6 +60,7 @@ export function processCommands(deps: ProcessCommandsDeps): Record<"serve" | "ap
           tokenFile: flags["token-file"],
           secretFile: flags["secret-file"],
           noInitialCopy: flags["no-initial-copy"],
+          ...overlay(flags["overlay-max"]),
           ...switchSide(flags),
         }));
     },
@@ -72,6 +74,7 @@ export function processCommands(deps: ProcessCommandsDeps): Record<"serve" | "ap
           httpAddress: address(flags.http, "--http", processDefaults.httpAddress),
           tokenFile: flags["token-file"],
           secretFile: flags["secret-file"],
+          ...overlay(flags["overlay-max"]),
         }));
     },
     switch: (args) => {
@@ -137,6 +140,21 @@ function switchSide(flags: { buffer: string | undefined; region: string | undefi
     regionBytes: flags.region === undefined ? undefined : size(flags.region, "--region"),
     onFull: onFull as OnFull | undefined,
   };
+}
+
+/** `--overlay-max`: scratch bytes per writable image, within the overlay's limits. */
+function overlay(text: string | undefined): { overlayBytesMax?: number } {
+  if (text === undefined) return {};
+  const bytes = size(text, "--overlay-max");
+  const { blockBytesDefault, overlayBytesMaxLimit } = overlayLimits;
+  if (bytes < blockBytesDefault || bytes > overlayBytesMaxLimit || bytes % blockBytesDefault !== 0) {
+    throw new UsageError(
+      `Cannot use --overlay-max "${text}": it must be a multiple of ${formatBytes(blockBytesDefault)} ` +
+        `from ${formatBytes(blockBytesDefault)} to ${formatBytes(overlayBytesMaxLimit)}`,
+      { flag: "--overlay-max" },
+    );
+  }
+  return { overlayBytesMax: bytes };
 }
 
 function size(text: string, flag: string): number {

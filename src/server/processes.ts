@@ -90,6 +90,8 @@ export interface ServeOptions extends SwitchFlags {
   readonly tokenFile?: string;
   readonly secretFile?: string;
   readonly noInitialCopy?: boolean;
+  /** Scratch bytes per writable image (`VOL@POINT+rw`, in memory); default 256 MiB. */
+  readonly overlayBytesMax?: number;
 }
 
 /** `anytime appliance`. */
@@ -100,6 +102,8 @@ export interface ApplianceOptions {
   readonly nbdAddress: string;
   readonly tokenFile?: string;
   readonly secretFile?: string;
+  /** As {@link ServeOptions.overlayBytesMax}. */
+  readonly overlayBytesMax?: number;
 }
 
 /** `anytime switch`. */
@@ -177,7 +181,7 @@ export async function startServe(runtime: ServerRuntime, options: ServeOptions):
     stops.add("jobs", () => jobs.stopAll());
     // A restore a crash or a stop interrupted goes on before any host connects.
     await resumeLocalRestores({ clock: runtime.clock, appliance, switchNode, log: runtime.log }, jobs);
-    const nbd = await startNbd(runtime, stops, options.nbdAddress, { appliance, splitters: switchNode.splitters });
+    const nbd = await startNbd(runtime, stops, options.nbdAddress, { appliance, splitters: switchNode.splitters }, options);
     const controlPlane = new ProductControlPlane({
       clock: runtime.clock,
       process: processJson(runtime, "serve", { nbd: nbd.address }),
@@ -231,7 +235,7 @@ export async function startAppliance(runtime: ServerRuntime, options: ApplianceO
       await applianceLink.close();
       await linkServing;
     });
-    const nbd = await startNbd(runtime, stops, options.nbdAddress, { appliance });
+    const nbd = await startNbd(runtime, stops, options.nbdAddress, { appliance }, options);
     // Restores run as jobs here; the switch that streams the volume does the copy.
     const jobs = new Jobs(runtime.clock);
     stops.add("jobs", () => jobs.stopAll());
@@ -499,11 +503,12 @@ async function startNbd(
   stops: StopList,
   address: string,
   parts: Pick<VolumeExportsDeps, "appliance" | "splitters">,
+  options: { readonly overlayBytesMax?: number } = {},
 ): Promise<{ address: string; server: NbdServer }> {
   const exports = new VolumeExports({
     ...parts,
     log: runtime.log,
-  });
+  }, options.overlayBytesMax === undefined ? {} : { overlayBytesMax: options.overlayBytesMax });
   const server = new NbdServer({
     resolveExport: (name) => exports.resolveExport(name),
     listExports: () => exports.listExports(),

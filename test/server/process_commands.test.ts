@@ -2,12 +2,14 @@
  * Proves the long-running commands refuse bad switch-side flags before they start anything
  * (exit 2 through the CLI: a UsageError naming the flag): a copy buffer too small for the
  * largest host write (guarantee 5: a full buffer holds or marks, never refuses a write), an
- * unknown `--on-full`; and that the switch-side and key flags reach the process they start.
+ * unknown `--on-full`, an `--overlay-max` outside the overlay's limits; and that the
+ * switch-side, image and key flags reach the process they start.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { UsageError } from "../../src/cli/args.ts";
 import { processCommands } from "../../src/server/process_commands.ts";
 import type { RunningProcess, ServerRuntime } from "../../src/server/processes.ts";
+import { runPeerOk } from "../support/peers.ts";
 import { type RuntimeTarget, runtimeTarget } from "../support/runtime.ts";
 
 function commands() {
@@ -38,6 +40,15 @@ describe("serve and switch flags", () => {
       /^Cannot use --on-full "drop": choose mark or wait$/,
     );
   });
+
+  it("refuse an --overlay-max that is not whole 4 KiB blocks from 4 KiB to 64 GiB, on serve and appliance", async () => {
+    for (const bad of ["1KiB", "6KiB", "65GiB"]) {
+      await expect(commands().serve(["--data", "/x", "--volume", "db=/x/db", "--overlay-max", bad])).rejects.toThrow(
+        new RegExp(`^Cannot use --overlay-max "${bad}": it must be a multiple of 4\\.00 KiB from 4\\.00 KiB to 64\\.0 GiB$`),
+      );
+      await expect(commands().appliance(["--data", "/x", "--overlay-max", bad])).rejects.toThrow(UsageError);
+    }
+  });
 });
 
 describe("serve with every switch-side flag", () => {
@@ -51,7 +62,7 @@ describe("serve with every switch-side flag", () => {
     await target.removeDir(directory);
   });
 
-  it("starts with --buffer, --region, --on-full, --token-file and --no-initial-copy as given", async () => {
+  it("starts with --buffer, --region, --on-full, --token-file, --no-initial-copy and --overlay-max as given", async () => {
     const runtime = target.createServerRuntime({ log: () => {} });
     let started!: RunningProcess;
     const stdout: string[] = [];
@@ -70,6 +81,8 @@ describe("serve with every switch-side flag", () => {
         const head = new Uint8Array(4096);
         await started.appliance!.volume("db").openImage("head").read(0, head);
         expect(head.every((byte) => byte === 0)).toBe(true); // not journaled: no initial copy
+        const info = await runPeerOk("nbdinfo", [`nbd://${started.nbdAddress}/db@head+rw`]);
+        expect(info.stdout).toContain("writable scratch image (writes are thrown away, up to 1.00 GiB)");
         return "SIGTERM";
       },
       onStarted: (process) => void (started = process),
@@ -83,6 +96,7 @@ describe("serve with every switch-side flag", () => {
       "--on-full", "wait",
       "--token-file", `${directory}/my-token`,
       "--no-initial-copy",
+      "--overlay-max", "1GiB",
     ]);
     expect(await running).toBe(0);
     const token = new TextDecoder().decode((await runtime.fileSystem.readFileOrNull(`${directory}/my-token`))!).trim();
