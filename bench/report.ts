@@ -80,8 +80,9 @@ export function threadCpuSeconds(): number | null {
 export function processCpuSeconds(pid: number | undefined): number | null {
   if (pid === undefined) return null;
   try {
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ", 2)[1].split(" ");
+    // Fields after the command name, which is in parentheses and may hold spaces and ")".
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
     return Number.isFinite(ticks) ? ticks / 100 : null;
   } catch {

@@ -41,7 +41,7 @@ const keyFlags = {
   "secret-file": { kind: "string", valueName: "FILE", summary: "switch-appliance shared secret (same rule)" },
 } as const;
 
-/** `anytime serve`: switch and appliance in one process. */
+/** `anytime serve`: the switch and the appliance together, in one OS process (all-in-one). */
 export const serveFlags = {
   data: { kind: "string", valueName: "DIR", summary: "where the journal, maps and DRL live (required)" },
   nbd: { kind: "string", valueName: "HOST:PORT", summary: `NBD for volumes and images (default ${processDefaults.nbdAddress})` },

@@ -30,7 +30,6 @@ import {
   type VolumeArgument,
 } from "./processes.ts";
 
-
 /** What the commands need from the target. */
 export interface ProcessCommandsDeps {
   readonly runtime: ServerRuntime;
@@ -44,7 +43,6 @@ export interface ProcessCommandsDeps {
 
 /** A command: arguments after its name → exit code. */
 export type ProcessCommand = (args: readonly string[]) => Promise<number>;
-
 
 /** The three commands over a runtime. */
 export function processCommands(deps: ProcessCommandsDeps): Record<"serve" | "appliance" | "switch", ProcessCommand> {

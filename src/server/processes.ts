@@ -363,12 +363,6 @@ function join(fileSystem: FileSystem, directory: string, name: string): string {
 }
 
 /**
- * Reads a key file (token or secret), or creates it with a fresh random key, mode 0600.
- *
- * @throws {TypeError} when the file holds fewer than 16 characters.
- */
-
-/**
  * The banner's API line. A token created at this start is printed once, here (SPEC: "generated
  * at first start ... and printed once"); later starts name only its file.
  */
@@ -377,6 +371,11 @@ function httpBannerLine(address: string, token: { path: string; text: string; cr
   return `  HTTP API: http://${address}/v1 (${where})`;
 }
 
+/**
+ * Reads a key file (token or secret), or creates it with a fresh random key, mode 0600.
+ *
+ * @throws {TypeError} when the file holds fewer than 16 characters.
+ */
 async function readOrCreateKey(
   runtime: ServerRuntime,
   path: string,

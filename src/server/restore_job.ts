@@ -74,7 +74,7 @@ export async function restoreLocally(
   if (splitter.state !== "protecting") {
     throw new UnavailableError(`Cannot restore volume "${request.volume}" while it is ${splitter.state}: resync it first`);
   }
-  const { report, point } = resolveRestorePoint({ clock, appliance }, request);
+  const { report, point } = resolveRestorePoint({ appliance }, request);
   handle.setPoint(point);
 
   // 2-5: fix the point while nothing moves.
@@ -250,7 +250,7 @@ function recordGap(
  * @throws {PointUnavailableError} for a point outside what is retained, or a suspect one.
  */
 export function resolveRestorePoint(
-  deps: { readonly clock: Clock; readonly appliance: Appliance },
+  deps: { readonly appliance: Appliance },
   request: RestoreRequest,
 ): { report: PointReport; point: ResolvedPointJson } {
   const volume = deps.appliance.volume(request.volume);

@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
 import { Volume } from "../../src/appliance/volume.ts";
 import { journalRecordKinds } from "../../src/appliance/journal_record.ts";
 import { VolumeTimeline } from "../../src/appliance/volume_timeline.ts";
+import { formatTimeUs } from "../../src/core/units.ts";
 import { ManualClock } from "../../src/io/clock.ts";
 import { MemorySegmentStore } from "../../src/io/memory_segment_store.ts";
 
@@ -73,6 +74,11 @@ describe("Volume timeline", () => {
       expect(v.suspectReason(v.resolvePoint("seq:5"))).toMatch(/gap at seq:3/);
       expect(v.suspectReason(v.resolvePoint("seq:7"))).toBeUndefined();
       expect(v.suspectReason(v.resolvePoint("seq:8"))).toMatch(/switch restart/);
+      // A time inside the first gap lands on seq 2, before it; the time asked for still tells.
+      const inGap = v.resolvePoint(formatTimeUs(t0 + 4_000));
+      expect(inGap).toMatchObject({ seq: 2, requestedTimeUs: t0 + 4_000 });
+      expect(v.suspectReason(inGap)).toMatch(/gap at seq:3 \(marking mode\)/);
+      expect(v.suspectReason(v.resolvePoint(formatTimeUs(t0 + 2_500)))).toBeUndefined();
       expect(v.retention).toEqual({ window: "48h", keep: "24x1h" });
     };
     check(volume);
