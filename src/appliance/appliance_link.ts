@@ -353,8 +353,9 @@ export class ApplianceLink {
     try {
       const { switchId, volumes } = await this.#handshake(framed);
       // Every message after the handshake is done with before the next is received (#dispatch
-      // awaits each WRITE's appends, which copy the data), so frame buffers can be reused.
-      framed.lendMessages();
+      // awaits each WRITE's appends, which copy the data), so frame buffers can be reused;
+      // they are the checksum's in-place memory, so each batch is checked without a copy.
+      framed.lendMessages((await createChecksum()).allocate);
       this.#log(`Switch ${switchId} connected from ${framed.remoteAddress} with ${volumes.map((v) => v.name).join(", ")}`);
       const session: SwitchSession = {
         framed,

@@ -6,7 +6,9 @@
  * - a byte ring of `bytesMax` bytes holding the data. Each entry's data is contiguous; an
  *   entry that does not fit before the ring's end starts at offset 0 instead, and the
  *   skipped tail counts as used until that entry is released (so `usedBytes` can exceed the
- *   sum of the entries' lengths by less than one entry);
+ *   sum of the entries' lengths by less than one entry). Given a `Checksum`, the ring is
+ *   its in-place memory (`Checksum.allocate`) and each write is hashed after it is copied
+ *   in, where it lies: one pass over the bytes instead of a copy into the hash's memory;
  * - a metadata ring of typed arrays (seq, timeUs, offsetBytes, lengthBytes, ring position,
  *   span, checksum) with room for `ceil(bytesMax / 512)` entries: one per sector-sized write.
  *
@@ -39,6 +41,7 @@
  * ```
  */
 import { assert } from "../core/assert.ts";
+import type { Checksum } from "../core/checksum.ts";
 import { switchLimits } from "../core/limits.ts";
 
 /** A write to keep: the data is copied into the ring. */
@@ -51,8 +54,11 @@ export interface CopyBufferWrite {
   offsetBytes: number;
   /** The written bytes: 1 to `bytesMax` of them. */
   data: Uint8Array;
-  /** XXH64 of `data`, computed once by the splitter. */
-  checksum: bigint;
+  /**
+   * XXH64 of `data`. Omitted, it is computed over the copy in the ring, in place (the buffer
+   * needs the `checksum` option): the splitter's way, which saves hashing a copy.
+   */
+  checksum?: bigint;
 }
 
 /**
@@ -106,6 +112,8 @@ export class CopyBuffer {
   /** Ring bytes each entry holds: its length plus the tail it skipped when it wrapped. */
   readonly #spansBytes: Uint32Array;
   readonly #checksums: BigUint64Array;
+  /** Hashes writes appended without a checksum; the ring is its in-place memory. */
+  readonly #checksum: Checksum | null;
   /** The one view object `forEachFrom` hands out. */
   readonly #view: EntryView;
 
@@ -134,9 +142,14 @@ export class CopyBuffer {
    * @param options.touch write every page of the rings now, so they are resident from the
    *   start: a process then fails at start, not under load, when the memory is not there, and
    *   the write path takes no page faults (the long-running processes set it; tests need not).
+   * @param options.checksum allocates the byte ring (`Checksum.allocate`, so it is hashed in
+   *   place) and hashes writes appended without a checksum.
    * @throws {RangeError} when `bytesMax` is not an integer in [512, `switchLimits.copyBufferBytesMax`].
    */
-  constructor(bytesMax: number = switchLimits.copyBufferBytesDefault, options: { touch?: boolean } = {}) {
+  constructor(
+    bytesMax: number = switchLimits.copyBufferBytesDefault,
+    options: { touch?: boolean; checksum?: Checksum } = {},
+  ) {
     if (
       !Number.isSafeInteger(bytesMax) || bytesMax < switchLimits.copyBufferEntryBytesMin ||
       bytesMax > switchLimits.copyBufferBytesMax
@@ -148,7 +161,8 @@ export class CopyBuffer {
     }
     this.bytesMax = bytesMax;
     this.entryCountMax = Math.ceil(bytesMax / switchLimits.copyBufferEntryBytesMin);
-    this.#ring = new Uint8Array(bytesMax);
+    this.#checksum = options.checksum ?? null;
+    this.#ring = this.#checksum?.allocate(bytesMax) ?? new Uint8Array(bytesMax);
     this.#seqs = new Float64Array(this.entryCountMax);
     this.#timesUs = new Float64Array(this.entryCountMax);
     this.#offsetsBytes = new Float64Array(this.entryCountMax);
@@ -200,6 +214,7 @@ export class CopyBuffer {
     this.#checkNotIterating("append to");
     const { seq, timeUs, offsetBytes, data, checksum } = write;
     checkWrite(write, this.bytesMax);
+    if (checksum === undefined && this.#checksum === null) assert(false, "A write without its checksum needs the checksum option");
     // Messages on this path are built only on failure: it runs for every host write.
     if (!(seq > this.#lastSeq)) assert(false, `Seq ${seq} must follow seq ${this.#lastSeq}`);
     if (this.#entryCount === this.entryCountMax) return false;
@@ -215,7 +230,7 @@ export class CopyBuffer {
     this.#lengthsBytes[index] = lengthBytes;
     this.#positionsBytes[index] = placement;
     this.#spansBytes[index] = skippedBytes + lengthBytes;
-    this.#checksums[index] = checksum;
+    this.#checksums[index] = checksum ?? this.#checksum!.hash64(this.#ring.subarray(placement, placement + lengthBytes));
     this.#entryCount++;
     this.#usedBytes += skippedBytes + lengthBytes;
     this.#tailBytes = placement + lengthBytes === this.bytesMax ? 0 : placement + lengthBytes;
@@ -422,7 +437,7 @@ function checkWrite(write: CopyBufferWrite, bytesMax: number): void {
       `Cannot keep write seq ${seq} of ${data.length} bytes: it must hold 1 to ${bytesMax} bytes (the buffer's size)`,
     );
   }
-  if (typeof checksum !== "bigint" || checksum < 0n || checksum >= 1n << 64n) {
+  if (checksum !== undefined && (typeof checksum !== "bigint" || checksum < 0n || checksum >= 1n << 64n)) {
     throw new RangeError(`Cannot keep write seq ${seq} with checksum ${checksum}: it must be an unsigned 64-bit bigint`);
   }
 }

@@ -154,7 +154,6 @@ export class Splitter {
   readonly #drl: DirtyRegionLog;
   readonly #copyBuffer: CopyBuffer;
   readonly #clock: Clock;
-  readonly #checksum: Checksum;
   #state: SplitterState = splitterStates.protecting;
   #nextSeq: number;
   /** The appliance holds every seq up to this one durably. */
@@ -178,7 +177,6 @@ export class Splitter {
   /** The seq the copy got, or -1 (not copied, or not yet). */
   readonly #slotSeqs: Float64Array;
   readonly #slotTimesUs: Float64Array;
-  readonly #slotChecksums: BigUint64Array;
   readonly #slotData: (Uint8Array | null)[];
   /** Settles when the slot's primary write settles; made only once a later overlapping write waits for it. */
   readonly #slotDone: (Promise<void> | null)[];
@@ -238,8 +236,7 @@ export class Splitter {
     this.#primary = deps.primary;
     this.#drl = deps.drl;
     this.#clock = deps.clock;
-    this.#checksum = deps.checksum;
-    this.#copyBuffer = new CopyBuffer(options.bufferBytes, { touch: options.touchBuffer });
+    this.#copyBuffer = new CopyBuffer(options.bufferBytes, { touch: options.touchBuffer, checksum: deps.checksum });
     this.#nextSeq = options.nextSeq;
     this.#acknowledgedSeq = options.nextSeq - 1;
     this.#anchored = options.anchored;
@@ -252,7 +249,6 @@ export class Splitter {
     this.#slotOrders = new Float64Array(slots).fill(Infinity);
     this.#slotSeqs = new Float64Array(slots).fill(-1);
     this.#slotTimesUs = new Float64Array(slots);
-    this.#slotChecksums = new BigUint64Array(slots);
     this.#slotData = new Array(slots).fill(null);
     this.#slotDone = new Array(slots).fill(null);
     this.#slotDoneResolve = new Array(slots).fill(null);
@@ -749,7 +745,6 @@ export class Splitter {
           timeUs: this.#clock.nowUs(),
           offsetBytes,
           data: piece,
-          checksum: this.#checksum.hash64(piece),
         });
         assert(appended, "A fix-up record fits the room checked with host writes held");
         this.#nextSeq = seq + 1;
@@ -944,7 +939,6 @@ export class Splitter {
     const data = this.#slotData[slot];
     assert(data !== null, "A slot in use holds its data");
     if (this.#state === splitterStates.protecting) {
-      this.#slotChecksums[slot] = this.#checksum.hash64(data);
       // A write larger than the whole buffer can never be copied: with `mark` it is a full
       // buffer like any other (`#checkWrite` refused it already with `wait`).
       const fits = data.length <= this.#copyBuffer.bytesMax;
@@ -977,7 +971,6 @@ export class Splitter {
       timeUs: this.#slotTimesUs[slot],
       offsetBytes: this.#slotOffsetsBytes[slot],
       data,
-      checksum: this.#slotChecksums[slot],
     });
     if (!appended) return false;
     this.#nextSeq = seq + 1;

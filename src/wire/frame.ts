@@ -159,6 +159,8 @@ export function writeFrameHeader(
  */
 export class FrameDecoder implements Iterable<Frame> {
   readonly #copyFrames: boolean;
+  /** Makes the lend-mode buffers ({@link lendFrames}). */
+  #allocate: (lengthBytes: number) => Uint8Array = (lengthBytes) => new Uint8Array(lengthBytes);
   #fault: ProtocolError | null = null;
   /** Lend mode ({@link lendFrames}): frames live in the decoder's reused buffers until the next push. */
   #lend = false;
@@ -212,9 +214,13 @@ export class FrameDecoder implements Iterable<Frame> {
    * grows to the largest frame seen (at most the frame limits) and is kept: a consumer that
    * is done with every frame before it pushes again, as the appliance's WRITE loop is, then
    * makes no garbage per frame. Frames already taken keep the old rule.
+   *
+   * `allocate` makes those buffers (default `new Uint8Array`): the appliance passes
+   * `Checksum.allocate`, so the payloads it checks are hashed where they were copied to.
    */
-  lendFrames(): void {
+  lendFrames(allocate?: (lengthBytes: number) => Uint8Array): void {
     this.#lend = true;
+    if (allocate !== undefined) this.#allocate = allocate;
   }
 
   /** The first error, once the decoder is dead; `null` while it is alive. */
@@ -264,7 +270,7 @@ export class FrameDecoder implements Iterable<Frame> {
     }
     if (atBytes > firstBytes && this.#copyFrames && this.#lend) {
       const lengthBytes = atBytes - firstBytes;
-      if (this.#chunkCopy.length < lengthBytes) this.#chunkCopy = new Uint8Array(grownBytes(lengthBytes));
+      if (this.#chunkCopy.length < lengthBytes) this.#chunkCopy = this.#allocate(grownBytes(lengthBytes));
       this.#chunkCopy.set(chunk.subarray(firstBytes, atBytes), 0);
       this.#chunk = this.#chunkCopy.subarray(0, lengthBytes);
       this.#chunkView = new DataView(this.#chunk.buffer, this.#chunk.byteOffset, lengthBytes);
@@ -372,7 +378,7 @@ export class FrameDecoder implements Iterable<Frame> {
     if (this.#lend) {
       const index = this.#spanBufferIndex;
       this.#spanBufferIndex = 1 - index;
-      if (this.#spanBuffers[index].length < frameBytes) this.#spanBuffers[index] = new Uint8Array(grownBytes(frameBytes));
+      if (this.#spanBuffers[index].length < frameBytes) this.#spanBuffers[index] = this.#allocate(grownBytes(frameBytes));
       this.#partial = this.#spanBuffers[index].subarray(0, frameBytes);
     } else {
       this.#partial = new Uint8Array(frameBytes);

@@ -125,10 +125,11 @@ export class FramedConnection implements AsyncIterable<Message> {
    * next `receive` (or step of the iteration), because the frame buffers are reused rather
    * than allocated per message (`FrameDecoder.lendFrames`). For a consumer that finishes with
    * each message before it asks for the next, such as the appliance's WRITE loop; call it
-   * after the handshake, whose messages are kept across receives.
+   * after the handshake, whose messages are kept across receives. `allocate` makes the reused
+   * buffers (`FrameDecoder.lendFrames`).
    */
-  lendMessages(): void {
-    this.#decoder.lendFrames();
+  lendMessages(allocate?: (lengthBytes: number) => Uint8Array): void {
+    this.#decoder.lendFrames(allocate);
   }
 
   /** Closes the connection (idempotent); a pending or later `receive` sees the end. */

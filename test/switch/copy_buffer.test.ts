@@ -289,6 +289,35 @@ describe("CopyBuffer edge cases", () => {
     expect(new CopyBuffer().bytesMax).toBe(switchLimits.copyBufferBytesDefault);
   });
 
+  test("Given a checksum, it hashes a write appended without one in place, over the ring's copy", () => {
+    const buffer = new CopyBuffer(4 * KiB, { checksum });
+    const data = dataFor(1, 1000);
+    expect(buffer.tryAppend({ seq: 1, timeUs: 1_790_000_000_000_000, offsetBytes: 0, data })).toBe(true);
+    expect(buffer.tryAppend({ ...write(2, 1000), checksum: 42n })).toBe(true); // a given checksum is kept
+    // The wrap puts seq 3 at offset 0 (its 2,100 bytes do not fit after seq 2's end).
+    buffer.releaseThrough(2);
+    expect(buffer.tryAppend({ seq: 3, timeUs: 1_790_000_000_000_000, offsetBytes: 0, data: dataFor(3, 2100) })).toBe(true);
+    const checksums: bigint[] = [];
+    const ringBuffers = new Set<ArrayBufferLike>();
+    buffer.forEachFrom(3, (entry) => {
+      checksums.push(entry.checksum);
+      expect(entry.positionBytes).toBe(0);
+      ringBuffers.add(entry.data.buffer);
+      expect(checksum.hash64(entry.data)).toBe(checksum.hash64(entry.data.slice())); // read in place
+    });
+    expect(checksums).toEqual([checksum.hash64(dataFor(3, 2100))]);
+    expect(ringBuffers.size).toBe(1);
+    const again = new CopyBuffer(4 * KiB, { checksum });
+    again.tryAppend({ seq: 1, timeUs: 1_790_000_000_000_000, offsetBytes: 0, data });
+    again.forEachFrom(1, (entry) => expect(entry.checksum).toBe(checksum.hash64(data)));
+  });
+
+  test("Without a checksum, a write must bring its own", () => {
+    const buffer = new CopyBuffer(4 * KiB);
+    expect(() => buffer.tryAppend({ seq: 1, timeUs: 1_790_000_000_000_000, offsetBytes: 0, data: dataFor(1, 10) })).toThrow(AssertionError);
+    expect(buffer.entryCount).toBe(0);
+  });
+
   test("A buffer touched at start holds and gives back writes as an untouched one does", () => {
     const touched = new CopyBuffer(4 * KiB, { touch: true });
     const untouched = new CopyBuffer(4 * KiB);

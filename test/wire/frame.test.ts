@@ -619,6 +619,34 @@ describe("FrameDecoder lend mode (reused buffers)", () => {
     );
   });
 
+  test("makes its buffers with the allocator it is given: payloads the appliance checks are hashed in place", () => {
+    const payload = new Uint8Array(100_000).map((_, index) => index * 7);
+    const stream = concatBytes([...encodeFrame(messageKinds.write, { any: "body" }, payload), ...encodeFrame(messageKinds.ping, { timeUs: 1 })]);
+    for (const copyFrames of [false, true]) {
+      const allocated = new Set<ArrayBufferLike>();
+      const decoder = new FrameDecoder({ copyFrames });
+      decoder.lendFrames((lengthBytes) => {
+        const bytes = checksum.allocate(lengthBytes);
+        allocated.add(bytes.buffer);
+        return bytes;
+      });
+      const seen: Frame[] = [];
+      for (let atBytes = 0; atBytes < stream.length; atBytes += 65_536) {
+        decoder.push(stream.slice(atBytes, atBytes + 65_536));
+        for (const frame of decoder) {
+          seen.push(frame);
+          if (frame.kind === messageKinds.write) {
+            expect(allocated.has(frame.payload.buffer)).toBe(true); // it spanned chunks
+            expect(checksum.hash64(frame.payload)).toBe(checksum.hash64(payload));
+          }
+        }
+      }
+      expect(seen.map((frame) => frame.kind)).toEqual([messageKinds.write, messageKinds.ping]);
+      // The PING arrived whole in the last chunk: copied into an allocated buffer only with copyFrames.
+      expect(allocated.has(seen[1].body.buffer)).toBe(copyFrames);
+    }
+  });
+
   test("a frame completed in a push and the one started at its end use different buffers", () => {
     const ping = rawFrame(checksum, messageKinds.ping, { timeUs: 1 });
     const decoder = new FrameDecoder();
