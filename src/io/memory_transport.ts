@@ -12,6 +12,14 @@
  * Unlike TCP, where a small send completes into the kernel's buffer, a send here waits for
  * the peer to read (see {@link Connection.send}).
  *
+ * Held sends (`sendHeld`, {@link Connection.sendHeld}): the receiver may read their chunks
+ * where they lie until it asks for the next chunk or calls `release` (`chunkHeld` tells it
+ * which chunks came so), and the send settles only then. A chunk is released by the
+ * receiver alone, never by a close or a break, because its consumer may still be reading it;
+ * a send cut off by a break with one of its chunks out settles (rejected) at that release.
+ * The switch sends its WRITE batches so, from its copy buffer, and the appliance journals
+ * them without copying them first (`FramedConnection`).
+ *
  * Faults, per connection (either end's object controls the whole connection):
  * - `drop()`: the connection breaks. Both ends' iterations throw {@link ConnectionClosedError};
  *   pending and later sends reject with it.
@@ -199,6 +207,25 @@ export class MemoryConnection implements Connection {
   }
 
   send(chunks: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    return this.#send(chunks, false);
+  }
+
+  /** See {@link Connection.sendHeld} and the module doc. */
+  sendHeld(chunks: readonly Uint8Array[]): Promise<void> {
+    return this.#send(chunks, true);
+  }
+
+  /** Whether the chunk the iteration yielded last is held (see {@link Connection.chunkHeld}). */
+  get chunkHeld(): boolean {
+    return this.#incoming.lent !== null;
+  }
+
+  /** Done with the chunk the iteration yielded last (see {@link Connection.release}). */
+  release(): void {
+    this.#incoming.release();
+  }
+
+  #send(chunks: Uint8Array | readonly Uint8Array[], held: boolean): Promise<void> {
     let list: Uint8Array[];
     try {
       list = chunkList(chunks);
@@ -210,7 +237,17 @@ export class MemoryConnection implements Connection {
     if (list.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const outgoing = this.#outgoing;
-      outgoing.waiting.push({ chunks: list, queuedCount: 0, takenCount: 0, settled: false, resolve, reject });
+      outgoing.waiting.push({
+        chunks: list,
+        held,
+        queuedCount: 0,
+        takenCount: 0,
+        lentCount: 0,
+        deferredError: null,
+        settled: false,
+        resolve,
+        reject,
+      });
       outgoing.admit();
       outgoing.wakeReader();
     });
@@ -232,7 +269,10 @@ export class MemoryConnection implements Connection {
     return {
       next: () => this.#next(),
       // Leaving the loop early stops this iteration only; the connection stays open.
-      return: () => Promise.resolve({ done: true, value: undefined }),
+      return: () => {
+        this.#incoming.release();
+        return Promise.resolve({ done: true, value: undefined });
+      },
     };
   }
 
@@ -270,6 +310,7 @@ export class MemoryConnection implements Connection {
   }
 
   async #next(): Promise<IteratorResult<Uint8Array, undefined>> {
+    this.#incoming.release(); // asking for the next chunk: done with the last
     for (;;) {
       const result = this.#poll();
       if (result !== null) return result;
@@ -310,13 +351,19 @@ export class MemoryConnection implements Connection {
 
 const done: IteratorResult<Uint8Array, undefined> = { done: true, value: undefined };
 
-/** A send whose chunks the receiver has not all taken yet. */
+/** A send whose chunks the receiver has not all taken (or, held, released) yet. */
 interface PendingSend {
   readonly chunks: readonly Uint8Array[];
+  /** Sent by `sendHeld`: settles when its chunks are released, not when they are taken. */
+  readonly held: boolean;
   /** Chunks moved into the pipe's queue so far. */
   queuedCount: number;
   /** Chunks the receiver took so far. */
   takenCount: number;
+  /** Held chunks the receiver took and has not released (0 or 1). */
+  lentCount: number;
+  /** Why the send failed while a chunk of it was out; it settles so at the release. */
+  deferredError: ConnectionClosedError | null;
   settled: boolean;
   readonly resolve: () => void;
   readonly reject: (error: Error) => void;
@@ -339,6 +386,8 @@ class Pipe {
   writerClosed = false;
   /** The reader closed: nothing more is accepted. */
   readerClosed = false;
+  /** The held chunk the reader took last and has not released, or `null`. */
+  lent: QueuedChunk | null = null;
   #waiter: (() => void) | null = null;
 
   constructor(bufferBytesMax: number) {
@@ -365,21 +414,47 @@ class Pipe {
     return this.queue[0]?.bytes;
   }
 
-  /** Removes the head chunk; its send resolves once all its chunks are taken. */
+  /**
+   * Removes the head chunk; its send resolves once all its chunks are taken (held: once the
+   * last is released).
+   */
   take(): void {
     const head = this.queue.shift();
     assert(head !== undefined, "take() needs a queued chunk");
+    assert(this.lent === null, "A held chunk is released before the next is taken");
     this.queuedBytes -= head.bytes.length;
     assert(this.queuedBytes >= 0, "queued bytes went negative");
-    head.send.takenCount++;
-    if (head.send.takenCount === head.send.chunks.length) settle(head.send, null);
+    const send = head.send;
+    send.takenCount++;
+    if (send.held) {
+      send.lentCount++;
+      this.lent = head;
+    } else if (send.takenCount === send.chunks.length) {
+      settle(send, null);
+    }
     this.admit();
   }
 
-  /** Rejects every send not wholly taken, and empties the pipe. */
+  /** The reader is done with the held chunk it took last, if any. */
+  release(): void {
+    const lent = this.lent;
+    if (lent === null) return;
+    this.lent = null;
+    const send = lent.send;
+    send.lentCount--;
+    assert(send.lentCount === 0, "At most one chunk of a send is out at a time");
+    if (send.deferredError !== null) settle(send, send.deferredError);
+    else if (send.takenCount === send.chunks.length) settle(send, null);
+  }
+
+  /** Rejects every send not wholly taken (a held one with a chunk out, at its release), and empties the pipe. */
   cutOff(error: ConnectionClosedError): void {
-    for (const queued of this.queue) settle(queued.send, error);
-    for (const send of this.waiting) settle(send, error);
+    const fail = (send: PendingSend): void => {
+      if (send.lentCount > 0) send.deferredError ??= error;
+      else settle(send, error);
+    };
+    for (const queued of this.queue) fail(queued.send);
+    for (const send of this.waiting) fail(send);
     this.queue.length = 0;
     this.waiting.length = 0;
     this.queuedBytes = 0;

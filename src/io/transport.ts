@@ -57,6 +57,24 @@ export interface Connection extends AsyncIterable<Uint8Array> {
    */
   send(chunks: Uint8Array | readonly Uint8Array[]): Promise<void>;
   /**
+   * Optional (the in-process transport has it): sends like {@link send}, but lends the chunks
+   * to the receiver, which may read them where they lie until it asks for its next chunk or
+   * calls {@link release}; the promise settles only then. For a sender whose bytes stay put
+   * until then anyway (the switch's copy buffer), so the receiver need not copy them.
+   */
+  sendHeld?(chunks: readonly Uint8Array[]): Promise<void>;
+  /**
+   * Optional, with {@link sendHeld}: true when the chunk the iteration yielded last was
+   * lent (sent held), so it stays unchanged until this end asks for the next chunk or
+   * calls {@link release}. False or absent: the two rules above apply.
+   */
+  readonly chunkHeld?: boolean;
+  /**
+   * Optional, with {@link sendHeld}: this end is done with the chunk its iteration yielded
+   * last, before asking for another (a consumer that stops reading). Idempotent.
+   */
+  release?(): void;
+  /**
    * Closes both directions in order: the bytes of every send made before `close()` still
    * reach the peer (if it reads them; TCP resets a peer that does not within a linger time),
    * then the peer's iteration finishes. This end's iteration finishes at once (unread bytes

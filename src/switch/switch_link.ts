@@ -472,7 +472,9 @@ export class SwitchLink {
     const headerAndBody = encoder.finish();
     const payload = splitter.lendCopies(fromSeq, lastSeq);
     try {
-      await framed.sendFrame(headerAndBody, payload);
+      // Held: in-process, the appliance reads the ring where it lies, and the loan lasts
+      // until it is done with the batch (over TCP the send copies the bytes anyway).
+      await framed.sendFrame(headerAndBody, payload, { held: true });
     } finally {
       splitter.endCopyLoan();
     }

@@ -245,15 +245,22 @@ export class FrameDecoder implements Iterable<Frame> {
    * Parses `chunk`: checks every header in it, notes the complete frames (views, no copy) and
    * buffers the incomplete frame at its end.
    *
+   * `lentUntilNextPush`: the chunk's bytes stay unchanged until the next push (a chunk sent
+   * held, `Connection.chunkHeld`). In lend mode nothing of it is then copied: its complete
+   * frames are views into it even with `copyFrames`, and so is the payload of a frame whose
+   * header and body came before when the whole payload is in this chunk (the switch's WRITE
+   * batches arrive so in-process: the header and body, then the payload from its copy buffer).
+   *
    * @throws {ProtocolError} on the first bad header (and on every call after it).
    */
-  push(chunk: Uint8Array): void {
+  push(chunk: Uint8Array, lentUntilNextPush = false): void {
     if (this.#fault !== null) throw this.#fault;
     assert(
       this.#spanned === null && this.#chunkAtBytes === this.#chunkEndBytes,
       "Cannot push a chunk before the frames of the previous one are taken",
     );
-    let atBytes = this.#continuePartial(chunk);
+    const inPlace = lentUntilNextPush && this.#lend;
+    let atBytes = this.#continuePartial(chunk, inPlace);
     if (this.#fault !== null) throw this.#fault;
     if (chunk.length - atBytes < frameHeaderBytes) {
       this.#startPartial(chunk, atBytes);
@@ -268,7 +275,7 @@ export class FrameDecoder implements Iterable<Frame> {
       if (!this.#checkBody(chunk, atBytes + frameHeaderBytes, this.#bodyBytes, this.#bodyCheck)) break;
       atBytes += frameBytes;
     }
-    if (atBytes > firstBytes && this.#copyFrames && this.#lend) {
+    if (atBytes > firstBytes && this.#copyFrames && this.#lend && !inPlace) {
       const lengthBytes = atBytes - firstBytes;
       if (this.#chunkCopy.length < lengthBytes) this.#chunkCopy = this.#allocate(grownBytes(lengthBytes));
       this.#chunkCopy.set(chunk.subarray(firstBytes, atBytes), 0);
@@ -276,7 +283,7 @@ export class FrameDecoder implements Iterable<Frame> {
       this.#chunkView = new DataView(this.#chunk.buffer, this.#chunk.byteOffset, lengthBytes);
       this.#chunkAtBytes = 0;
       this.#chunkEndBytes = lengthBytes;
-    } else if (atBytes > firstBytes && this.#copyFrames) {
+    } else if (atBytes > firstBytes && this.#copyFrames && !inPlace) {
       this.#chunk = chunk.slice(firstBytes, atBytes);
       this.#chunkView = new DataView(this.#chunk.buffer);
       this.#chunkAtBytes = 0;
@@ -328,8 +335,11 @@ export class FrameDecoder implements Iterable<Frame> {
     }
   }
 
-  /** Feeds the start of `chunk` to the frame in progress; returns where whole frames start. */
-  #continuePartial(chunk: Uint8Array): number {
+  /**
+   * Feeds the start of `chunk` to the frame in progress; returns where whole frames start.
+   * `inPlace`: a payload wholly in `chunk` after a complete body is taken as a view of it.
+   */
+  #continuePartial(chunk: Uint8Array, inPlace: boolean): number {
     let atBytes = 0;
     if (this.#partial === null && this.#headerFilledBytes > 0) {
       const takeBytes = Math.min(frameHeaderBytes - this.#headerFilledBytes, chunk.length);
@@ -339,6 +349,13 @@ export class FrameDecoder implements Iterable<Frame> {
       if (this.#headerFilledBytes < frameHeaderBytes) return atBytes;
       if (!this.#checkHeader(this.#header, this.#headerView, 0)) return atBytes;
       this.#allocatePartial();
+    }
+    if (inPlace && this.#partial !== null && this.#partialFilledBytes === this.#partialBodyBytes) {
+      const payloadBytes = this.#partial.length - this.#partialBodyBytes;
+      if (payloadBytes > 0 && chunk.length - atBytes >= payloadBytes) {
+        this.#completePartial(chunk.subarray(atBytes, atBytes + payloadBytes));
+        return atBytes + payloadBytes;
+      }
     }
     if (this.#partial !== null) {
       const takeBytes = Math.min(this.#partial.length - this.#partialFilledBytes, chunk.length - atBytes);
@@ -387,14 +404,15 @@ export class FrameDecoder implements Iterable<Frame> {
     if (this.#partial.length === 0) this.#completePartial();
   }
 
-  #completePartial(): void {
+  /** Completes the frame in progress; its payload is `payload` when given, else in its buffer. */
+  #completePartial(payload?: Uint8Array): void {
     const buffer = this.#partial;
     assert(buffer !== null && this.#spanned === null, "No frame to complete, or one not taken");
     if (!this.#checkBody(buffer, 0, this.#partialBodyBytes, this.#partialBodyCheck)) return;
     this.#spanned = {
       kind: this.#partialKind,
       body: buffer.subarray(0, this.#partialBodyBytes),
-      payload: buffer.length === this.#partialBodyBytes ? emptyBytes : buffer.subarray(this.#partialBodyBytes),
+      payload: payload ?? (buffer.length === this.#partialBodyBytes ? emptyBytes : buffer.subarray(this.#partialBodyBytes)),
     };
     this.#partial = null;
     this.#partialFilledBytes = 0;

@@ -14,6 +14,9 @@
  * next `await` must copy it"), and messages are consumed after awaits. With the copy, message
  * bodies' byte strings and payloads stay valid for as long as the consumer keeps them. A
  * transport that hands the receiver ownership of its chunks may pass `copyReceived: false`.
+ * Once messages are lent (`lendMessages`), chunks the peer sent held (`Connection.sendHeld`,
+ * in-process) are not copied at all: they stay put until the next receive, as long as lent
+ * messages live, so frames and payloads that arrive whole in one are views into it.
  *
  * @example
  * ```ts
@@ -89,9 +92,16 @@ export class FramedConnection implements AsyncIterable<Message> {
    * Sends one frame its caller encoded (`WriteBatchEncoder`): the header and body, then the
    * payload's pieces by reference (do not change them until the promise settles). Unlike
    * {@link send} it does not validate: the encoder builds valid frames from valid values.
+   *
+   * `held`: where the connection can (`Connection.sendHeld`, in-process), the receiver reads
+   * the chunks in place and the promise settles only when it is done with them; the receiving
+   * `FramedConnection` then journals the payload without copying it.
    */
-  async sendFrame(headerAndBody: Uint8Array, payload: readonly Uint8Array[]): Promise<void> {
-    await this.connection.send(payload.length === 1 ? [headerAndBody, payload[0]] : [headerAndBody, ...payload]);
+  async sendFrame(headerAndBody: Uint8Array, payload: readonly Uint8Array[], options: { held?: boolean } = {}): Promise<void> {
+    const chunks = payload.length === 1 ? [headerAndBody, payload[0]] : [headerAndBody, ...payload];
+    const connection = this.connection;
+    if (options.held === true && connection.sendHeld !== undefined) await connection.sendHeld(chunks);
+    else await connection.send(chunks);
   }
 
   /**
@@ -157,10 +167,15 @@ export class FramedConnection implements AsyncIterable<Message> {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<Message> {
-    for (;;) {
-      const message = await this.receive();
-      if (message === undefined) return;
-      yield message;
+    try {
+      for (;;) {
+        const message = await this.receive();
+        if (message === undefined) return;
+        yield message;
+      }
+    } finally {
+      // The consumer is done with the last message: a chunk lent to it may be reused.
+      this.connection.release?.();
     }
   }
 
@@ -191,7 +206,7 @@ export class FramedConnection implements AsyncIterable<Message> {
         throw this.#fault;
       }
       try {
-        this.#decoder.push(chunk);
+        this.#decoder.push(chunk, this.connection.chunkHeld === true);
       } catch (error) {
         if (!(error instanceof ProtocolError)) throw error;
         this.#pendingFault = error;

@@ -480,6 +480,67 @@ describe("MemoryTransport's own duties", () => {
     expect(seen).toEqual(Array.from({ length: rounds }, (_, round) => round));
   });
 
+  test("A held send settles only when the receiver is done with its chunks: asks for the next, or releases", async () => {
+    const { client, server } = await memoryPair();
+    let settled = false;
+    const first = text("header");
+    const second = text("payload");
+    const sent = client.sendHeld([first, second]).then(() => (settled = true));
+    const plain = client.send(text("after"));
+    const iterator = server[Symbol.asyncIterator]();
+    expect((await iterator.next()).value).toBe(first);
+    expect(server.chunkHeld).toBe(true);
+    expect((await iterator.next()).value).toBe(second); // asking for it released the first
+    expect(server.chunkHeld).toBe(true);
+    await quiesce();
+    expect(settled).toBe(false); // the payload is still out, though every chunk was taken
+    expect(decode((await iterator.next()).value!)).toBe("after");
+    expect(server.chunkHeld).toBe(false); // a plain send's chunk
+    await sent;
+    await plain;
+    // release() alone ends a loan, for a consumer that stops reading; it is idempotent.
+    let released = false;
+    const again = client.sendHeld([text("last")]).then(() => (released = true));
+    await iterator.next();
+    await quiesce();
+    expect(released).toBe(false);
+    server.release();
+    server.release();
+    await again;
+    expect(released).toBe(true);
+    expect(server.chunkHeld).toBe(false);
+  });
+
+  test("Leaving the iteration releases a held chunk; a close or a drop does not, while it is out", async () => {
+    const { client, server } = await memoryPair();
+    const left = client.sendHeld([text("a")]);
+    for await (const _chunk of server) break;
+    await left;
+    // Out when the connection drops: the send settles (rejected) only at the release.
+    let settled = false;
+    const cut = client.sendHeld([text("b"), text("c")]).then(() => (settled = true), (error) => {
+      settled = true;
+      throw error;
+    });
+    const iterator = server[Symbol.asyncIterator]();
+    expect(decode((await iterator.next()).value!)).toBe("b");
+    client.drop();
+    await server.close();
+    await quiesce();
+    expect(settled).toBe(false);
+    expect((await iterator.next()).done).toBe(true); // this end is closed; asking released "b"
+    await expect(cut).rejects.toBeInstanceOf(ConnectionClosedError);
+  });
+
+  test("A held send the receiver never took rejects at the break, like a plain one", async () => {
+    const { client, server } = await memoryPair();
+    server.stall();
+    const sent = client.sendHeld([text("never")]);
+    client.drop();
+    await expect(sent).rejects.toBeInstanceOf(ConnectionClosedError);
+    await server.close();
+  });
+
   test("Each direction queues at most bufferBytesMax; further sends wait, in order", async () => {
     const { client, server } = await memoryPair({ bufferBytesMax: mebibyte });
     const chunks = poolSlices(8, 256 * kibibyte);

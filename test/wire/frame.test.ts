@@ -9,6 +9,7 @@
 import fc from "fast-check";
 import { beforeAll, describe, expect, test } from "vitest";
 import { type Checksum, createChecksum } from "../../src/core/checksum.ts";
+import { decodeCbor } from "../../src/wire/cbor.ts";
 import { ProtocolError } from "../../src/wire/errors.ts";
 import { encodeFrame, type Frame, FrameDecoder, frameHeaderBytes } from "../../src/wire/frame.ts";
 import {
@@ -644,6 +645,34 @@ describe("FrameDecoder lend mode (reused buffers)", () => {
       expect(seen.map((frame) => frame.kind)).toEqual([messageKinds.write, messageKinds.ping]);
       // The PING arrived whole in the last chunk: copied into an allocated buffer only with copyFrames.
       expect(allocated.has(seen[1].body.buffer)).toBe(copyFrames);
+    }
+  });
+
+  test("reads a chunk lent until the next push in place: whole frames, and a payload after its body", () => {
+    const payload = new Uint8Array(5000).map((_, index) => index * 3);
+    const [headerAndBody, payloadChunk] = encodeFrame(messageKinds.write, { any: "body" }, payload);
+    const [ping] = encodeFrame(messageKinds.ping, { timeUs: 1 });
+    for (const lend of [true, false]) {
+      const decoder = new FrameDecoder({ copyFrames: true });
+      if (lend) decoder.lendFrames();
+      decoder.push(ping, true); // a whole frame in a lent chunk
+      const pinged = decoder.nextFrame()!;
+      expect(pinged.body.buffer === ping.buffer).toBe(lend); // not lending: copied as ever
+      decoder.push(headerAndBody, true);
+      expect(decoder.nextFrame()).toBeUndefined();
+      decoder.push(payloadChunk, true);
+      const written = decoder.nextFrame()!;
+      expect(written.payload.buffer === payloadChunk.buffer).toBe(lend);
+      expect(written.payload).toEqual(payload);
+      expect(decodeCbor(written.body)).toEqual({ any: "body" });
+      // A payload split over two lent chunks is assembled (copied), as a plain chunk's is.
+      decoder.push(headerAndBody, true);
+      decoder.push(payloadChunk.subarray(0, 100), true);
+      expect(decoder.nextFrame()).toBeUndefined();
+      decoder.push(payloadChunk.subarray(100), true);
+      const assembled = decoder.nextFrame()!;
+      expect(assembled.payload.buffer).not.toBe(payloadChunk.buffer);
+      expect(assembled.payload).toEqual(payload);
     }
   });
 

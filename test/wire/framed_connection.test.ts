@@ -4,13 +4,16 @@
 // HELLO of another version) gets an ERROR with the error's code and then a closed connection,
 // while the receiver gets every valid message sent before the fault and then the
 // ProtocolError, never part of a message; a peer closing inside a frame is "truncated";
-// received messages do not alias the transport's (lent) buffers.
+// received messages do not alias the transport's (lent) buffers, except held in-process
+// chunks, which lent messages read in place.
 import fc from "fast-check";
 import { beforeAll, describe, expect, test } from "vitest";
 import { type Checksum, createChecksum } from "../../src/core/checksum.ts";
 import { SeededRandom } from "../../src/io/random.ts";
 import { ConnectionClosedError } from "../../src/io/transport.ts";
 import { ProtocolError } from "../../src/wire/errors.ts";
+import { MemoryTransport } from "../../src/io/memory_transport.ts";
+import { encodeFrame } from "../../src/wire/frame.ts";
 import { FramedConnection } from "../../src/wire/framed_connection.ts";
 import { type Message, messageKinds } from "../../src/wire/messages.ts";
 import { wireLimits } from "../../src/core/limits.ts";
@@ -77,6 +80,35 @@ describe("delivery", () => {
     bytes.fill(0); // the sender reuses its buffer once the send settled
     expect(message?.payload).toEqual(write.payload);
     expect(message?.body).toEqual(write.body);
+  });
+
+  test("in-process, a held WRITE is read where it lies once messages are lent; a plain one is copied", async () => {
+    const transport = new MemoryTransport();
+    const listener = await transport.listen("appliance");
+    const accepted = listener[Symbol.asyncIterator]().next();
+    const sender = new FramedConnection(await transport.connect("appliance"));
+    const receiver = new FramedConnection((await accepted).value!);
+    receiver.lendMessages((lengthBytes) => checksum.allocate(lengthBytes));
+    const write = everyKindSamples(checksum).find((sample) => sample.kind === messageKinds.write)!;
+    const payload = checksum.allocate(write.payload!.length);
+    payload.set(write.payload!);
+    const [headerAndBody] = encodeFrame(messageKinds.write, write.body, payload);
+    let settled = false;
+    const held = sender.sendFrame(headerAndBody, [payload], { held: true }).then(() => (settled = true));
+    const first = await receiver.receive();
+    expect(first?.payload.buffer).toBe(payload.buffer); // a view of the sender's bytes, no copy
+    expect(checksum.hash64(first!.payload)).toBe(checksum.hash64(write.payload!));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(settled).toBe(false); // the receiver may still read it
+    const plain = sender.sendFrame(headerAndBody, [payload]);
+    const second = await receiver.receive(); // asking for more released the held chunks
+    await held;
+    await plain;
+    expect(second?.payload.buffer).not.toBe(payload.buffer); // copied: the sender may reuse its bytes
+    expect(second?.payload).toEqual(write.payload);
+    await sender.close();
+    expect(await receiver.receive()).toBeUndefined();
+    await listener.close();
   });
 
   test("an orderly close between messages ends the iteration", async () => {
