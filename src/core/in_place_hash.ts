@@ -4,8 +4,9 @@
  * Why: `xxhash-wasm` (the general hash, `checksum.ts`) hashes only its own memory, so it first
  * copies every input there. For a 1 MiB write that copy costs about as much as the hash, and
  * the data path hashes every write twice (the switch when it keeps the copy, the appliance
- * when it checks the batch). Measured on the 1 MiB NBD copy: in place, 190 µs per MiB;
- * through `h64Raw`, 270 (bench notes in README.md, "Speed").
+ * when it checks the batch). Measured here on 1 MiB inputs not in cache: in place ~190 µs
+ * per MiB, through `h64Raw` ~250-270 (README.md, "Benchmarks", the NBD analysis, for what it
+ * did to the 1 MiB NBD copy).
  *
  * How: {@link InPlaceHashes.allocate} creates a fixed-size `WebAssembly.Memory` (never grown,
  * so views of it stay valid) and an instance of the XXH64 module of `tools/xxh64.wat` that
