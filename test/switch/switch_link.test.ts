@@ -18,6 +18,8 @@
  * stops the copy and leaves a gap marker; a connection dropped mid-restore is resumed — the
  * reads in flight are asked again on the next connection and the copy goes on from where it
  * was (bytes moved never exceed the total), ending done with the same bytes.
+ * Over the in-process transport (as in `serve`), each write is hashed in the copy buffer's
+ * ring, and the appliance checks and journals it from there, not from a copy.
  * Backoff sleeps run on a ManualClock advanced by the test.
  */
 import { describe, expect, it } from "vitest";
@@ -29,6 +31,7 @@ import { ManualClock } from "../../src/io/clock.ts";
 import { MemoryBlockDevice } from "../../src/io/memory_block_device.ts";
 import { MemoryDurableCell } from "../../src/io/memory_durable_cell.ts";
 import { MemorySegmentStore } from "../../src/io/memory_segment_store.ts";
+import { MemoryTransport } from "../../src/io/memory_transport.ts";
 import { type Connection, ConnectFailedError, type Listener, type Transport } from "../../src/io/transport.ts";
 import { SwitchRestores } from "../../src/switch/remote_restore.ts";
 import { Splitter } from "../../src/switch/splitter.ts";
@@ -223,6 +226,64 @@ async function nextOf<K extends MessageKind>(framed: FramedConnection, kind: K, 
     seen.push(message);
   }
 }
+
+describe("SwitchLink in-process (the memory transport, as in serve)", () => {
+  it("hashes each write once in the copy buffer's ring, and the appliance checks and journals it there", async () => {
+    const shared = await createChecksum();
+    const sharedHash64 = shared.hash64;
+    const hashed: { buffer: ArrayBufferLike; lengthBytes: number }[] = [];
+    shared.hash64 = (bytes) => {
+      hashed.push({ buffer: bytes.buffer, lengthBytes: bytes.length });
+      return sharedHash64(bytes);
+    };
+    try {
+      const clock = new ManualClock();
+      const appliance = await Appliance.open({
+        clock,
+        registry: new MemoryDurableCell(),
+        storesFor: () => Promise.resolve({ journalStore: new MemorySegmentStore(), mapStore: new MemorySegmentStore() }),
+      }, { segmentSizeBytes: 1024 * 1024, groupBytesMax: 256 * 1024 });
+      const transport = new MemoryTransport();
+      const listener = await transport.listen("appliance");
+      const applianceLink = new ApplianceLink({ appliance, clock }, { secret });
+      const serving = applianceLink.serve(listener);
+      const rings: ArrayBufferLike[] = [];
+      const primary = new MemoryBlockDevice(volumeBytes);
+      const splitter = await Splitter.open({
+        primary,
+        drlCell: new MemoryDurableCell(),
+        clock,
+        checksum: { ...shared, allocate: (lengthBytes) => {
+          const ring = shared.allocate(lengthBytes);
+          rings.push(ring.buffer);
+          return ring;
+        } },
+      }, { name: "db", regionBytes: 65536, bufferBytes: 1024 * 1024 }); // the writes never wrap it
+      const link = new SwitchLink({ transport, clock, splitters: [splitter] }, { address: "appliance", secret, switchId: "switch-1" });
+      link.start();
+      await until(() => link.state === "streaming", "streaming");
+      const writeBytes = 96 * 1024; // a length nothing else hashes here
+      for (let index = 0; index < 6; index++) {
+        await splitter.write(index * writeBytes, new Uint8Array(writeBytes).fill(index + 1));
+      }
+      await until(() => splitter.acknowledgedSeq === 6, "acknowledged", clock);
+      await expectImageEqualsPrimary(appliance, primary, 6);
+      expect(rings.length).toBe(1); // the copy buffer's ring, from the in-place allocator
+      const ofWrites = hashed.filter((call) => call.lengthBytes === writeBytes);
+      // Once by the splitter over its copy, once by the appliance checking the batch: both
+      // over the ring itself (no frame copy, no copy of the host's buffer).
+      expect(ofWrites.length).toBe(12);
+      expect(ofWrites.every((call) => call.buffer === rings[0])).toBe(true);
+      await link.stop();
+      await listener.close();
+      await applianceLink.close();
+      await serving;
+      await appliance.close();
+    } finally {
+      shared.hash64 = sharedHash64;
+    }
+  });
+});
 
 describe("SwitchLink answering snapshot requests", () => {
   it("takes and removes a snapshot an ApplianceLink asks for: it opens as snap:NAME with the data before it", async () => {

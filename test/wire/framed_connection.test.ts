@@ -111,6 +111,28 @@ describe("delivery", () => {
     await listener.close();
   });
 
+  test("leaving the message loop releases a held chunk, so the held send settles", async () => {
+    const transport = new MemoryTransport();
+    const listener = await transport.listen("appliance");
+    const accepted = listener[Symbol.asyncIterator]().next();
+    const sender = new FramedConnection(await transport.connect("appliance"));
+    const receiver = new FramedConnection((await accepted).value!);
+    receiver.lendMessages();
+    const [headerAndBody] = encodeFrame(messageKinds.bye, { reason: "done" });
+    let settled = false;
+    const held = sender.sendFrame(headerAndBody, [], { held: true }).then(() => (settled = true));
+    for await (const message of receiver) {
+      expect(message.kind).toBe(messageKinds.bye);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      expect(settled).toBe(false); // still the receiver's
+      break;
+    }
+    await held;
+    expect(settled).toBe(true);
+    await sender.close();
+    await listener.close();
+  });
+
   test("an orderly close between messages ends the iteration", async () => {
     const [a, b] = duplexPair();
     const sender = new FramedConnection(a);
