@@ -21,7 +21,9 @@
  *
  * Each timed run starts after `sync` (`settled`), so none pays for the writeback of the one
  * before. The 1 MiB note gives the journal's ceiling on this disk (`raw_disk.ts`): the
- * journal writes every byte durably, qemu-nbd into the page cache.
+ * journal writes every byte durably, qemu-nbd into the page cache. Both write notes say how
+ * many host writes were held for copy-buffer room (`Splitter.counters`): while they are, the
+ * appliance's journal, not the host path, is what limits the figure.
  *
  * nbdcopy runs with `--connections=1 --no-extents` against both servers: one connection
  * because the switch export does not advertise multi-conn, no extents so neither side can
@@ -59,7 +61,7 @@ import {
   simpleReplyHeaderBytes,
 } from "../src/nbd/protocol.ts";
 import { VolumeExports } from "../src/server/volume_exports.ts";
-import { Splitter } from "../src/switch/splitter.ts";
+import { Splitter, type SplitterCounters } from "../src/switch/splitter.ts";
 import { SwitchLink } from "../src/switch/switch_link.ts";
 import { FileBlockDevice, FileDurableCell, FileSegmentStore, SystemClock, TcpTransport } from "../targets/node/mod.ts";
 import { freePort } from "../test/support/peers.ts";
@@ -92,6 +94,25 @@ function runTool(command: string, args: readonly string[]): Promise<string> {
 /** Each round's rate of a 1-volume copy, for a note: `"212 / 480 / 502"`. */
 function perRound(seconds: readonly number[]): string {
   return seconds.map((s) => (volumeBytes / MiB / s).toFixed(0)).join(" / ");
+}
+
+/**
+ * A note's phrase on the host writes held for copy-buffer room (`--on-full=wait`), per round:
+ * while they wait, the appliance's journal is what limits the host.
+ */
+function heldPhrase(shares: readonly number[], meanMs: readonly number[]): string {
+  return `host writes held for copy-buffer room (the appliance's journal the limit then): ` +
+    `${shares.map((share) => `${(share * 100).toFixed(0)}%`).join(" / ")} of each round's, ` +
+    `${meanMs.map((ms) => ms.toFixed(1)).join(" / ")} ms each on average`;
+}
+
+/** Per round: the share of host writes held for copy-buffer room, and their mean hold (ms). */
+function holds(start: SplitterCounters, end: SplitterCounters): { share: number; meanMs: number } {
+  const held = end.bufferWaits - start.bufferWaits;
+  return {
+    share: held / Math.max(1, end.hostWrites - start.hostWrites),
+    meanMs: held === 0 ? 0 : ((end.bufferWaitSeconds - start.bufferWaitSeconds) * 1000) / held,
+  };
 }
 
 async function timedSeconds(command: string, args: readonly string[]): Promise<number> {
@@ -312,6 +333,8 @@ async function main(): Promise<void> {
       const oursCpuUsPerMiB: number[] = [];
       const mainThreadBusy: number[] = [];
       const peerCpuUsPerMiB: number[] = [];
+            const heldShares: number[] = [];
+      const heldMeanMs: number[] = [];
       // The journal's ceiling: it writes every byte durably, qemu-nbd into the page cache.
       await settled();
       const disk = diskCeilingPhrase(root, GiB);
@@ -319,10 +342,14 @@ async function main(): Promise<void> {
         await settled();
         await startCpuProfile();
         const cpuStart = process.cpuUsage();
+        const countersStart = anytime.splitter.counters;
         const mainStart = threadCpuSeconds();
         const wallStart = performance.now();
         oursSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, vol]));
         catchUpSeconds.push(await anytime.journaled());
+        const held = holds(countersStart, anytime.splitter.counters);
+        heldShares.push(held.share);
+        heldMeanMs.push(held.meanMs);
         const cpu = process.cpuUsage(cpuStart);
         const mainEnd = threadCpuSeconds();
         if (mainStart !== null && mainEnd !== null) mainThreadBusy.push((mainEnd - mainStart) / ((performance.now() - wallStart) / 1000));
@@ -351,7 +378,7 @@ async function main(): Promise<void> {
           `the first writes into fresh files, whose new pages cost most on this VM); ` +
           `the journal held every write ${median(catchUpSeconds).toFixed(2)} s after nbdcopy ended; ` +
           `the journal's ceiling here: ${disk.phrase}, ${(disk.bytesPerSecond / MiB / peerValue).toFixed(2)} of qemu-nbd's rate; ` +
-          `splitter ${anytime.splitter.state}; this process's CPU (switch, appliance, NBD server, user + system, ` +
+          `splitter ${anytime.splitter.state}; ${heldPhrase(heldShares, heldMeanMs)}; this process's CPU (switch, appliance, NBD server, user + system, ` +
           `until journaled) ${(median(oursCpuUsPerMiB) / 1000).toFixed(2)} ms per MiB` +
           (peerCpuUsPerMiB.length > 0 ? ` (qemu-nbd's process: ${(median(peerCpuUsPerMiB) / 1000).toFixed(2)} ms per MiB)` : "") +
           (mainThreadBusy.length > 0
@@ -396,13 +423,19 @@ async function main(): Promise<void> {
       const bareIops: number[] = [];
       const catchUpSeconds: number[] = [];
       const oursCpuUsPerWrite: number[] = [];
+      const heldShares: number[] = [];
+      const heldMeanMs: number[] = [];
       for (let round = 0; round < Math.max(2, rounds - 1); round++) {
         await settled();
         await startCpuProfile();
         const cpuStart = process.cpuUsage();
+        const countersStart = anytime.splitter.counters;
         const seqStart = anytime.splitter.nextSeq;
         oursIops.push(await fioIops(vol));
         catchUpSeconds.push(await anytime.journaled());
+        const held = holds(countersStart, anytime.splitter.counters);
+        heldShares.push(held.share);
+        heldMeanMs.push(held.meanMs);
         const cpu = process.cpuUsage(cpuStart);
         oursCpuUsPerWrite.push((cpu.user + cpu.system) / Math.max(1, anytime.splitter.nextSeq - seqStart));
         await stopCpuProfile(`nbd-b-${round}`);
@@ -424,7 +457,7 @@ async function main(): Promise<void> {
         target: "ratio >= 0.6",
         met: ours / peerValue >= 0.6,
         note: `median of ${oursIops.length} runs of ${fioSeconds} s; the journal caught up ${median(catchUpSeconds).toFixed(2)} s ` +
-          `after fio ended; this process's CPU (switch, appliance, NBD server, user + system) ` +
+          `after fio ended; ${heldPhrase(heldShares, heldMeanMs)}; this process's CPU (switch, appliance, NBD server, user + system) ` +
           `${median(oursCpuUsPerWrite).toFixed(1)} µs per write; diagnostic: the bare NbdServer on a FileBlockDevice ` +
           `${median(bareIops).toFixed(0)} writes/s`,
       });

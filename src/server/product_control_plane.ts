@@ -42,7 +42,7 @@ import { parseRetention, RETENTION_DEFAULT } from "../core/retention.ts";
 import { formatTimeUs } from "../core/units.ts";
 import type { Clock } from "../io/clock.ts";
 import { checkSnapshotName } from "../core/point.ts";
-import type { Splitter } from "../switch/splitter.ts";
+import type { Splitter, SplitterCounters } from "../switch/splitter.ts";
 import type { Jobs } from "./jobs.ts";
 import { adoptRemoteRestore, restoreRemotely } from "./remote_restore.ts";
 import { resyncLocally } from "./resync_job.ts";
@@ -338,12 +338,45 @@ export class ProductControlPlane implements ControlPlane {
     ];
     const switchNode = this.#deps.switchNode;
     if (switchNode !== undefined) {
-      families.push({
-        name: "anytime_switch_buffer_used_bytes",
-        help: "Copy buffer bytes held for the appliance.",
-        type: "gauge",
-        samples: [...switchNode.splitters.values()].map((s) => ({ labels: { volume: s.name }, value: s.bufferUsedBytes })),
+      const splitters = [...switchNode.splitters.values()];
+      const perSplitter = (
+        name: string,
+        help: string,
+        type: "gauge" | "counter",
+        value: (splitter: Splitter, counters: SplitterCounters) => number,
+      ): MetricFamily => ({
+        name,
+        help,
+        type,
+        samples: splitters.map((s) => ({ labels: { volume: s.name }, value: value(s, s.counters) })),
       });
+      families.push(
+        perSplitter("anytime_switch_buffer_used_bytes", "Copy buffer bytes held for the appliance.", "gauge", (s) => s.bufferUsedBytes),
+        perSplitter("anytime_switch_buffer_bytes", "Copy buffer size (--buffer).", "gauge", (s) => s.copyBuffer.bytesMax),
+        perSplitter("anytime_switch_host_writes_total", "Host writes the primary took.", "counter", (_, c) => c.hostWrites),
+        perSplitter("anytime_switch_host_write_bytes_total", "Bytes of host writes the primary took.", "counter", (_, c) => c.hostWriteBytes),
+        perSplitter("anytime_switch_primary_write_errors_total", "Host writes the primary refused.", "counter", (_, c) => c.primaryWriteErrors),
+        perSplitter("anytime_switch_copied_writes_total", "Host writes copied for the appliance.", "counter", (_, c) => c.copiedWrites),
+        perSplitter(
+          "anytime_switch_buffer_waits_total",
+          "Host writes held because the copy buffer was full (--on-full=wait).",
+          "counter",
+          (_, c) => c.bufferWaits,
+        ),
+        perSplitter(
+          "anytime_switch_buffer_wait_seconds_total",
+          "Time host writes were held for copy-buffer room, in all.",
+          "counter",
+          (_, c) => c.bufferWaitSeconds,
+        ),
+        perSplitter(
+          "anytime_switch_missed_writes_total",
+          "Host writes left to the dirty region log alone (marking mode); resync repairs them.",
+          "counter",
+          (_, c) => c.missedWrites,
+        ),
+        perSplitter("anytime_switch_marking_entries_total", "Times the switch dropped to marking mode.", "counter", (_, c) => c.markingEntries),
+      );
     }
     if (this.#deps.nbdConnections !== undefined) {
       families.push({ name: "anytime_nbd_connections", help: "NBD connections open now.", type: "gauge", samples: [{ labels: {}, value: this.#deps.nbdConnections() }] });

@@ -146,6 +146,31 @@ export interface SplitterMarker {
   readonly detail: { readonly [key: string]: MarkDetailValue };
 }
 
+/**
+ * What a splitter has done since it opened ({@link Splitter.counters}); the switch's metrics
+ * (`GET /metrics`) show them per volume. All only grow.
+ */
+export interface SplitterCounters {
+  /** Host writes the primary took (acknowledged to the host). */
+  readonly hostWrites: number;
+  /** Their bytes. */
+  readonly hostWriteBytes: number;
+  /** Host writes the primary refused (each a `primaryWriteError` marker or inside a gap). */
+  readonly primaryWriteErrors: number;
+  /** Host writes copied for the appliance. */
+  readonly copiedWrites: number;
+  /**
+   * Host writes held because the copy buffer was full (`--on-full=wait`), and the time they
+   * waited in all: the cost protection put on the host when the appliance could not keep up.
+   */
+  readonly bufferWaits: number;
+  readonly bufferWaitSeconds: number;
+  /** Host writes left to the DRL alone (marking mode): the resync repairs their regions. */
+  readonly missedWrites: number;
+  /** Times the splitter dropped to marking mode. */
+  readonly markingEntries: number;
+}
+
 /** See the module doc. */
 export class Splitter {
   readonly name: string;
@@ -218,6 +243,16 @@ export class Splitter {
   #markingSinceUs = 0;
   #markingAfterSeq = 0;
   #missedWriteCount = 0;
+
+  // Counters (see SplitterCounters): plain numbers, fixed at open.
+  #hostWrites = 0;
+  #hostWriteBytes = 0;
+  #primaryWriteErrors = 0;
+  #copiedWrites = 0;
+  #bufferWaits = 0;
+  #bufferWaitUs = 0;
+  #missedWritesTotal = 0;
+  #markingEntries = 0;
 
   private constructor(
     deps: { primary: BlockDevice; drl: DirtyRegionLog; clock: Clock; checksum: Checksum },
@@ -372,6 +407,20 @@ export class Splitter {
   /** Records (copied writes and markers) not yet acknowledged by the appliance. */
   get unacknowledgedCount(): number {
     return this.#copyBuffer.entryCount + this.#markersCount;
+  }
+
+  /** A snapshot of the counters (a new object per call: for metrics, not the write path). */
+  get counters(): SplitterCounters {
+    return {
+      hostWrites: this.#hostWrites,
+      hostWriteBytes: this.#hostWriteBytes,
+      primaryWriteErrors: this.#primaryWriteErrors,
+      copiedWrites: this.#copiedWrites,
+      bufferWaits: this.#bufferWaits,
+      bufferWaitSeconds: this.#bufferWaitUs / 1e6,
+      missedWrites: this.#missedWritesTotal,
+      markingEntries: this.#markingEntries,
+    };
   }
 
   /** Host writes between admission and primary completion, and writes queued for a slot. */
@@ -918,7 +967,10 @@ export class Splitter {
       const blocker = this.#earlierOverlap(slot);
       if (blocker >= 0) await this.#waitForEarlierOverlaps(slot, blocker);
       await this.#primary.write(offsetBytes, data, options);
+      this.#hostWrites++;
+      this.#hostWriteBytes += lengthBytes;
     } catch (cause) {
+      this.#primaryWriteErrors++;
       const seq = this.#slotSeqs[slot];
       if (seq >= 0) this.#recordPrimaryWriteError(seq, offsetBytes, lengthBytes, cause);
       const reason = cause instanceof Error ? cause.message : String(cause);
@@ -948,12 +1000,19 @@ export class Splitter {
     }
     this.#slotOrders[slot] = this.#nextOrder++;
     this.#missedWriteCount++;
+    this.#missedWritesTotal++;
     return false;
   }
 
   /** Waits for room in the copy buffer; its waker copies the write (in arrival order). */
   async #copyWhenRoom(slot: number): Promise<boolean> {
-    await this.#waitForSpace(slot);
+    this.#bufferWaits++;
+    const sinceUs = this.#clock.nowUs();
+    try {
+      await this.#waitForSpace(slot);
+    } finally {
+      this.#bufferWaitUs += Math.max(0, this.#clock.nowUs() - sinceUs);
+    }
     if (this.#slotSeqs[slot] < 0) {
       assert((this.#state as SplitterState) === splitterStates.closed, "A woken writer was copied by its waker, unless closed");
       throw new SplitterClosedError(`Cannot write to volume "${this.name}": the splitter closed while the write waited for room`);
@@ -975,6 +1034,7 @@ export class Splitter {
     if (!appended) return false;
     this.#nextSeq = seq + 1;
     this.#highestCopiedSeq = seq;
+    this.#copiedWrites++;
     this.#slotSeqs[slot] = seq;
     this.#slotOrders[slot] = this.#nextOrder++;
     assert(this.#copyBuffer.usedBytes <= this.#copyBuffer.bytesMax, "The copy buffer never grows");
@@ -1120,6 +1180,7 @@ export class Splitter {
   #enterMarking(): void {
     if (this.#state !== splitterStates.protecting) return;
     this.#state = splitterStates.marking;
+    this.#markingEntries++;
     this.#needsResync = true;
     this.#drl.setInSync(false); // seed 003 [0051]: out of sync, no resets
     this.#markingSinceUs = this.#clock.nowUs();

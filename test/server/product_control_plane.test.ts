@@ -58,6 +58,14 @@ describe("ProductControlPlane over a switch and an appliance in one process", ()
     const head = families.find((f) => f.name === "anytime_volume_head_seq");
     expect(head?.samples).toEqual([{ labels: { volume: "db" }, value: 4 }]);
     expect(families.find((f) => f.name === "anytime_volume_bytes_ingested_total")?.samples[0].value).toBe(4096 + 8192 + 4096);
+    const switchSample = (name: string) => families.find((f) => f.name === name)?.samples;
+    expect(switchSample("anytime_switch_host_writes_total")).toEqual([{ labels: { volume: "db" }, value: 3 }]);
+    expect(switchSample("anytime_switch_host_write_bytes_total")?.[0].value).toBe(4096 + 8192 + 4096);
+    expect(switchSample("anytime_switch_copied_writes_total")?.[0].value).toBe(3);
+    expect(switchSample("anytime_switch_buffer_bytes")?.[0].value).toBe(splitter.copyBuffer.bytesMax);
+    for (const name of ["buffer_waits_total", "buffer_wait_seconds_total", "missed_writes_total", "marking_entries_total", "primary_write_errors_total"]) {
+      expect(switchSample(`anytime_switch_${name}`)).toEqual([{ labels: { volume: "db" }, value: 0 }]);
+    }
     const state = families.find((f) => f.name === "anytime_volume_state");
     expect(state?.samples.find((s) => s.labels.state === "protecting")?.value).toBe(1);
 

@@ -275,6 +275,43 @@ describe("Splitter", () => {
     expect(splitter.copyBuffer.usedBytes).toBeLessThanOrEqual(splitter.copyBuffer.bytesMax);
   });
 
+  it("counts host writes, copies, waits for room with the time waited, misses, marking entries and primary errors", async () => {
+    const waiting = await openSplitter({ bufferBytes: 8192, onFull: "wait" });
+    await waiting.splitter.write(0, filled(4096, 1));
+    await waiting.splitter.write(4096, filled(4096, 2));
+    const third = waiting.splitter.write(8192, filled(4096, 3));
+    await settle();
+    waiting.clock.advanceUs(2_500_000); // the appliance takes 2.5 s to answer
+    waiting.splitter.acknowledge(1);
+    await third;
+    expect(waiting.splitter.counters).toEqual({
+      hostWrites: 3,
+      hostWriteBytes: 3 * 4096,
+      primaryWriteErrors: 0,
+      copiedWrites: 3,
+      bufferWaits: 1,
+      bufferWaitSeconds: 2.5,
+      missedWrites: 0,
+      markingEntries: 0,
+    });
+
+    const marking = await openSplitter({ bufferBytes: 8192, onFull: "mark" });
+    await marking.splitter.write(0, filled(8192, 1));
+    await marking.splitter.write(8192, filled(512, 2)); // no room: marking
+    await marking.splitter.write(8704, filled(512, 3));
+    (marking.primary as MemoryBlockDevice).faults.failNextWrite = true;
+    await expect(marking.splitter.write(0, filled(512, 4))).rejects.toThrow(PrimaryWriteError);
+    expect(marking.splitter.counters).toMatchObject({
+      hostWrites: 3,
+      hostWriteBytes: 8192 + 1024,
+      primaryWriteErrors: 1,
+      copiedWrites: 1,
+      bufferWaits: 0,
+      missedWrites: 3,
+      markingEntries: 1,
+    });
+  });
+
   it("onFull wait: copies lent to a send keep their room after the acknowledgement until the loan ends, then waiters go on", async () => {
     const { splitter } = await openSplitter({ bufferBytes: 8192, onFull: "wait" });
     await splitter.write(0, filled(4096, 1));
