@@ -19,7 +19,9 @@
  * reads in flight are asked again on the next connection and the copy goes on from where it
  * was (bytes moved never exceed the total), ending done with the same bytes.
  * Over the in-process transport (as in `serve`), each write is hashed in the copy buffer's
- * ring, and the appliance checks and journals it from there, not from a copy.
+ * ring, and the appliance checks and journals it from there, not from a copy. Over a byte
+ * stream that copies (as TCP does), the appliance assembles each batch in its own in-place
+ * memory and checks it there.
  * Backoff sleeps run on a ManualClock advanced by the test.
  */
 import { describe, expect, it } from "vitest";
@@ -281,6 +283,50 @@ describe("SwitchLink in-process (the memory transport, as in serve)", () => {
       await appliance.close();
     } finally {
       shared.hash64 = sharedHash64;
+    }
+  });
+});
+
+describe("SwitchLink over a byte stream that copies (as TCP)", () => {
+  it("the appliance assembles each batch in its in-place memory and checks it there, not in a plain copy", async () => {
+    const shared = await createChecksum();
+    const { hash64: sharedHash64, allocate: sharedAllocate } = shared;
+    const allocated: ArrayBufferLike[] = [];
+    const hashed: { buffer: ArrayBufferLike; lengthBytes: number }[] = [];
+    shared.allocate = (lengthBytes) => {
+      const bytes = sharedAllocate(lengthBytes);
+      allocated.push(bytes.buffer);
+      return bytes;
+    };
+    shared.hash64 = (bytes) => {
+      hashed.push({ buffer: bytes.buffer, lengthBytes: bytes.length });
+      return sharedHash64(bytes);
+    };
+    try {
+      const { appliance, primary, splitter, link, clock } = await setUp({ bufferBytes: 1024 * 1024 });
+      link.start();
+      await until(() => link.state === "streaming", "streaming");
+      const writeBytes = 96 * 1024; // a length nothing else hashes here
+      for (let index = 0; index < 6; index++) {
+        await splitter.write(index * writeBytes, new Uint8Array(writeBytes).fill(index + 1));
+      }
+      await until(() => splitter.acknowledgedSeq === 6, "acknowledged", clock);
+      await expectImageEqualsPrimary(appliance, primary, 6);
+      const ringBuffer = allocated[0]; // the copy buffer's ring, allocated when the splitter opened
+      const ofWrites = hashed.filter((call) => call.lengthBytes === writeBytes);
+      expect(ofWrites.length).toBe(12); // once at the switch, once at the appliance
+      const atSwitch = ofWrites.filter((call) => call.buffer === ringBuffer);
+      const atAppliance = ofWrites.filter((call) => call.buffer !== ringBuffer);
+      expect(atSwitch.length).toBe(6);
+      expect(atAppliance.length).toBe(6);
+      // The bytes arrived as copies (the stream's own buffers); the appliance checked them in
+      // buffers it allocated in place, where its frame decoder assembled the batches.
+      expect(atAppliance.every((call) => allocated.slice(1).includes(call.buffer))).toBe(true);
+      await link.stop();
+      await appliance.close();
+    } finally {
+      shared.hash64 = sharedHash64;
+      shared.allocate = sharedAllocate;
     }
   });
 });
