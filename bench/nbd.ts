@@ -23,7 +23,8 @@
  * before. The 1 MiB note gives the journal's ceiling on this disk (`raw_disk.ts`): the
  * journal writes every byte durably, qemu-nbd into the page cache. Both write notes say how
  * many host writes were held for copy-buffer room (`Splitter.counters`): while they are, the
- * appliance's journal, not the host path, is what limits the figure.
+ * appliance's side (its check of each batch, the journal, the disk), not the host path, is
+ * what limits the figure.
  *
  * nbdcopy runs with `--connections=1 --no-extents` against both servers: one connection
  * because the switch export does not advertise multi-conn, no extents so neither side can
@@ -98,10 +99,10 @@ function perRound(seconds: readonly number[]): string {
 
 /**
  * A note's phrase on the host writes held for copy-buffer room (`--on-full=wait`), per round:
- * while they wait, the appliance's journal is what limits the host.
+ * while they wait, the appliance's side (check, journal, disk) is what limits the host.
  */
 function heldPhrase(shares: readonly number[], meanMs: readonly number[]): string {
-  return `host writes held for copy-buffer room (the appliance's journal the limit then): ` +
+  return `host writes held for copy-buffer room (the appliance's side the limit then): ` +
     `${shares.map((share) => `${(share * 100).toFixed(0)}%`).join(" / ")} of each round's, ` +
     `${meanMs.map((ms) => ms.toFixed(1)).join(" / ")} ms each on average`;
 }
