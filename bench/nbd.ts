@@ -34,7 +34,7 @@
  * BENCH_NBD_FIO_SECONDS (default 10), BENCH_NBD_ONLY (figures to run, e.g. `b,d`; default
  * all — (c) and (d) read the journal the write figures leave), BENCH_DIR (default the OS
  * temp dir), BENCH_CPU_PROFILE_DIR (unset: none; else CPU profiles of this process over each
- * write run through the switch export, `cpu_profile.ts`).
+ * write run through the switch export and each image read, `cpu_profile.ts`).
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
@@ -474,7 +474,9 @@ async function main(): Promise<void> {
       const imageSeconds: number[] = [];
       const rawSeconds: number[] = [];
       for (let round = 0; round < rounds; round++) {
+        await startCpuProfile();
         imageSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, `${vol}@seq:${middleSeq}`, "null:"]));
+        await stopCpuProfile(`nbd-c-${round}`);
         rawSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, peer.uri, "null:"]));
       }
       const ours = volumeBytes / MiB / median(imageSeconds);
