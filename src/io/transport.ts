@@ -14,6 +14,9 @@
  *   {@link ConnectionClosedError} when the connection broke (reset, injected drop).
  * - A `send` after the connection ended (closed at either end, or broken) rejects with
  *   {@link ConnectionClosedError}; so does a pending `send` that the end cut off.
+ * - A connection with `sinkTo` (the TCP transports) delivers the same byte stream to a sink
+ *   instead, into the views the sink names where it names them; a sink that pauses gets
+ *   nothing until it resumes, and the sender waits meanwhile.
  *
  * @example
  * ```ts
@@ -75,12 +78,50 @@ export interface Connection extends AsyncIterable<Uint8Array> {
    */
   release?(): void;
   /**
+   * Optional (the TCP transports have it): from now on the received bytes go to `sink` as
+   * they arrive, inside the transport's read, and no longer to the iteration, which must not
+   * be used again (what it had queued goes to the sink first, in order; the chunk it yielded
+   * last is released). The sink may name where each next read lands ({@link ReceiveSink}),
+   * so a consumer that knows where the coming bytes belong (an NBD write payload) has the
+   * kernel copy them there, with no copy of its own. Returns `resume`, which restarts
+   * receiving after `receive` returned false. After `close()` the sink hears nothing more.
+   */
+  sinkTo?(sink: ReceiveSink): () => void;
+  /**
    * Closes both directions in order: the bytes of every send made before `close()` still
    * reach the peer (if it reads them; TCP resets a peer that does not within a linger time),
    * then the peer's iteration finishes. This end's iteration finishes at once (unread bytes
    * are dropped); sends made after it reject. Idempotent.
    */
   close(): Promise<void>;
+}
+
+/**
+ * A consumer of {@link Connection.sinkTo}: it takes the bytes synchronously, in stream order,
+ * as each read completes. Nothing of it may throw; a transport that catches a throw breaks
+ * the connection.
+ */
+export interface ReceiveSink {
+  /**
+   * Where the next read may put its bytes: a view of at least one byte, or null for the
+   * transport's own buffer. Asked after each delivery, for the read after it. A view given
+   * out belongs to the transport until `receive` hands back its first bytes, or for good
+   * once the connection has ended (a read may still land in it then), so the sink never
+   * reuses a view it gave out unless it came back.
+   */
+  readTarget(): Uint8Array | null;
+  /**
+   * The stream's next bytes: the first bytes of the last view `readTarget` gave (read there),
+   * or a view of the transport's own buffer, lent until this call returns. Returns false to
+   * pause receiving until `resume` is called (the sender then waits, as with an iteration
+   * that stops asking).
+   */
+  receive(bytes: Uint8Array): boolean;
+  /**
+   * The stream ended: in order (no argument) after every byte was received, or broken
+   * (the error the iteration would have thrown). Called once, last.
+   */
+  end(error?: ConnectionClosedError): void;
 }
 
 /** A listening endpoint: iterating it accepts connections until it is closed. */

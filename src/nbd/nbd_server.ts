@@ -540,14 +540,29 @@ async function writeThenFlush(device: BlockDevice, offsetBytes: number, source: 
  * the handshake into a {@link ByteQueue} (options are small and rare), then into a
  * {@link RequestDecoder}, which copies WRITE payloads straight into pooled buffers. So the
  * reader never holds more than one message plus one chunk's worth of decoded requests.
+ *
+ * On a connection that can hand its bytes to a sink (`Connection.sinkTo`: the TCP
+ * transports), the requests are decoded as the reads complete instead, and each read goes
+ * where the decoder says the bytes belong (`RequestDecoder.readTarget`): the kernel copies a
+ * large WRITE's payload straight into its pooled buffer. Receiving pauses while the decoded
+ * requests not yet taken reach {@link sinkPendingRequestsMax} or their payloads
+ * {@link sinkPendingPayloadBytesMax}, so the bound stays that of one read's worth.
  */
 class ConnectionReader {
+  readonly #connection: Connection;
   readonly #iterator: AsyncIterator<Uint8Array>;
   readonly #queue = new ByteQueue();
   readonly #buffers: BufferPool;
   #decoder: RequestDecoder | null = null;
+  /** Restarts a sink that paused; null while none is paused (or there is no sink). */
+  #resumeSink: (() => void) | null = null;
+  #sinkPaused = false;
+  /** The sink heard the end of the stream. */
+  #sinkEnded = false;
+  #sinkWaiter: (() => void) | null = null;
 
   constructor(connection: Connection, buffers: BufferPool) {
+    this.#connection = connection;
     this.#iterator = connection[Symbol.asyncIterator]();
     this.#buffers = buffers;
   }
@@ -581,7 +596,11 @@ class ConnectionReader {
    * @throws {NbdProtocolError} as {@link nextRequest} does.
    */
   takeDecoded(): DecodedRequest | undefined {
-    return this.#decoder?.next();
+    const decoder = this.#decoder;
+    if (decoder === null) return undefined;
+    const request = decoder.next();
+    if (request !== undefined && this.#sinkPaused) this.#maybeResume(decoder);
+    return request;
   }
 
   /** The next request, or undefined if the stream ended first. */
@@ -589,7 +608,19 @@ class ConnectionReader {
     const decoder = this.#decoder ?? this.#startTransmission();
     for (;;) {
       const request = decoder.next();
-      if (request !== undefined) return request;
+      if (request !== undefined) {
+        if (this.#sinkPaused) this.#maybeResume(decoder);
+        return request;
+      }
+      if (this.#resumeSink !== null || this.#sinkEnded) {
+        // Decoded as the reads complete (the class doc): wait for one that completes a request.
+        if (this.#sinkEnded) return undefined;
+        if (this.#sinkPaused) this.#maybeResume(decoder);
+        await new Promise<void>((resolve) => {
+          this.#sinkWaiter = resolve;
+        });
+        continue;
+      }
       const chunk = await this.#pull();
       if (chunk === undefined) return undefined;
       decoder.push(chunk);
@@ -606,7 +637,35 @@ class ConnectionReader {
     const leftover = this.#queue.take(this.#queue.lengthBytes);
     if (leftover !== undefined && leftover.length > 0) decoder.push(leftover);
     this.#decoder = decoder;
+    if (this.#connection.sinkTo !== undefined) {
+      this.#resumeSink = this.#connection.sinkTo({
+        readTarget: () => decoder.readTarget(),
+        receive: (bytes) => {
+          decoder.push(bytes);
+          this.#wakeSink();
+          if (decoder.failed || sinkFull(decoder)) this.#sinkPaused = true;
+          return !this.#sinkPaused;
+        },
+        end: () => {
+          // Broken or in order: the transmission ends either way, as with an iteration.
+          this.#sinkEnded = true;
+          this.#wakeSink();
+        },
+      });
+    }
     return decoder;
+  }
+
+  #maybeResume(decoder: RequestDecoder): void {
+    if (decoder.failed || sinkFull(decoder)) return;
+    this.#sinkPaused = false;
+    this.#resumeSink?.();
+  }
+
+  #wakeSink(): void {
+    const waiter = this.#sinkWaiter;
+    this.#sinkWaiter = null;
+    waiter?.();
   }
 
   /** The next chunk; undefined when the stream ended (in order or broken). */
@@ -620,6 +679,15 @@ class ConnectionReader {
     }
     return result.done ? undefined : result.value;
   }
+}
+
+/** Decoded requests not yet taken at which a connection's sink pauses receiving. */
+export const sinkPendingRequestsMax = nbdLimits.requestsInFlightMax;
+/** Their payload bytes at which it pauses (one transport read's worth, as when iterating). */
+export const sinkPendingPayloadBytesMax = 256 * 1024;
+
+function sinkFull(decoder: RequestDecoder): boolean {
+  return decoder.pendingCount >= sinkPendingRequestsMax || decoder.pendingPayloadBytes >= sinkPendingPayloadBytesMax;
 }
 
 /**

@@ -627,6 +627,14 @@ export type PayloadAllocator = (lengthBytes: number) => Uint8Array;
 const emptyPayload = new Uint8Array(0);
 
 /**
+ * The smallest payload remainder {@link RequestDecoder.readTarget} names. Below it, one read
+ * into the connection's own buffer takes the rest with the requests after it, and copying a
+ * few KiB costs less than a read of its own (fio 4 KiB writes send whole requests back to
+ * back).
+ */
+export const directReadBytesMin = 64 * 1024;
+
+/**
  * The transmission-phase decoder: each pushed chunk is decoded at once into the requests it
  * completes, and nothing of the chunk is kept (a connection lends its chunks). Header bytes
  * are read in place when a header lies inside one chunk; a WRITE payload is copied once,
@@ -639,6 +647,15 @@ const emptyPayload = new Uint8Array(0);
  * The requests one chunk completes wait in order for {@link next}; they are bounded by the
  * chunk (at least 28 bytes each), and the owner pushes the next chunk only once they are
  * taken. A bad magic stops decoding; `next` throws it after the requests before it.
+ *
+ * **Reading in place.** {@link readTarget} names where the stream's next bytes belong when a
+ * read may put them there at once: the rest of a payload of at least
+ * {@link directReadBytesMin} bytes, and, after such a WRITE, the next request's header (so
+ * that read ends where the next payload begins). A pushed chunk that lies exactly there
+ * (the first bytes of the view given) is taken where it is, without a copy. A connection
+ * that reads into these views (`Connection.sinkTo`) has the kernel copy a large WRITE's
+ * payload straight into its buffer. A payload the decoder never completes is never handed
+ * on (the owner must not give it back to a pool either): a read may still land in it.
  *
  * @example
  * ```ts
@@ -665,7 +682,11 @@ export class RequestDecoder {
   #discardBytes = 0;
   readonly #decoded: DecodedRequest[] = [];
   #decodedHead = 0;
+  /** Payload bytes of the requests decoded and not yet taken. */
+  #pendingPayloadBytes = 0;
   #failure: NbdProtocolError | null = null;
+  /** The last request was a WRITE whose payload was read in place: its successor's header is too. */
+  #headerInPlace = false;
 
   constructor(options: { readonly payloadBytesMax: number; readonly allocate: PayloadAllocator }) {
     this.#payloadBytesMax = options.payloadBytesMax;
@@ -675,6 +696,29 @@ export class RequestDecoder {
   /** Requests decoded and not yet taken. */
   get pendingCount(): number {
     return this.#decoded.length - this.#decodedHead;
+  }
+
+  /** Payload bytes the requests decoded and not yet taken hold. */
+  get pendingPayloadBytes(): number {
+    return this.#pendingPayloadBytes;
+  }
+
+  /** A bad magic stopped decoding (`next` throws it once the requests before it are taken). */
+  get failed(): boolean {
+    return this.#failure !== null;
+  }
+
+  /**
+   * Where the stream's next bytes belong, for a read that may put them there (the module doc:
+   * reading in place), or null. The view stays valid until the next {@link push}.
+   */
+  readTarget(): Uint8Array | null {
+    if (this.#failure !== null || this.#discardBytes > 0) return null;
+    if (this.#payloadHeader !== null) {
+      const remainingBytes = this.#payload.length - this.#payloadFilledBytes;
+      return remainingBytes >= directReadBytesMin ? this.#payload.subarray(this.#payloadFilledBytes) : null;
+    }
+    return this.#headerInPlace ? this.#headerBytes.subarray(this.#headerFilledBytes) : null;
   }
 
   /** Decodes what `chunk` completes; keeps no reference to it. */
@@ -688,11 +732,17 @@ export class RequestDecoder {
         atBytes += dropBytes;
       } else if (this.#payloadHeader !== null) {
         const pieceBytes = Math.min(this.#payload.length - this.#payloadFilledBytes, availableBytes);
-        this.#payload.set(chunk.subarray(atBytes, atBytes + pieceBytes), this.#payloadFilledBytes);
+        const inPlace = atBytes === 0 && isAt(chunk, this.#payload, this.#payloadFilledBytes);
+        if (inPlace) {
+          this.#headerInPlace = true;
+        } else {
+          this.#payload.set(chunk.subarray(atBytes, atBytes + pieceBytes), this.#payloadFilledBytes);
+        }
         this.#payloadFilledBytes += pieceBytes;
         atBytes += pieceBytes;
         if (this.#payloadFilledBytes === this.#payload.length) {
           this.#decoded.push({ header: this.#payloadHeader, payload: this.#payload, payloadDiscarded: false });
+          this.#pendingPayloadBytes += this.#payload.length;
           this.#payloadHeader = null;
           this.#payload = emptyPayload;
           this.#payloadFilledBytes = 0;
@@ -703,7 +753,9 @@ export class RequestDecoder {
         atBytes += requestHeaderBytes;
       } else {
         const pieceBytes = Math.min(requestHeaderBytes - this.#headerFilledBytes, availableBytes);
-        this.#headerBytes.set(chunk.subarray(atBytes, atBytes + pieceBytes), this.#headerFilledBytes);
+        if (!(atBytes === 0 && isAt(chunk, this.#headerBytes, this.#headerFilledBytes))) {
+          this.#headerBytes.set(chunk.subarray(atBytes, atBytes + pieceBytes), this.#headerFilledBytes);
+        }
         this.#headerFilledBytes += pieceBytes;
         atBytes += pieceBytes;
         if (this.#headerFilledBytes === requestHeaderBytes) {
@@ -722,6 +774,7 @@ export class RequestDecoder {
   next(): DecodedRequest | undefined {
     if (this.#decodedHead < this.#decoded.length) {
       const request = this.#decoded[this.#decodedHead++];
+      if (request.payload !== undefined) this.#pendingPayloadBytes -= request.payload.length;
       if (this.#decodedHead === this.#decoded.length) {
         this.#decoded.length = 0;
         this.#decodedHead = 0;
@@ -734,6 +787,7 @@ export class RequestDecoder {
 
   /** Starts the request whose header is `headerBytes` (read before the next push). */
   #start(headerBytes: Uint8Array): void {
+    this.#headerInPlace = false;
     let header: RequestHeader;
     try {
       header = decodeRequestHeader(headerBytes);
@@ -756,4 +810,9 @@ export class RequestDecoder {
       this.#payloadFilledBytes = 0;
     }
   }
+}
+
+/** Whether `chunk` begins exactly at `buffer[atBytes]` (it was read there in place). */
+function isAt(chunk: Uint8Array, buffer: Uint8Array, atBytes: number): boolean {
+  return chunk.buffer === buffer.buffer && chunk.byteOffset === buffer.byteOffset + atBytes;
 }

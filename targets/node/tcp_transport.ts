@@ -15,6 +15,12 @@
  *   moved past all its chunks; a connection keeps at most `slabsPooledMax`). Past
  *   `receiveQueueBytesMax` the socket is paused, so the kernel's window closes and the
  *   sender waits; it resumes when the iteration has taken half.
+ * - Receiving into a sink (`sinkTo`): each read is handed to the sink inside Node's read
+ *   callback, and the read after it goes into the view the sink names (Node asks the buffer
+ *   function right after each callback), else into a slab piece that is free again once the
+ *   sink returns. A sink that returns false pauses the socket (Node stops reading) until
+ *   `resume`. So an NBD server has the kernel copy a large WRITE payload straight into its
+ *   pooled buffer (`RequestDecoder.readTarget`).
  *
  * Why reused slabs: Node's default reads allocate a fresh 64 KiB buffer each, and their
  * allocation and collection were the receiving side's largest cost. Measured here (Node 20,
@@ -57,6 +63,7 @@ import {
   formatTcpAddress,
   type Listener,
   parseTcpAddress,
+  type ReceiveSink,
   type Transport,
 } from "../../src/io/transport.ts";
 
@@ -271,6 +278,14 @@ export class TcpConnection implements Connection {
   #socketClosed = false;
   #closing: Promise<void> | null = null;
   #waiter: (() => void) | null = null;
+  /** The chunk the iteration yielded last, until it asks for the next one. */
+  #lastYielded: Uint8Array | null = null;
+  /** Where received bytes go after `sinkTo` (the iteration is over then). */
+  #sink: ReceiveSink | null = null;
+  /** The sink's `receive` returned false and `resume` was not called since. */
+  #sinkPaused = false;
+  /** The sink heard `end`. */
+  #sinkEnded = false;
 
   /** Made by {@link TcpTransport}, on a connected socket that reads through `reader`. */
   constructor(socket: net.Socket, reader: SlabReader, settings: Settings) {
@@ -283,6 +298,7 @@ export class TcpConnection implements Connection {
     socket.on("end", () => {
       this.#endedByPeer = true;
       this.#wake();
+      this.#maybeEndSink();
     });
     socket.on("error", (error) => this.#onError(error));
     socket.on("close", () => this.#onClose());
@@ -313,16 +329,20 @@ export class TcpConnection implements Connection {
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array, void, undefined> {
     const socket = this.#socket;
     for (;;) {
-      if (this.#closedLocally) return;
+      if (this.#closedLocally || this.#sink !== null) return;
       const chunk = this.#received.shift();
       if (chunk !== undefined) {
         this.#receivedBytes -= chunk.length;
         if (socket.isPaused() && this.#receivedBytes <= this.#settings.receiveQueueBytesMax / 2) {
           socket.resume();
         }
+        this.#lastYielded = chunk;
         yield chunk;
         // The iteration asked for the next chunk: this one's bytes may be read into again.
-        this.#reader.release(chunk);
+        if (this.#lastYielded === chunk) {
+          this.#lastYielded = null;
+          this.#reader.release(chunk);
+        }
       } else if (this.#failure !== null) {
         throw this.#failure;
       } else if (this.#endedByPeer || this.#socketClosed) {
@@ -336,16 +356,107 @@ export class TcpConnection implements Connection {
     }
   }
 
-  #onData(chunk: Uint8Array): void {
+  /**
+   * Sends the received bytes to `sink` from now on (the seam's `sinkTo`): first what the
+   * iteration had queued, then each read as it completes, into the views the sink names.
+   */
+  sinkTo(sink: ReceiveSink): () => void {
+    assert(this.#sink === null, "A connection delivers to one sink");
+    this.#sink = sink;
+    if (this.#lastYielded !== null) {
+      this.#reader.release(this.#lastYielded);
+      this.#lastYielded = null;
+    }
+    if (this.#closedLocally) return () => {};
+    this.#reader.readInto(() => this.#sinkTarget());
+    this.#drainToSink();
+    return () => this.#resumeSink();
+  }
+
+  #onData(chunk: Uint8Array): boolean {
     // After close() the bytes are read only so the peer's FIN can arrive; nobody wants them.
     if (this.#closedLocally) {
       this.#reader.release(chunk);
-      return;
+      return true;
+    }
+    if (this.#sink !== null) {
+      assert(this.#received.length === 0 && !this.#sinkPaused, "A sink gets reads only once its backlog is taken");
+      const more = this.#sinkReceive(chunk);
+      this.#reader.release(chunk);
+      if (!more) this.#sinkPaused = true;
+      return more;
     }
     this.#received.push(chunk);
     this.#receivedBytes += chunk.byteLength;
     if (this.#receivedBytes >= this.#settings.receiveQueueBytesMax) this.#socket.pause();
     this.#wake();
+    return true;
+  }
+
+  #sinkTarget(): Uint8Array | null {
+    const sink = this.#sink;
+    if (sink === null || this.#closedLocally || this.#sinkEnded || this.#failure !== null) return null;
+    try {
+      return sink.readTarget();
+    } catch (error) {
+      this.#breakForSink(error);
+      return null;
+    }
+  }
+
+  #sinkReceive(chunk: Uint8Array): boolean {
+    const sink = this.#sink;
+    assert(sink !== null, "Bytes go to a sink only once there is one");
+    if (this.#sinkEnded || this.#failure !== null) return false;
+    try {
+      return sink.receive(chunk) !== false;
+    } catch (error) {
+      this.#breakForSink(error);
+      return false;
+    }
+  }
+
+  /** Hands the sink what the iteration had queued, while it takes more; then reads on. */
+  #drainToSink(): void {
+    while (!this.#sinkPaused && this.#received.length > 0) {
+      const chunk = this.#received.shift()!;
+      this.#receivedBytes -= chunk.length;
+      const more = this.#sinkReceive(chunk);
+      this.#reader.release(chunk);
+      if (!more) this.#sinkPaused = true;
+    }
+    if (this.#sinkPaused) {
+      this.#socket.pause();
+      return;
+    }
+    this.#maybeEndSink();
+    if (!this.#sinkEnded && !this.#closedLocally) this.#socket.resume();
+  }
+
+  #resumeSink(): void {
+    if (!this.#sinkPaused || this.#closedLocally) return;
+    this.#sinkPaused = false;
+    this.#drainToSink();
+  }
+
+  /** The sink threw: the connection breaks (the seam: a sink must not throw). */
+  #breakForSink(error: unknown): void {
+    if (this.#failure === null) {
+      const reason = error instanceof Error ? error.message : String(error);
+      this.#failure = new ConnectionClosedError(`Connection to ${this.remoteAddress} broke: its receiver failed: ${reason}`, {
+        cause: error,
+      });
+    }
+    this.#socket.destroy();
+  }
+
+  /** Tells the sink of the end once every byte before it was delivered (once). */
+  #maybeEndSink(): void {
+    const sink = this.#sink;
+    if (sink === null || this.#sinkEnded || this.#closedLocally || this.#received.length > 0) return;
+    if (this.#failure === null && !this.#endedByPeer && !this.#socketClosed) return;
+    this.#sinkEnded = true;
+    sink.end(this.#failure ?? undefined);
   }
 
   #onError(error: Error): void {
@@ -355,6 +466,7 @@ export class TcpConnection implements Connection {
       });
     }
     this.#wake();
+    this.#maybeEndSink();
   }
 
   #onClose(): void {
@@ -363,6 +475,7 @@ export class TcpConnection implements Connection {
       new ConnectionClosedError(`Cannot send to ${this.remoteAddress}: the connection is closed`);
     for (const send of this.#blocked.splice(0)) send.reject(error);
     this.#wake();
+    this.#maybeEndSink();
   }
 
   /** Writes every chunk now; resolves when Node has handed the last one to the kernel. */
@@ -431,6 +544,7 @@ export class TcpConnection implements Connection {
 
   #closeInOrder(): Promise<void> {
     this.#closedLocally = true;
+    this.#reader.readInto(null);
     for (const chunk of this.#received.splice(0)) this.#reader.release(chunk);
     this.#receivedBytes = 0;
     this.#wake();
@@ -467,6 +581,11 @@ interface Slab {
  * replaced by one whose chunks have all been released (the iteration moved past them), or a
  * new one; at most `slabsPooledMax` slabs are kept for reuse, so a connection's receive
  * memory is bounded and, once warm, allocates nothing.
+ *
+ * With a target source (`sinkTo`), each next read lands in the view it names instead, if it
+ * names one. Node takes the buffer for a read from the buffer function it calls right after
+ * delivering the read before, so the source is asked then, when the consumer has taken that
+ * read's bytes.
  */
 class SlabReader {
   readonly onread: { buffer: () => Uint8Array; callback: (lengthBytes: number, piece: Uint8Array) => boolean };
@@ -474,15 +593,25 @@ class SlabReader {
   readonly #slabs: Slab[] = [];
   #current: Slab;
   #atBytes = 0;
-  #consumer: ((chunk: Uint8Array) => void) | null = null;
+  /** Takes each read's bytes; false pauses the socket (Node stops reading). */
+  #consumer: ((chunk: Uint8Array) => boolean) | null = null;
   /** Pieces filled before {@link deliverTo} (a socket made by `connect` may read first). */
   readonly #early: Uint8Array[] = [];
+  /** Names where the next read goes (null: a slab piece). */
+  #targets: (() => Uint8Array | null) | null = null;
+  /** The view the next read goes to, when the target source named one. */
+  #target: Uint8Array | null = null;
 
   constructor() {
     this.#current = this.#newSlab();
     this.onread = {
-      buffer: () => this.#nextPiece(),
+      buffer: () => this.#nextBuffer(),
       callback: (lengthBytes, piece) => {
+        if (piece === this.#target) {
+          assert(lengthBytes <= piece.length, "Node read into the target it was given");
+          this.#target = null;
+          return this.#deliver(piece.subarray(0, lengthBytes));
+        }
         const slab = this.#current;
         assert(
           piece.buffer === slab.bytes.buffer && piece.byteOffset === this.#atBytes && lengthBytes <= piece.length,
@@ -490,19 +619,24 @@ class SlabReader {
         );
         this.#atBytes += lengthBytes;
         slab.outstandingChunks++;
-        const chunk = piece.subarray(0, lengthBytes);
-        if (this.#consumer === null) this.#early.push(chunk);
-        else this.#consumer(chunk);
-        return true;
+        return this.#deliver(piece.subarray(0, lengthBytes));
       },
     };
   }
 
   /** From now on each filled piece goes to `consumer` (those filled before it first, in order). */
-  deliverTo(consumer: (chunk: Uint8Array) => void): void {
+  deliverTo(consumer: (chunk: Uint8Array) => boolean): void {
     assert(this.#consumer === null, "A reader delivers to one consumer");
     this.#consumer = consumer;
     for (const chunk of this.#early.splice(0)) consumer(chunk);
+  }
+
+  /**
+   * From the read after next on, reads go where `targets` says (null: stop asking). The next
+   * read's buffer was chosen already: a slab piece, or the target named last.
+   */
+  readInto(targets: (() => Uint8Array | null) | null): void {
+    this.#targets = targets;
   }
 
   /** `chunk` (one this reader delivered) is no longer used: its bytes may be read into again. */
@@ -513,7 +647,25 @@ class SlabReader {
       slab.outstandingChunks--;
       return;
     }
-    // A chunk of a slab the pool had no room for: it is collected with its slab.
+    // A chunk of a slab the pool had no room for, or of a target: nothing to account.
+  }
+
+  #deliver(chunk: Uint8Array): boolean {
+    if (this.#consumer === null) {
+      this.#early.push(chunk);
+      return true;
+    }
+    return this.#consumer(chunk);
+  }
+
+  #nextBuffer(): Uint8Array {
+    const target = this.#targets?.() ?? null;
+    if (target !== null) {
+      assert(target instanceof Uint8Array && target.length > 0, "A read target holds at least one byte");
+      this.#target = target;
+      return target;
+    }
+    return this.#nextPiece();
   }
 
   #nextPiece(): Uint8Array {

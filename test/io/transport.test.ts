@@ -10,7 +10,10 @@
  *
  * Then each transport's own duties: the in-process transport's zero-copy hand-over and its
  * faults (drop, stall and resume, drop after n bytes, the per-direction bound); TCP's real
- * port, IPv6 loopback, and a reset that ends the iteration with `ConnectionClosedError`.
+ * port, IPv6 loopback, and a reset that ends the iteration with `ConnectionClosedError`;
+ * and `sinkTo`: the stream continues exactly from where an iteration left it, reads land in
+ * the views the sink names, `end` comes once; a paused sink gets nothing and the sender
+ * waits; a sink that throws breaks the connection; after `close` the sink hears nothing.
  */
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import xxhash from "xxhash-wasm";
@@ -786,6 +789,140 @@ describe(`TcpTransport's own duties (${target.name})`, () => {
       await sending;
       expect(receivedBytes).toBe(totalBytes);
     }
+  });
+
+  test("sinkTo: the rest of the stream reaches the sink in order, reads land in the views it names, end comes once", async () => {
+    const transport = new target.TcpTransport();
+    const listener = resources.track(await transport.listen("127.0.0.1:0"));
+    const acceptor = new Acceptor(listener);
+    const client = resources.track(await transport.connect(listener.address));
+    const server = resources.track(await acceptor.accept());
+    const totalBytes = 24 * mebibyte;
+    const sending = (async () => {
+      for (let at = 0; at < totalBytes; at += mebibyte) await client.send(pool.subarray(at % pool.length, (at % pool.length) + mebibyte));
+      await client.close();
+    })();
+    const expected = (at: number) => pool[at % pool.length];
+    // Iterate a little first: what the iteration had queued must reach the sink next.
+    const assembled = new Uint8Array(totalBytes);
+    let receivedBytes = 0;
+    for await (const chunk of server) {
+      assembled.set(chunk, receivedBytes);
+      receivedBytes += chunk.length;
+      if (receivedBytes >= 100 * kibibyte) break;
+    }
+    let inPlace = 0;
+    let ends = 0;
+    let endError: unknown = "none";
+    let named: Uint8Array | null = null;
+    const ended = new Promise<void>((resolve) => {
+      server.sinkTo!({
+        readTarget: () => {
+          // Every other read goes where the bytes belong; the others into the transport's buffer.
+          named = receivedBytes % 2 === 0 ? assembled.subarray(receivedBytes, receivedBytes + 300 * kibibyte) : null;
+          return named !== null && named.length > 0 ? named : null;
+        },
+        receive: (bytes) => {
+          if (named !== null && bytes.buffer === assembled.buffer) {
+            expect(bytes.byteOffset).toBe(receivedBytes);
+            inPlace++;
+          } else {
+            assembled.set(bytes, receivedBytes);
+          }
+          receivedBytes += bytes.length;
+          return true;
+        },
+        end: (error) => {
+          ends++;
+          endError = error;
+          resolve();
+        },
+      });
+    });
+    await sending;
+    await ended;
+    expect(receivedBytes).toBe(totalBytes);
+    expect(ends).toBe(1);
+    expect(endError).toBeUndefined();
+    expect(inPlace).toBeGreaterThan(0);
+    for (let at = 0; at < totalBytes; at += 4099) if (assembled[at] !== expected(at)) expect([at, assembled[at]]).toEqual([at, expected(at)]);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(ends).toBe(1);
+  });
+
+  test("sinkTo: a sink that pauses gets nothing until it resumes, and the sender waits meanwhile", async () => {
+    const transport = new target.TcpTransport();
+    const listener = resources.track(await transport.listen("127.0.0.1:0"));
+    const acceptor = new Acceptor(listener);
+    const client = resources.track(await transport.connect(listener.address));
+    const server = resources.track(await acceptor.accept());
+    let paused = false;
+    let receivedWhilePaused = 0;
+    let receivedBytes = 0;
+    const digest = new StreamDigest();
+    const resume = server.sinkTo!({
+      readTarget: () => null,
+      receive: (bytes) => {
+        if (paused) receivedWhilePaused++;
+        digest.update(bytes);
+        receivedBytes += bytes.length;
+        paused = true; // one read at a time
+        return false;
+      },
+      end: () => {},
+    });
+    const totalBytes = 64 * mebibyte;
+    const sends: Promise<void>[] = [];
+    const expectedDigest = new StreamDigest();
+    for (let at = 0; at < totalBytes; at += 8 * mebibyte) {
+      sends.push(client.send(pool));
+      expectedDigest.update(pool);
+    }
+    const sent = Promise.all(sends);
+    await delay(50);
+    expect(receivedBytes).toBeGreaterThan(0);
+    expect(receivedBytes).toBeLessThanOrEqual(256 * kibibyte); // one read, then nothing
+    expect(await settlesWithin(sent, 100)).toBe(false); // the kernel's window closed
+    while (receivedBytes < totalBytes) {
+      paused = false;
+      resume();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    await sent;
+    expect(receivedWhilePaused).toBe(0);
+    expect(digest.digest()).toEqual(expectedDigest.digest());
+  });
+
+  test("sinkTo: a sink that throws breaks the connection and hears end with ConnectionClosedError; after close, nothing", async () => {
+    const transport = new target.TcpTransport();
+    const listener = resources.track(await transport.listen("127.0.0.1:0"));
+    const acceptor = new Acceptor(listener);
+    const client = resources.track(await transport.connect(listener.address));
+    const server = resources.track(await acceptor.accept());
+    const ended = new Promise<unknown>((resolve) => {
+      server.sinkTo!({
+        readTarget: () => null,
+        receive: () => {
+          throw new Error("the sink's own bug");
+        },
+        end: resolve,
+      });
+    });
+    const clientReading = receiveAll(client).catch((caught: unknown) => caught);
+    await client.send(text("boom"));
+    const error = await ended;
+    expect(error).toBeInstanceOf(ConnectionClosedError);
+    expect((error as Error).message).toContain("the sink's own bug");
+    await clientReading; // the peer sees the end (in order or broken), it does not hang
+    // A second pair: close, then bytes that arrive are not delivered.
+    const client2 = resources.track(await transport.connect(listener.address));
+    const server2 = resources.track(await acceptor.accept());
+    let heard = 0;
+    server2.sinkTo!({ readTarget: () => null, receive: () => (heard++, true), end: () => heard++ });
+    await server2.close();
+    await client2.send(text("late")).catch(() => {});
+    await delay(20);
+    expect(heard).toBe(0);
   });
 
   test("Addresses are checked: a bad port or an unbracketed IPv6 host is a SyntaxError", async () => {

@@ -9,13 +9,19 @@
  * number of connections are served (one more is refused its GO, with a message); a WRITE payload (in a
  * pooled, reused buffer) stays unchanged until its device write settles; and a fast-check fuzz
  * of mutated request streams never crashes or hangs the server, never changes the read-only
- * export, and never disturbs a well-behaved connection served at the same time.
+ * export, and never disturbs a well-behaved connection served at the same time. Over a
+ * connection that reads where the decoder says the bytes belong (`sinkTo`, as the TCP
+ * transports do), at random read sizes: the same replies and device state, with large
+ * payloads read into their buffers, and receiving paused while decoded requests wait; the
+ * fuzz runs over such connections too.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { BlockDevice } from "../../src/io/block_device.ts";
+import type { Connection } from "../../src/io/transport.ts";
 import { MemoryBlockDevice } from "../../src/io/memory_block_device.ts";
-import { NbdServer } from "../../src/nbd/nbd_server.ts";
+import { NbdServer, sinkPendingPayloadBytesMax, sinkPendingRequestsMax } from "../../src/nbd/nbd_server.ts";
+import { SeededRandom } from "../../src/io/random.ts";
 import {
   encodeInfoRequest,
   encodeOption,
@@ -40,15 +46,29 @@ import {
   patternBytes,
   readLengthsOf,
   requestBytes,
+  SinkingConnection,
   within,
 } from "./nbd_support.ts";
 
 const bothFlags = nbdClientFlags.fixedNewstyle | nbdClientFlags.noZeroes;
 
-/** Sends `pieces` to a fresh connection of `server`, waits for it to end, returns what the server sent. */
-async function session(server: NbdServer, pieces: readonly Uint8Array[], options: { closeAfter?: boolean } = {}) {
+/**
+ * Sends `pieces` to a fresh connection of `server`, waits for it to end, returns what the
+ * server sent. With `sinkSeed`, the server reads through a {@link SinkingConnection}.
+ */
+async function session(
+  server: NbdServer,
+  pieces: readonly Uint8Array[],
+  options: { closeAfter?: boolean; sinkSeed?: number; sunk?: (connection: SinkingConnection) => void } = {},
+) {
   const [client, serverEnd] = duplexPair();
-  const done = server.handle(serverEnd);
+  let served: Connection = serverEnd;
+  if (options.sinkSeed !== undefined) {
+    const sinking = new SinkingConnection(serverEnd, new SeededRandom(options.sinkSeed));
+    options.sunk?.(sinking);
+    served = sinking;
+  }
+  const done = server.handle(served);
   for (const piece of pieces) await client.send(piece);
   if (options.closeAfter ?? false) await client.close();
   await within(done, 10_000, "The session");
@@ -436,6 +456,91 @@ async function until(condition: () => boolean): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Reading in place
+
+describe("NbdServer on a connection that reads where the bytes belong (sinkTo)", () => {
+  const KiB = 1024;
+  const requests: RequestFields[] = [
+    { type: nbdCommands.write, cookie: 1n, offsetBytes: 0, lengthBytes: 256 * KiB, payload: patternBytes(256 * KiB, 1) },
+    { type: nbdCommands.write, cookie: 2n, offsetBytes: 512 * KiB, lengthBytes: 4 * KiB, payload: patternBytes(4 * KiB, 2) },
+    { type: nbdCommands.write, cookie: 3n, offsetBytes: 1024 * KiB, lengthBytes: 1024 * KiB, payload: patternBytes(1024 * KiB, 3) },
+    { type: nbdCommands.write, cookie: 4n, offsetBytes: 2048 * KiB, lengthBytes: 1024 * KiB, payload: patternBytes(1024 * KiB, 4) },
+    { type: nbdCommands.read, cookie: 5n, offsetBytes: 1020 * KiB, lengthBytes: 8 * KiB },
+    { type: nbdCommands.write, cookie: 6n, offsetBytes: 3072 * KiB, lengthBytes: 64 * KiB + 512, payload: patternBytes(64 * KiB + 512, 6) },
+    { type: nbdCommands.flush, cookie: 7n, offsetBytes: 0, lengthBytes: 0 },
+    { type: nbdCommands.write, cookie: 8n, offsetBytes: 256 * KiB, lengthBytes: 128 * KiB, payload: patternBytes(128 * KiB, 8) },
+    { type: nbdCommands.write, cookie: 9n, offsetBytes: 4 * 1024 * KiB - 512, lengthBytes: 1024, payload: patternBytes(1024, 9) },
+    sessionRequests.at(-1)!,
+  ];
+
+  it("gives the same replies and device state as an iterating server, with large payloads read into their buffers", async () => {
+    const stream = concatBytes([goBytes("disk"), requestBytes(requests)]);
+    const reference = memoryServer({ sizeBytes: 4 * 1024 * KiB });
+    const referenceSent = await session(reference.server, [stream]);
+    const expected = parseTranscript(referenceSent, readLengthsOf(requests));
+    const errorValues = [...expected.replies].sort(([a], [b]) => Number(a - b)).map(([, reply]) => reply.errorValue);
+    expect(errorValues).toEqual([0, 0, 0, 0, 0, 0, 0, 0, nbdErrors.noSpace]);
+    let inPlace = 0;
+    for (let seed = 1; seed <= 12; seed++) {
+      const fixture = memoryServer({ sizeBytes: 4 * 1024 * KiB });
+      let sinking: SinkingConnection | undefined;
+      // Sent whole, and cut into pieces the sender awaits one by one (the reader keeps up).
+      const requestStream = stream.subarray(goBytes("disk").length);
+      const pieceCount = seed % 2 === 0 ? 1 : 64;
+      const pieces = [goBytes("disk"), ...Array.from({ length: pieceCount }, (_, index) => requestStream.subarray(
+        Math.floor((index * requestStream.length) / pieceCount),
+        Math.floor(((index + 1) * requestStream.length) / pieceCount),
+      ))];
+      const sent = await session(fixture.server, pieces, { sinkSeed: seed, sunk: (connection) => (sinking = connection) });
+      const parsed = parseTranscript(sent, readLengthsOf(requests));
+      expect(parsed.restBytes).toBe(0);
+      for (const [cookie, reply] of expected.replies) {
+        const actual = parsed.replies.get(cookie);
+        expect(actual?.errorValue, `cookie ${cookie}, seed ${seed}`).toBe(reply.errorValue);
+        expect(firstDifference(actual?.data ?? new Uint8Array(0), reply.data ?? new Uint8Array(0)), `cookie ${cookie}`).toBe(-1);
+      }
+      expect(firstDifference(fixture.disk.bytes(), reference.disk.bytes()), `device, seed ${seed}`).toBe(-1);
+      inPlace += sinking!.readsInPlace;
+      expect(sinking!.readsOwn).toBeGreaterThan(0);
+    }
+    expect(inPlace).toBeGreaterThan(12 * 4);
+  });
+
+  it("pauses receiving while decoded requests wait for the window, and serves them all once it frees", async () => {
+    const gate = new GatedDevice(new MemoryBlockDevice(1024 * 1024));
+    const server = new NbdServer({
+      resolveExport: async () => ({ device: gate, readOnly: false }),
+      listExports: () => [],
+    }, { requestsInFlightMax: 4 });
+    const reads: RequestFields[] = Array.from({ length: 3 * sinkPendingRequestsMax }, (_, index) => ({
+      type: nbdCommands.read,
+      cookie: BigInt(index + 1),
+      offsetBytes: (index % 64) * 512,
+      lengthBytes: 512,
+    }));
+    const [client, serverEnd] = duplexPair();
+    const sinking = new SinkingConnection(serverEnd, new SeededRandom(7));
+    const done = server.handle(sinking);
+    await client.send([goBytes("disk"), requestBytes(reads), requestBytes([sessionRequests.at(-1)!])]);
+    await until(() => gate.waiting.length === 4 && sinking.pauses > 0);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(gate.started).toBe(4); // the rest wait, decoded or unread
+    while (gate.started < reads.length || gate.waiting.length > 0) {
+      gate.waiting.shift()?.();
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    await within(done, 5000, "The session");
+    const parsed = parseTranscript(serverEnd.sentBytes, readLengthsOf(reads));
+    expect(parsed.replies.size).toBe(reads.length);
+    expect([...parsed.replies.values()].every((reply) => reply.errorValue === 0)).toBe(true);
+  });
+
+  it("pauses after a read's worth of decoded payload bytes", () => {
+    expect(sinkPendingPayloadBytesMax).toBeLessThanOrEqual(256 * KiB);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
 // Fuzz
 
 const requestArbitrary: fc.Arbitrary<RequestFields> = fc.record({
@@ -489,7 +594,8 @@ describe("NbdServer under mutated request streams", () => {
         fc.array(requestArbitrary, { minLength: 1, maxLength: 12 }),
         fc.array(mutationArbitrary, { maxLength: 3 }),
         fc.boolean(),
-        async (name, requests, mutations, disconnect) => {
+        fc.option(fc.integer({ min: 1, max: 1_000_000 }), { nil: undefined }),
+        async (name, requests, mutations, disconnect, sinkSeed) => {
           const fixture = memoryServer({ sizeBytes: 1024 * 1024 });
           const stream = mutate(
             concatBytes([
@@ -506,7 +612,7 @@ describe("NbdServer under mutated request streams", () => {
             sessionRequests.at(-1)!,
           ];
           const good = session(fixture.server, [goBytes("image"), requestBytes(goodRequests)]);
-          await session(fixture.server, [stream], { closeAfter: true });
+          await session(fixture.server, [stream], { closeAfter: true, sinkSeed });
           const goodReplies = parseTranscript(await good, readLengthsOf(goodRequests)).replies;
           expect(goodReplies.get(1n)!.errorValue).toBe(nbdErrors.permission);
           expect(goodReplies.get(2n)!.data).toEqual(fixture.imageContents.subarray(0, 4096));

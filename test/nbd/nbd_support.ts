@@ -3,6 +3,8 @@
  * read-only), builders of client byte streams, and a parser of what the server sent back.
  */
 import { MemoryBlockDevice } from "../../src/io/memory_block_device.ts";
+import { type Random, randomInt } from "../../src/io/random.ts";
+import { type Connection, ConnectionClosedError, type ReceiveSink } from "../../src/io/transport.ts";
 import { NbdServer, type NbdServerOptions } from "../../src/nbd/nbd_server.ts";
 import {
   decodeSimpleReplyHeader,
@@ -21,6 +23,95 @@ import {
 import { concatBytes } from "../wire/wire_support.ts";
 
 export { concatBytes, duplexPair } from "../wire/wire_support.ts";
+
+/**
+ * A connection with `sinkTo`, over any other: its bytes go to the sink as reads of random
+ * size (1 byte to 64 KiB, seeded), each into the view the sink names if it names one, as
+ * the TCP transports read. Counts the reads that landed in a named view, and the most
+ * bytes delivered while the sink was asked to pause (there must be none).
+ */
+export class SinkingConnection implements Connection {
+  readonly remoteAddress: string;
+  /** Reads that went into a view the sink named. */
+  readsInPlace = 0;
+  /** Reads that went into this connection's own buffer. */
+  readsOwn = 0;
+  /** Times the sink paused receiving. */
+  pauses = 0;
+  readonly #inner: Connection;
+  readonly #random: Random;
+  #sink: ReceiveSink | null = null;
+  #paused = false;
+  #wake: (() => void) | null = null;
+
+  constructor(inner: Connection, random: Random) {
+    this.#inner = inner;
+    this.#random = random;
+    this.remoteAddress = inner.remoteAddress;
+  }
+
+  send(chunks: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    return this.#inner.send(chunks);
+  }
+
+  close(): Promise<void> {
+    this.#sink = null;
+    this.#notify();
+    return this.#inner.close();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return this.#inner[Symbol.asyncIterator]();
+  }
+
+  sinkTo(sink: ReceiveSink): () => void {
+    this.#sink = sink;
+    void this.#pump(sink);
+    return () => {
+      this.#paused = false;
+      this.#notify();
+    };
+  }
+
+  async #pump(sink: ReceiveSink): Promise<void> {
+    let error: ConnectionClosedError | undefined;
+    try {
+      for await (const chunk of this.#inner) {
+        let atBytes = 0;
+        while (atBytes < chunk.length) {
+          while (this.#paused && this.#sink !== null) await new Promise<void>((resolve) => (this.#wake = resolve));
+          if (this.#sink === null) return;
+          const target = sink.readTarget();
+          const lengthBytes = Math.min(chunk.length - atBytes, randomInt(this.#random, 1, 64 * 1024), target?.length ?? Infinity);
+          let bytes: Uint8Array;
+          if (target !== null) {
+            target.set(chunk.subarray(atBytes, atBytes + lengthBytes));
+            bytes = target.subarray(0, lengthBytes);
+            this.readsInPlace++;
+          } else {
+            bytes = chunk.slice(atBytes, atBytes + lengthBytes);
+            this.readsOwn++;
+          }
+          atBytes += lengthBytes;
+          if (!sink.receive(bytes)) {
+            this.#paused = true;
+            this.pauses++;
+          }
+        }
+      }
+    } catch (caught) {
+      if (!(caught instanceof ConnectionClosedError)) throw caught;
+      error = caught;
+    }
+    if (this.#sink !== null) sink.end(error);
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+}
 
 /** Data that is not all zeros, derived from a seed. */
 export function patternBytes(lengthBytes: number, seed: number): Uint8Array {

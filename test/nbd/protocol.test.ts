@@ -6,8 +6,11 @@
  * a protocol error; every rejection maps to the error value the NBD document names. The
  * transmission decoder (`RequestDecoder`) decodes the same requests as the queue decoders
  * under the same splits, keeps nothing of a chunk it was given, and reports a bad magic only
- * after the requests before it; the buffer pool reuses what it is given back, within its cap.
+ * after the requests before it, and names where a large payload's rest and the next header
+ * belong, taking bytes read there without a copy (and the same requests under random reads
+ * that honour it, fast-check); the buffer pool reuses what it is given back, within its cap.
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { SECTOR_BYTES } from "../../src/io/block_device.ts";
 import { checkRequest } from "../../src/nbd/nbd_errors.ts";
@@ -19,6 +22,7 @@ import {
   decodeOption,
   decodeRequest,
   type DecodedRequest,
+  directReadBytesMin,
   encodeInfoRequest,
   encodeOption,
   encodeRequest,
@@ -191,6 +195,98 @@ describe("NBD transmission decoder", () => {
     expect(decoded.map((request) => request.payloadDiscarded)).toEqual([true, false]);
     expect(decoded[1]).toEqual(expectedRequests[0]);
     expect(allocated).toEqual([]);
+  });
+
+  it("names where a large payload's rest and the next header belong, and takes bytes read there without a copy", () => {
+    const payloadBytes = 4 * directReadBytesMin;
+    const payload = patternBytes(payloadBytes, 5);
+    const decoder = new RequestDecoder({ payloadBytesMax: payloadBytes, allocate: (lengthBytes) => new Uint8Array(lengthBytes) });
+    expect(decoder.readTarget()).toBeNull(); // nothing known yet: the connection's own buffer
+    const write = encodeRequest({ type: nbdCommands.write, cookie: 1n, offsetBytes: 0, lengthBytes: payloadBytes, payload });
+    decoder.push(write.subarray(0, 28 + 1000)); // header and the payload's first bytes, copied
+    const rest = decoder.readTarget()!;
+    expect(rest.length).toBe(payloadBytes - 1000);
+    rest.set(payload.subarray(1000, 5000)); // a read of 4000 bytes into the view
+    decoder.push(rest.subarray(0, 4000));
+    const rest2 = decoder.readTarget()!;
+    expect(rest2.buffer).toBe(rest.buffer);
+    expect(rest2.byteOffset).toBe(rest.byteOffset + 4000);
+    rest2.set(payload.subarray(5000));
+    decoder.push(rest2);
+    const decoded = decoder.next()!;
+    expect(decoded.payload!.buffer).toBe(rest.buffer);
+    expect([...decoded.payload!].every((byte, index) => byte === payload[index])).toBe(true);
+    expect(decoder.pendingPayloadBytes).toBe(0);
+    // After a payload read in place, the next header is asked for alone, even in pieces.
+    const read = encodeRequest({ type: nbdCommands.read, cookie: 2n, offsetBytes: 0, lengthBytes: 512 });
+    const header = decoder.readTarget()!;
+    expect(header.length).toBe(28);
+    header.set(read.subarray(0, 10));
+    decoder.push(header.subarray(0, 10));
+    const headerRest = decoder.readTarget()!;
+    expect(headerRest.length).toBe(18);
+    headerRest.set(read.subarray(10));
+    decoder.push(headerRest);
+    expect(summary(decoder.next()!).cookie).toBe(2n);
+    // A READ is not followed by a large payload: back to the connection's own buffer.
+    expect(decoder.readTarget()).toBeNull();
+    // A small WRITE's rest is left to the connection's buffer too.
+    decoder.push(encodeRequest({ type: nbdCommands.write, cookie: 3n, offsetBytes: 0, lengthBytes: 4096, payload: patternBytes(4096, 1) }).subarray(0, 100));
+    expect(decoder.readTarget()).toBeNull();
+  });
+
+  it("decodes the same requests when reads of any size go where it names (fast-check)", () => {
+    const requestArbitrary = fc.oneof(
+      fc.record({ type: fc.constant(nbdCommands.read), lengthBytes: fc.integer({ min: 1, max: 1 << 20 }) }),
+      fc.record({ type: fc.constant(nbdCommands.write), lengthBytes: fc.integer({ min: 0, max: 300 * 1024 }) }),
+      fc.record({ type: fc.constant(nbdCommands.write), lengthBytes: fc.integer({ min: 0, max: 4096 }) }),
+    );
+    fc.assert(
+      fc.property(fc.array(requestArbitrary, { minLength: 1, maxLength: 12 }), fc.integer(), (shapes, seed) => {
+        const requests: RequestFields[] = shapes.map((shape, index) => ({
+          type: shape.type,
+          cookie: BigInt(index + 1),
+          offsetBytes: index * 512,
+          lengthBytes: shape.lengthBytes,
+          payload: shape.type === nbdCommands.write ? patternBytes(shape.lengthBytes, index) : undefined,
+        }));
+        const stream = requestBytes(requests);
+        const decoder = new RequestDecoder({ payloadBytesMax: 300 * 1024, allocate: (lengthBytes) => new Uint8Array(lengthBytes) });
+        const decoded: ReturnType<typeof summary>[] = [];
+        let state = seed >>> 0;
+        let atBytes = 0;
+        let inPlace = 0;
+        while (atBytes < stream.length) {
+          state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+          const target = decoder.readTarget();
+          const lengthBytes = Math.min(stream.length - atBytes, 1 + (state % 80_000), target?.length ?? Infinity);
+          let bytes: Uint8Array;
+          if (target === null) {
+            bytes = stream.slice(atBytes, atBytes + lengthBytes);
+          } else {
+            target.set(stream.subarray(atBytes, atBytes + lengthBytes));
+            bytes = target.subarray(0, lengthBytes);
+            inPlace++;
+          }
+          atBytes += lengthBytes;
+          decoder.push(bytes);
+          if (target === null) bytes.fill(0xee); // a lent chunk: nothing decoded may point into it
+          for (let request = decoder.next(); request; request = decoder.next()) decoded.push(summary(request));
+        }
+        expect(decoded).toEqual(requests.map((request) => ({
+          type: request.type,
+          flags: 0,
+          cookie: request.cookie,
+          offsetBytes: request.offsetBytes,
+          lengthBytes: request.lengthBytes,
+          payload: request.payload === undefined ? undefined : [...request.payload],
+          payloadDiscarded: false,
+        })));
+        const large = requests.filter((request) => request.type === nbdCommands.write && request.lengthBytes > directReadBytesMin + 80_000);
+        if (large.length > 0) expect(inPlace).toBeGreaterThan(0);
+      }),
+      { numRuns: 150 },
+    );
   });
 
   it("hands out the requests before a bad magic, then throws a protocol error", () => {
