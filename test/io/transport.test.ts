@@ -13,7 +13,8 @@
  * port, IPv6 loopback, and a reset that ends the iteration with `ConnectionClosedError`;
  * and `sinkTo`: the stream continues exactly from where an iteration left it, reads land in
  * the views the sink names, `end` comes once; a paused sink gets nothing and the sender
- * waits; a sink that throws breaks the connection; after `close` the sink hears nothing.
+ * waits; a reset ends it once with `ConnectionClosedError`; a sink that throws breaks the
+ * connection; after `close` the sink hears nothing.
  */
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import xxhash from "xxhash-wasm";
@@ -219,6 +220,11 @@ function concatenate(chunks: readonly Uint8Array[]): Uint8Array {
 
 const text = (value: string) => new TextEncoder().encode(value);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+async function until(condition: () => boolean): Promise<void> {
+  for (let attempt = 0; attempt < 2000 && !condition(); attempt++) await delay(2);
+  expect(condition()).toBe(true);
+}
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -891,6 +897,45 @@ describe(`TcpTransport's own duties (${target.name})`, () => {
     await sent;
     expect(receivedWhilePaused).toBe(0);
     expect(digest.digest()).toEqual(expectedDigest.digest());
+  });
+
+  test("sinkTo: a reset by the peer ends the sink with ConnectionClosedError, once, after the bytes before it", async () => {
+    const transport = new target.TcpTransport();
+    const listener = resources.track(await transport.listen("127.0.0.1:0"));
+    const acceptor = new Acceptor(listener);
+    const net = await import("node:net");
+    const [host, portText] = listener.address.split(":");
+    const raw = net.connect({ host, port: Number(portText) });
+    await new Promise<void>((resolve, reject) => {
+      raw.once("connect", () => resolve());
+      raw.once("error", reject);
+    });
+    raw.on("error", () => {});
+    const server = resources.track(await acceptor.accept());
+    let receivedBytes = 0;
+    const ends: unknown[] = [];
+    const ended = new Promise<void>((resolve) => {
+      server.sinkTo!({
+        readTarget: () => null,
+        receive: (bytes) => {
+          expect(ends).toEqual([]);
+          receivedBytes += bytes.length;
+          return true;
+        },
+        end: (error) => {
+          ends.push(error);
+          resolve();
+        },
+      });
+    });
+    raw.write(pool.subarray(0, 100 * kibibyte));
+    await until(() => receivedBytes === 100 * kibibyte);
+    raw.resetAndDestroy();
+    await ended;
+    await delay(20);
+    expect(ends).toHaveLength(1);
+    expect(ends[0]).toBeInstanceOf(ConnectionClosedError);
+    await expect(server.send(text("x"))).rejects.toBeInstanceOf(ConnectionClosedError);
   });
 
   test("sinkTo: a sink that throws breaks the connection and hears end with ConnectionClosedError; after close, nothing", async () => {
