@@ -554,7 +554,7 @@ class ConnectionReader {
   readonly #queue = new ByteQueue();
   readonly #buffers: BufferPool;
   #decoder: RequestDecoder | null = null;
-  /** Restarts a sink that paused; null while none is paused (or there is no sink). */
+  /** Restarts the sink after it paused; null until the connection's bytes go to a sink. */
   #resumeSink: (() => void) | null = null;
   #sinkPaused = false;
   /** The sink heard the end of the stream. */
@@ -612,7 +612,7 @@ class ConnectionReader {
         if (this.#sinkPaused) this.#maybeResume(decoder);
         return request;
       }
-      if (this.#resumeSink !== null || this.#sinkEnded) {
+      if (this.#resumeSink !== null) {
         // Decoded as the reads complete (the class doc): wait for one that completes a request.
         if (this.#sinkEnded) return undefined;
         if (this.#sinkPaused) this.#maybeResume(decoder);

@@ -326,6 +326,7 @@ export class TcpConnection implements Connection {
     this.#sinkPaused = true;
     this.#closeConn();
     this.#maybeEndSink();
+    this.#wakeReadLoop(); // it leaves its wait and ends on the closed connection
   }
 
   /** Tells the sink of the end once every byte before it was delivered (once). */
@@ -355,7 +356,7 @@ export class TcpConnection implements Connection {
     try {
       for (;;) {
         while (
-          !this.#closedLocally &&
+          !this.#closedLocally && !this.#connClosed &&
           (this.#sink !== null ? this.#sinkPaused : this.#receivedBytes >= this.#settings.receiveQueueBytesMax)
         ) {
           await new Promise<void>((resolve) => {

@@ -221,6 +221,19 @@ function concatenate(chunks: readonly Uint8Array[]): Uint8Array {
 const text = (value: string) => new TextEncoder().encode(value);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
+/** A plain `node:net` socket connected to `address` (both runtimes have `node:net`); its own errors are ignored. */
+async function rawPeer(address: string) {
+  const net = await import("node:net");
+  const [host, portText] = address.split(":");
+  const raw = net.connect({ host, port: Number(portText) });
+  await new Promise<void>((resolve, reject) => {
+    raw.once("connect", () => resolve());
+    raw.once("error", reject);
+  });
+  raw.on("error", () => {}); // the raw peer's own errors do not matter here
+  return raw;
+}
+
 async function until(condition: () => boolean): Promise<void> {
   for (let attempt = 0; attempt < 2000 && !condition(); attempt++) await delay(2);
   expect(condition()).toBe(true);
@@ -726,15 +739,8 @@ describe(`TcpTransport's own duties (${target.name})`, () => {
     const listener = resources.track(await transport.listen("127.0.0.1:0"));
     const acceptor = new Acceptor(listener);
     // A raw peer that reads nothing, then closes: unread data makes the kernel reset.
-    const net = await import("node:net");
-    const [host, portText] = listener.address.split(":");
-    const raw = net.connect({ host, port: Number(portText) });
-    await new Promise<void>((resolve, reject) => {
-      raw.once("connect", () => resolve());
-      raw.once("error", reject);
-    });
+    const raw = await rawPeer(listener.address);
     raw.pause();
-    raw.on("error", () => {}); // the raw peer's own errors do not matter here
     const server = resources.track(await acceptor.accept());
     const sent = server.send([pool, pool]);
     const sending = sent.catch((caught: unknown) => caught);
@@ -903,14 +909,7 @@ describe(`TcpTransport's own duties (${target.name})`, () => {
     const transport = new target.TcpTransport();
     const listener = resources.track(await transport.listen("127.0.0.1:0"));
     const acceptor = new Acceptor(listener);
-    const net = await import("node:net");
-    const [host, portText] = listener.address.split(":");
-    const raw = net.connect({ host, port: Number(portText) });
-    await new Promise<void>((resolve, reject) => {
-      raw.once("connect", () => resolve());
-      raw.once("error", reject);
-    });
-    raw.on("error", () => {});
+    const raw = await rawPeer(listener.address);
     const server = resources.track(await acceptor.accept());
     let receivedBytes = 0;
     const ends: unknown[] = [];

@@ -301,11 +301,7 @@ describe("NbdServer sessions", () => {
   });
 
   it("runs at most the configured requests at once and replies in completion order", async () => {
-    const gate = new GatedDevice(new MemoryBlockDevice(1024 * 1024));
-    const server = new NbdServer({
-      resolveExport: async () => ({ device: gate, readOnly: false }),
-      listExports: () => [],
-    }, { requestsInFlightMax: 4 });
+    const { gate, server } = gatedServer(4);
     const requests: RequestFields[] = Array.from({ length: 10 }, (_, index) => ({
       type: nbdCommands.read,
       cookie: BigInt(index + 1),
@@ -450,6 +446,16 @@ class GatedDevice implements BlockDevice {
   }
 }
 
+/** A server whose one export's reads wait for the test, with at most `requestsInFlightMax` requests at once. */
+function gatedServer(requestsInFlightMax: number) {
+  const gate = new GatedDevice(new MemoryBlockDevice(1024 * 1024));
+  const server = new NbdServer({
+    resolveExport: async () => ({ device: gate, readOnly: false }),
+    listExports: () => [],
+  }, { requestsInFlightMax });
+  return { gate, server };
+}
+
 async function until(condition: () => boolean): Promise<void> {
   for (let attempt = 0; attempt < 1000 && !condition(); attempt++) await new Promise((resolve) => setTimeout(resolve, 2));
   expect(condition()).toBe(true);
@@ -507,11 +513,7 @@ describe("NbdServer on a connection that reads where the bytes belong (sinkTo)",
   });
 
   it("pauses receiving while decoded requests wait for the window, and serves them all once it frees", async () => {
-    const gate = new GatedDevice(new MemoryBlockDevice(1024 * 1024));
-    const server = new NbdServer({
-      resolveExport: async () => ({ device: gate, readOnly: false }),
-      listExports: () => [],
-    }, { requestsInFlightMax: 4 });
+    const { gate, server } = gatedServer(4);
     const reads: RequestFields[] = Array.from({ length: 3 * sinkPendingRequestsMax }, (_, index) => ({
       type: nbdCommands.read,
       cookie: BigInt(index + 1),
