@@ -41,6 +41,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Appliance } from "../src/appliance/appliance.ts";
+import type { JournalCounters } from "../src/appliance/journal.ts";
 import { ApplianceLink } from "../src/appliance/appliance_link.ts";
 import { createChecksum } from "../src/core/checksum.ts";
 import { MemoryTransport } from "../src/io/memory_transport.ts";
@@ -95,6 +96,25 @@ function runTool(command: string, args: readonly string[]): Promise<string> {
 /** Each round's rate of a 1-volume copy, for a note: `"212 / 480 / 502"`. */
 function perRound(seconds: readonly number[]): string {
   return seconds.map((s) => (volumeBytes / MiB / s).toFixed(0)).join(" / ");
+}
+
+/** How busy the journal's group writes kept it over `elapsedMs`, and their rate meanwhile. */
+function journalWritingSince(start: JournalCounters, end: JournalCounters, elapsedMs: number): { share: number; bytesPerSecond: number } {
+  const writingUs = end.writeInFlightUs - start.writeInFlightUs;
+  return {
+    share: writingUs / (elapsedMs * 1000),
+    bytesPerSecond: writingUs > 0 ? ((end.groupWriteBytes - start.groupWriteBytes) * 1e6) / writingUs : 0,
+  };
+}
+
+/**
+ * The note's phrase for {@link journalWritingSince} per round: a share near 100% means a group
+ * write was always in flight, so the disk (at the rate given, against the ceiling measured
+ * alone) set the pace, and a faster host path would not move the figure.
+ */
+function journalWritingPhrase(rounds: readonly { share: number; bytesPerSecond: number }[]): string {
+  return `a journal group write in flight ${rounds.map((r) => (r.share * 100).toFixed(0)).join(" / ")}% of each round's time ` +
+    `(nbdcopy until journaled), writing at ${rounds.map((r) => (r.bytesPerSecond / MiB).toFixed(0)).join(" / ")} MiB/s meanwhile`;
 }
 
 /**
@@ -334,7 +354,8 @@ async function main(): Promise<void> {
       const oursCpuUsPerMiB: number[] = [];
       const mainThreadBusy: number[] = [];
       const peerCpuUsPerMiB: number[] = [];
-            const heldShares: number[] = [];
+      const journalWriting: { share: number; bytesPerSecond: number }[] = [];
+      const heldShares: number[] = [];
       const heldMeanMs: number[] = [];
       // The journal's ceiling: it writes every byte durably, qemu-nbd into the page cache.
       await settled();
@@ -345,9 +366,11 @@ async function main(): Promise<void> {
         const cpuStart = process.cpuUsage();
         const countersStart = anytime.splitter.counters;
         const mainStart = threadCpuSeconds();
+        const journalStart = anytime.appliance.volume("vol").journalCounters;
         const wallStart = performance.now();
         oursSeconds.push(await timedSeconds("nbdcopy", [...nbdcopyArgs, source, vol]));
         catchUpSeconds.push(await anytime.journaled());
+        journalWriting.push(journalWritingSince(journalStart, anytime.appliance.volume("vol").journalCounters, performance.now() - wallStart));
         const held = holds(countersStart, anytime.splitter.counters);
         heldShares.push(held.share);
         heldMeanMs.push(held.meanMs);
@@ -379,6 +402,7 @@ async function main(): Promise<void> {
           `the first writes into fresh files, whose new pages cost most on this VM); ` +
           `the journal held every write ${median(catchUpSeconds).toFixed(2)} s after nbdcopy ended; ` +
           `the journal's ceiling here: ${disk.phrase}, ${(disk.bytesPerSecond / MiB / peerValue).toFixed(2)} of qemu-nbd's rate; ` +
+          `${journalWritingPhrase(journalWriting)}; ` +
           `splitter ${anytime.splitter.state}; ${heldPhrase(heldShares, heldMeanMs)}; this process's CPU (switch, appliance, NBD server, user + system, ` +
           `until journaled) ${(median(oursCpuUsPerMiB) / 1000).toFixed(2)} ms per MiB` +
           (peerCpuUsPerMiB.length > 0 ? ` (qemu-nbd's process: ${(median(peerCpuUsPerMiB) / 1000).toFixed(2)} ms per MiB)` : "") +
@@ -424,12 +448,14 @@ async function main(): Promise<void> {
       const bareIops: number[] = [];
       const catchUpSeconds: number[] = [];
       const oursCpuUsPerWrite: number[] = [];
+      const oursMainUsPerWrite: number[] = [];
       const heldShares: number[] = [];
       const heldMeanMs: number[] = [];
       for (let round = 0; round < Math.max(2, rounds - 1); round++) {
         await settled();
         await startCpuProfile();
         const cpuStart = process.cpuUsage();
+        const mainStart = threadCpuSeconds();
         const countersStart = anytime.splitter.counters;
         const seqStart = anytime.splitter.nextSeq;
         oursIops.push(await fioIops(vol));
@@ -438,7 +464,10 @@ async function main(): Promise<void> {
         heldShares.push(held.share);
         heldMeanMs.push(held.meanMs);
         const cpu = process.cpuUsage(cpuStart);
-        oursCpuUsPerWrite.push((cpu.user + cpu.system) / Math.max(1, anytime.splitter.nextSeq - seqStart));
+        const mainEnd = threadCpuSeconds();
+        const writes = Math.max(1, anytime.splitter.nextSeq - seqStart);
+        oursCpuUsPerWrite.push((cpu.user + cpu.system) / writes);
+        if (mainStart !== null && mainEnd !== null) oursMainUsPerWrite.push(((mainEnd - mainStart) * 1e6) / writes);
         await stopCpuProfile(`nbd-b-${round}`);
         if (round === 0) seqAfterFirstFio = anytime.splitter.nextSeq - 1;
         await settled();
@@ -459,7 +488,9 @@ async function main(): Promise<void> {
         met: ours / peerValue >= 0.6,
         note: `median of ${oursIops.length} runs of ${fioSeconds} s; the journal caught up ${median(catchUpSeconds).toFixed(2)} s ` +
           `after fio ended; ${heldPhrase(heldShares, heldMeanMs)}; this process's CPU (switch, appliance, NBD server, user + system) ` +
-          `${median(oursCpuUsPerWrite).toFixed(1)} µs per write; diagnostic: the bare NbdServer on a FileBlockDevice ` +
+          `${median(oursCpuUsPerWrite).toFixed(1)} µs per write` +
+          (oursMainUsPerWrite.length > 0 ? `, ${median(oursMainUsPerWrite).toFixed(1)} of them on its main thread` : "") +
+          `; diagnostic: the bare NbdServer on a FileBlockDevice ` +
           `${median(bareIops).toFixed(0)} writes/s`,
       });
     }

@@ -73,6 +73,7 @@ import { assert } from "../core/assert.ts";
 import { type Checksum, createChecksum } from "../core/checksum.ts";
 import { limits } from "../core/limits.ts";
 import { ALIGNED_MEMORY_BYTES, allocateAligned } from "../io/aligned_memory.ts";
+import type { Clock } from "../io/clock.ts";
 import type { SegmentStore } from "../io/segment_store.ts";
 import {
   createJournalRecordHeader,
@@ -139,6 +140,27 @@ export interface RecoveredRecord extends Readonly<Omit<JournalRecordHeader, "kin
 export interface JournalDeps {
   store: SegmentStore;
   log?: (line: string) => void;
+  /** Times the group writes and syncs for {@link Journal.counters}; without it they read 0. */
+  clock?: Clock;
+}
+
+/**
+ * What the journal has done since it opened, for status and benchmarks. Comparing two
+ * readings tells where a durable ingest waits: `writeInFlightUs` near the elapsed time with
+ * `groupWriteBytes / writeInFlightUs` below the disk's rate means the store (the disk) set
+ * the pace; a small share means the appends did.
+ */
+export interface JournalCounters {
+  /** Group commits written to the store. */
+  readonly groupWrites: number;
+  /** Bytes those commits wrote (records and segment-end pads). */
+  readonly groupWriteBytes: number;
+  /** Time a group write was in flight, µs (one is at a time); 0 without a clock. */
+  readonly writeInFlightUs: number;
+  /** Syncs that completed. */
+  readonly syncs: number;
+  /** Time a sync was in flight, µs (one is at a time); 0 without a clock. */
+  readonly syncInFlightUs: number;
 }
 
 export interface JournalOptions {
@@ -315,6 +337,7 @@ interface ScanEnd {
 export class Journal {
   readonly #store: SegmentStore;
   readonly #log: (line: string) => void;
+  readonly #clock: Clock | null;
   readonly #segmentSizeBytes: number;
   readonly #groupBytesMax: number;
   readonly #recordBytesMax: number;
@@ -327,6 +350,11 @@ export class Journal {
   #committing: GroupBuffer;
   /** A group is being written to the store (stage 1). */
   #writeInFlight = false;
+  #groupWrites = 0;
+  #groupWriteBytes = 0;
+  #writeInFlightUs = 0;
+  #syncs = 0;
+  #syncInFlightUs = 0;
   /** A sync is in flight (stage 2). */
   #syncInFlight = false;
   /** Journal address up to which groups are written to the store (maybe not yet synced). */
@@ -354,6 +382,7 @@ export class Journal {
   private constructor(deps: JournalDeps, sizes: { segmentSizeBytes: number; groupBytesMax: number }, checksum: Checksum) {
     this.#store = deps.store;
     this.#log = deps.log ?? (() => {});
+    this.#clock = deps.clock ?? null;
     this.#segmentSizeBytes = sizes.segmentSizeBytes;
     this.#groupBytesMax = sizes.groupBytesMax;
     // A record must fit an empty group together with the segment-end pad before it.
@@ -419,6 +448,17 @@ export class Journal {
   }
 
   /** The failure that stopped the journal, or `null` while it works. */
+  /** See {@link JournalCounters}. */
+  get counters(): JournalCounters {
+    return {
+      groupWrites: this.#groupWrites,
+      groupWriteBytes: this.#groupWriteBytes,
+      writeInFlightUs: this.#writeInFlightUs,
+      syncs: this.#syncs,
+      syncInFlightUs: this.#syncInFlightUs,
+    };
+  }
+
   get failure(): JournalFailedError | null {
     return this.#failure;
   }
@@ -659,6 +699,7 @@ export class Journal {
   }
 
   async #write(group: GroupBuffer): Promise<void> {
+    const startedUs = this.#clock?.nowUs() ?? 0;
     try {
       this.#stampDurableAddress(group);
       for (let piece = 0; piece < group.pieceCount; piece++) {
@@ -676,6 +717,9 @@ export class Journal {
     assert(group.endAddressBytes > this.#writtenAddressBytes, "A commit moves the written address forward");
     this.#writtenAddressBytes = group.endAddressBytes;
     this.#writtenSeq = group.lastSeq;
+    this.#groupWrites++;
+    this.#groupWriteBytes += group.recordBytes;
+    if (this.#clock !== null) this.#writeInFlightUs += this.#clock.nowUs() - startedUs;
     group.reset();
     this.#writeInFlight = false;
     this.#startSyncIfIdle();
@@ -696,12 +740,15 @@ export class Journal {
   }
 
   async #sync(segmentIds: number[], endAddressBytes: number, lastSeq: number): Promise<void> {
+    const startedUs = this.#clock?.nowUs() ?? 0;
     try {
       for (const segmentId of segmentIds) await this.#store.sync(segmentId);
     } catch (error) {
       this.#fail(error);
       return;
     }
+    this.#syncs++;
+    if (this.#clock !== null) this.#syncInFlightUs += this.#clock.nowUs() - startedUs;
     this.#completeSync(endAddressBytes, lastSeq);
   }
 

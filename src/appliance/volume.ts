@@ -41,7 +41,7 @@ import type { Clock } from "../io/clock.ts";
 import type { SegmentStore } from "../io/segment_store.ts";
 import { ConflictError, NotFoundError, PointUnavailableError } from "./errors.ts";
 import { ImageDevice, type ResolvedPoint } from "./image.ts";
-import { Journal } from "./journal.ts";
+import { Journal, type JournalCounters } from "./journal.ts";
 import { journalRecordKindName, journalRecordKinds as RecordKind } from "./journal_record.ts";
 import { type LevelZeroMap, MapHierarchy, type MapKey } from "./map_hierarchy.ts";
 import { type MapPack, mapSegmentId, MapStore, type PackLevelZero, type SnapshotEntry, type VolumeCatalogue } from "./map_store.ts";
@@ -219,7 +219,7 @@ export class Volume {
 
     const lastLevelZero = hierarchy.levelZero[hierarchy.levelZeroCount - 1];
     const pendingMarkers: { row: number; kind: number; payload: Uint8Array }[] = [];
-    const journal = await Journal.open({ store: deps.journalStore, log: deps.log }, {
+    const journal = await Journal.open({ store: deps.journalStore, log: deps.log, clock: deps.clock }, {
       segmentSizeBytes: catalogue.segmentSizeBytes,
       groupBytesMax: options.groupBytesMax,
       recoverFromAddressBytes: lastLevelZero?.endAddressBytes,
@@ -770,6 +770,11 @@ export class Volume {
   /** Journal bytes in use. */
   get journalBytes(): number {
     return this.#journal.endAddressBytes;
+  }
+
+  /** The journal's group writes and syncs since the volume opened (`JournalCounters`). */
+  get journalCounters(): JournalCounters {
+    return this.#journal.counters;
   }
 
   // ---- Timeline, gaps, suspect intervals, retention policy ---------------------------------

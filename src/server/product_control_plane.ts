@@ -14,6 +14,7 @@
  */
 import type { Appliance } from "../appliance/appliance.ts";
 import { type ApplianceLink, SwitchUnavailableError } from "../appliance/appliance_link.ts";
+import type { JournalCounters } from "../appliance/journal.ts";
 import type { Volume } from "../appliance/volume.ts";
 import type { TimelineInterval } from "../appliance/volume_timeline.ts";
 import {
@@ -376,6 +377,26 @@ export class ProductControlPlane implements ControlPlane {
           (_, c) => c.missedWrites,
         ),
         perSplitter("anytime_switch_marking_entries_total", "Times the switch dropped to marking mode.", "counter", (_, c) => c.markingEntries),
+      );
+    }
+    const volumes = this.#deps.appliance?.volumes() ?? [];
+    if (volumes.length > 0) {
+      const perJournal = (name: string, help: string, value: (counters: JournalCounters) => number): MetricFamily => ({
+        name,
+        help,
+        type: "counter",
+        samples: volumes.map((v) => ({ labels: { volume: v.name }, value: value(v.journalCounters) })),
+      });
+      families.push(
+        perJournal("anytime_journal_group_writes_total", "Group commits the journal wrote.", (c) => c.groupWrites),
+        perJournal("anytime_journal_group_write_bytes_total", "Record bytes the journal's group commits wrote.", (c) => c.groupWriteBytes),
+        perJournal(
+          "anytime_journal_write_seconds_total",
+          "Time a group write was in flight (one at a time): near the elapsed time, the disk sets the ingest's pace.",
+          (c) => c.writeInFlightUs / 1e6,
+        ),
+        perJournal("anytime_journal_syncs_total", "Syncs the journal completed.", (c) => c.syncs),
+        perJournal("anytime_journal_sync_seconds_total", "Time a sync was in flight (one at a time).", (c) => c.syncInFlightUs / 1e6),
       );
     }
     if (this.#deps.nbdConnections !== undefined) {

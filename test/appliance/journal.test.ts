@@ -29,6 +29,7 @@ import {
 } from "../../src/appliance/journal_record.ts";
 import { createChecksum } from "../../src/core/checksum.ts";
 import { isAligned } from "../../src/io/aligned_memory.ts";
+import { ManualClock } from "../../src/io/clock.ts";
 import { MemorySegmentStore } from "../../src/io/memory_segment_store.ts";
 import { fillRandom, type Random, randomInt, SeededRandom } from "../../src/io/random.ts";
 import type { SegmentStore } from "../../src/io/segment_store.ts";
@@ -287,6 +288,37 @@ describe("Journal", () => {
       expect(reports[i].pendingBytes).toBe(0);
     }
     expect(reports[reports.length - 1].seq).toBe(203);
+    await journal.close();
+  });
+
+  test("counters count group writes, their record bytes and syncs, and time them by the clock", async () => {
+    const store = new GatedStore();
+    const clock = new ManualClock(startTimeUs);
+    const journal = await Journal.open({ store, clock }, { segmentSizeBytes: 64 * KiB, groupBytesMax: 16 * KiB });
+    expect(journal.counters).toEqual({ groupWrites: 0, groupWriteBytes: 0, writeInFlightUs: 0, syncs: 0, syncInFlightUs: 0 });
+    const maker = new RecordMaker(2);
+    store.holdWrites = true;
+    store.holdSyncs = true;
+    for (let i = 0; i < 3; i++) journal.tryAppend(maker.write(2048));
+    await tick(20);
+    clock.advanceUs(1500); // the write is held 1.5 ms
+    store.releaseWrites();
+    await tick(20);
+    expect(journal.counters).toMatchObject({ groupWrites: 1, groupWriteBytes: 3 * journalRecordBytes(2048), writeInFlightUs: 1500, syncs: 0 });
+    clock.advanceUs(4000); // then the sync 4 ms
+    store.releaseSyncs();
+    await journal.flush();
+    expect(journal.counters).toEqual({
+      groupWrites: 1,
+      groupWriteBytes: 3 * journalRecordBytes(2048),
+      writeInFlightUs: 1500,
+      syncs: 1,
+      syncInFlightUs: 4000,
+    });
+    await journal.append(maker.write(512));
+    await journal.flush();
+    expect(journal.counters).toMatchObject({ groupWrites: 2, groupWriteBytes: 3 * journalRecordBytes(2048) + journalRecordBytes(512), syncs: 2 });
+    expect(journal.counters.groupWriteBytes).toBe(journal.endAddressBytes); // nothing skipped at the start of a segment
     await journal.close();
   });
 

@@ -66,6 +66,12 @@ describe("ProductControlPlane over a switch and an appliance in one process", ()
     for (const name of ["buffer_waits_total", "buffer_wait_seconds_total", "missed_writes_total", "marking_entries_total", "primary_write_errors_total"]) {
       expect(switchSample(`anytime_switch_${name}`)).toEqual([{ labels: { volume: "db" }, value: 0 }]);
     }
+    const journalSample = (name: string) => switchSample(`anytime_journal_${name}`)?.[0].value ?? -1;
+    expect(journalSample("group_writes_total")).toBeGreaterThanOrEqual(1);
+    expect(journalSample("group_write_bytes_total")).toBe(controlPlane.volume("db").journalBytes);
+    expect(journalSample("syncs_total")).toBeGreaterThanOrEqual(1);
+    expect(journalSample("write_seconds_total")).toBeGreaterThanOrEqual(0);
+    expect(journalSample("sync_seconds_total")).toBeGreaterThanOrEqual(0);
     const state = families.find((f) => f.name === "anytime_volume_state");
     expect(state?.samples.find((s) => s.labels.state === "protecting")?.value).toBe(1);
 
