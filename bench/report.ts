@@ -1,4 +1,5 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { basename, dirname } from "node:path";
 
 /**
  * One JSON object per figure, each next to its limit or peer measured in the same run
@@ -98,4 +99,28 @@ export function median(values: number[]): number {
 export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
+/**
+ * Milliseconds the whole disk holding `path` has had I/O in flight, so far (Linux
+ * `/proc/diskstats` "io_ticks" of the disk, not the partition: `/sys/dev/block/M:m/..` when
+ * the file system sits on one); null elsewhere. Two readings over an interval give the
+ * share of it the disk was busy: well under 100% while a durable stage is always
+ * outstanding means the time went to the hand-off, not the disk.
+ */
+export function diskBusyMs(path: string): number | null {
+  try {
+    const dev = statSync(path).dev;
+    const major = Math.floor(dev / 256) & 0xfff;
+    const minor = (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00);
+    const sysPath = `/sys/dev/block/${major}:${minor}`;
+    const name = existsSync(`${sysPath}/partition`) ? basename(dirname(realpathSync(sysPath))) : basename(realpathSync(sysPath));
+    for (const line of readFileSync("/proc/diskstats", "utf8").split("\n")) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[2] === name) return Number(fields[12]);
+    }
+    return null;
+  } catch {
+    return null;
+  }
 }

@@ -145,21 +145,24 @@ export interface JournalDeps {
 }
 
 /**
- * What the journal has done since it opened, for status and benchmarks. Comparing two
- * readings tells where a durable ingest waits: `writeInFlightUs` near the elapsed time with
- * `groupWriteBytes / writeInFlightUs` below the disk's rate means the store (the disk) set
- * the pace; a small share means the appends did.
+ * What the journal has done since it opened, for status and benchmarks. The times run from
+ * issuing a call to the journal seeing it done, so they include the runtime's hand-off (a
+ * pool thread's queue, a busy event loop taking the completion), not only the disk's work.
+ * Comparing two readings tells which stage paces a durable ingest: `writeInFlightUs` near
+ * the elapsed time means the write stage was always outstanding (then the disk's own busy
+ * time, e.g. Linux `/proc/diskstats`, says whether the disk or the hand-off took it); a
+ * small share means the appends set the pace.
  */
 export interface JournalCounters {
   /** Group commits written to the store. */
   readonly groupWrites: number;
   /** Bytes those commits wrote (records and segment-end pads). */
   readonly groupWriteBytes: number;
-  /** Time a group write was in flight, µs (one is at a time); 0 without a clock. */
+  /** Time a group write was outstanding, µs (one is at a time); 0 without a clock. */
   readonly writeInFlightUs: number;
   /** Syncs that completed. */
   readonly syncs: number;
-  /** Time a sync was in flight, µs (one is at a time); 0 without a clock. */
+  /** Time a sync was outstanding, µs (one is at a time); 0 without a clock. */
   readonly syncInFlightUs: number;
 }
 

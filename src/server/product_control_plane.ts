@@ -392,11 +392,11 @@ export class ProductControlPlane implements ControlPlane {
         perJournal("anytime_journal_group_write_bytes_total", "Record bytes the journal's group commits wrote.", (c) => c.groupWriteBytes),
         perJournal(
           "anytime_journal_write_seconds_total",
-          "Time a group write was in flight (one at a time): near the elapsed time, the disk sets the ingest's pace.",
+          "Time a group write was outstanding (one at a time; hand-off to the disk and back included): near the elapsed time, the write stage paces the ingest.",
           (c) => c.writeInFlightUs / 1e6,
         ),
         perJournal("anytime_journal_syncs_total", "Syncs the journal completed.", (c) => c.syncs),
-        perJournal("anytime_journal_sync_seconds_total", "Time a sync was in flight (one at a time).", (c) => c.syncInFlightUs / 1e6),
+        perJournal("anytime_journal_sync_seconds_total", "Time a sync was outstanding (one at a time).", (c) => c.syncInFlightUs / 1e6),
       );
     }
     if (this.#deps.nbdConnections !== undefined) {
