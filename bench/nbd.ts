@@ -98,8 +98,15 @@ function perRound(seconds: readonly number[]): string {
   return seconds.map((s) => (volumeBytes / MiB / s).toFixed(0)).join(" / ");
 }
 
+/** One round of the 1 MiB copy: the journal write stage's share of it, its rate, the disk's share. */
+interface JournalRound {
+  share: number;
+  bytesPerSecond: number;
+  diskShare: number | null;
+}
+
 /** How busy the journal's group writes kept it over `elapsedMs`, and their rate meanwhile. */
-function journalWritingSince(start: JournalCounters, end: JournalCounters, elapsedMs: number): { share: number; bytesPerSecond: number } {
+function journalWritingSince(start: JournalCounters, end: JournalCounters, elapsedMs: number): Omit<JournalRound, "diskShare"> {
   const writingUs = end.writeInFlightUs - start.writeInFlightUs;
   return {
     share: writingUs / (elapsedMs * 1000),
@@ -114,7 +121,7 @@ function journalWritingSince(start: JournalCounters, end: JournalCounters, elaps
  * outstanding ~100% of a round with the disk busy far less means the hand-off, not the
  * disk, paced it.
  */
-function journalWritingPhrase(rounds: readonly { share: number; bytesPerSecond: number; diskShare: number | null }[]): string {
+function journalWritingPhrase(rounds: readonly JournalRound[]): string {
   const disk = rounds.every((r) => r.diskShare !== null)
     ? `; the disk itself busy ${rounds.map((r) => (r.diskShare! * 100).toFixed(0)).join(" / ")}% (io_ticks)`
     : "";
@@ -359,7 +366,7 @@ async function main(): Promise<void> {
       const oursCpuUsPerMiB: number[] = [];
       const mainThreadBusy: number[] = [];
       const peerCpuUsPerMiB: number[] = [];
-      const journalWriting: { share: number; bytesPerSecond: number; diskShare: number | null }[] = [];
+      const journalWriting: JournalRound[] = [];
       const heldShares: number[] = [];
       const heldMeanMs: number[] = [];
       // The journal's ceiling: it writes every byte durably, qemu-nbd into the page cache.

@@ -353,13 +353,14 @@ export class Journal {
   #committing: GroupBuffer;
   /** A group is being written to the store (stage 1). */
   #writeInFlight = false;
+  /** A sync is in flight (stage 2). */
+  #syncInFlight = false;
+  // What `counters` reports (JournalCounters).
   #groupWrites = 0;
   #groupWriteBytes = 0;
   #writeInFlightUs = 0;
   #syncs = 0;
   #syncInFlightUs = 0;
-  /** A sync is in flight (stage 2). */
-  #syncInFlight = false;
   /** Journal address up to which groups are written to the store (maybe not yet synced). */
   #writtenAddressBytes = 0;
   #writtenSeq = -1;
@@ -450,7 +451,6 @@ export class Journal {
     return Math.min(limits.writeBytesMax, fitBytes);
   }
 
-  /** The failure that stopped the journal, or `null` while it works. */
   /** See {@link JournalCounters}. */
   get counters(): JournalCounters {
     return {
@@ -462,6 +462,7 @@ export class Journal {
     };
   }
 
+  /** The failure that stopped the journal, or `null` while it works. */
   get failure(): JournalFailedError | null {
     return this.#failure;
   }
