@@ -253,12 +253,16 @@ export async function endToEndWritesPerSecond(
     await startCpuProfile();
     const applianceCpuStartUs = await under.applianceCpuUs();
     const switchCpuStart = process.cpuUsage();
+    const countersStart = splitter.counters;
     const started = performance.now();
     await hostWrites(splitter, { ...options, firstIndex: 1 });
     const hostSeconds = (performance.now() - started) / 1000;
     await acknowledgedAll(splitter);
     const seconds = (performance.now() - started) / 1000;
     const switchCpu = process.cpuUsage(switchCpuStart);
+    const countersEnd = splitter.counters;
+    const heldWrites = countersEnd.bufferWaits - countersStart.bufferWaits;
+    const heldSeconds = countersEnd.bufferWaitSeconds - countersStart.bufferWaitSeconds;
     const applianceCpuUs = (await under.applianceCpuUs()) - applianceCpuStartUs;
     await stopCpuProfile(`${name}-switch`);
     under.applianceProfile(`${name}-appliance`);
@@ -272,6 +276,8 @@ export async function endToEndWritesPerSecond(
       note: `queue depth ${options.queueDepth}, ${options.count} writes, 1 GiB file primary, appliance in a child process` +
         `${options.stores === "files" ? "" : " on stores that discard"}; ` +
         `host side done after ${hostSeconds.toFixed(2)} s, all acknowledged after ${seconds.toFixed(2)} s; ` +
+        `host writes held for copy-buffer room (the appliance's side the limit then): ${heldWrites} of ${options.count}` +
+        `${heldWrites > 0 ? `, ${(heldSeconds / heldWrites * 1000).toFixed(2)} ms each on average` : ""}; ` +
         `CPU per write: switch ${(switchCpuUs / options.count).toFixed(1)} µs, appliance ${(applianceCpuUs / options.count).toFixed(1)} µs ` +
         `(busy ${(switchCpuUs / 1e6 / seconds * 100).toFixed(0)}% / ${(applianceCpuUs / 1e6 / seconds * 100).toFixed(0)}% of a core; ` +
         `together ${((switchCpuUs + applianceCpuUs) / options.count).toFixed(1)} µs, so this machine's ${cores} cores could ` +
