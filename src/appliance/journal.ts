@@ -36,12 +36,12 @@
  * kernel (`perf trace`). A third buffer with a second write in flight (started only when the
  * filling buffer was full; the recovery rule above already covers a later group surviving an
  * earlier one, and the crash property test passed with it) did not move the rate over three
- * alternating pairs and cost the main thread time. The likely reason is that ext4 takes
- * the inode lock exclusively for a direct write that is not a pure overwrite, and a fresh
- * sparse segment never is. So the second write queued in the kernel behind the first, and
- * the main thread's page-cache head and tail writes (`file_segment_store.ts`) waited for it:
- * 183-192 ms of a 2 s round instead of 19 ms. Raw direct writers with fdatasync pipelined
- * (7 MiB writes, 700 MiB, two passes) agree:
+ * alternating pairs and cost the main thread time. On sparse segments, ext4 takes the inode
+ * lock exclusively for a direct write that is not a pure overwrite, so the second write
+ * queued behind the first, and the main thread's page-cache head and tail writes
+ * (`file_segment_store.ts`) waited for it: 183-192 ms of a 2 s round instead of 19 ms. Raw
+ * direct writers with fdatasync pipelined (7 MiB writes, 700 MiB, two passes) gain from a
+ * second write only on segments already written:
  *
  * | segments | one write in flight | two in flight |
  * | --- | --- | --- |
@@ -49,9 +49,15 @@
  * | preallocated (fallocate) | 750 / 689 MiB/s | 800 / 855 MiB/s |
  * | zero-filled | 712 / 917 MiB/s | 906 / 1,285 MiB/s |
  *
- * Writes in flight pay only on segments that are already written, i.e. reused ones, so they
- * belong with journal cleaning. 16 MiB groups, each one direct call, did no better than 8 MiB
- * over four alternating pairs (steady rounds 431-607 against 420-633 MiB/s).
+ * In the journal, though, segments zero-filled before the run did not help either, with one
+ * write in flight or two (steady rounds 461-640 and 457-589 MiB/s against 508-721 on sparse
+ * ones, alternating runs; the disk busy 33-45% of the time). The page-cache head and tail
+ * writes into written blocks then read each block first (75-104 ms per round on the main
+ * thread, and 112-122 with two writes in flight). So it is not the file system's allocation
+ * that paces the write stage, and the gap between the JavaScript view (outstanding ~98%)
+ * and the disk's (busy ~50%) is still unexplained. 16 MiB groups, each one direct call, did
+ * no better than 8 MiB over four alternating pairs (steady rounds 431-607 against 420-633
+ * MiB/s).
  *
  * **Durability.** `durableSeq` / `durableAddressBytes` advance only after a sync resolves;
  * `onDurable` listeners and `flush` waiters hear of it then and only then (the appliance acks
