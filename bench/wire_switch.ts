@@ -276,7 +276,7 @@ export async function endToEndWritesPerSecond(
       note: `queue depth ${options.queueDepth}, ${options.count} writes, 1 GiB file primary, appliance in a child process` +
         `${options.stores === "files" ? "" : " on stores that discard"}; ` +
         `host side done after ${hostSeconds.toFixed(2)} s, all acknowledged after ${seconds.toFixed(2)} s; ` +
-        `host writes held for copy-buffer room (the appliance's side the limit then): ${heldWrites} of ${options.count}` +
+        `host writes held for copy-buffer room (acknowledgements came slower than the host wrote): ${heldWrites} of ${options.count}` +
         `${heldWrites > 0 ? `, ${(heldSeconds / heldWrites * 1000).toFixed(2)} ms each on average` : ""}; ` +
         `CPU per write: switch ${(switchCpuUs / options.count).toFixed(1)} µs, appliance ${(applianceCpuUs / options.count).toFixed(1)} µs ` +
         `(busy ${(switchCpuUs / 1e6 / seconds * 100).toFixed(0)}% / ${(applianceCpuUs / 1e6 / seconds * 100).toFixed(0)}% of a core; ` +
