@@ -5,7 +5,9 @@
  * after a crash scans a journal tail bounded by the persistence limits (never the whole
  * journal), a pack that a crash left unnamed by the catalogue is removed, and a store laid
  * out before packs (a segment per map) still opens. Images are compared with a naive replay
- * of the writes; journal bytes read at open come from the in-memory store's counters.
+ * of the writes; journal bytes read at open come from the in-memory store's counters. The
+ * volume also hands its clock to the journal, so `journalCounters` times its group writes
+ * and syncs.
  */
 import { describe, expect, it } from "vitest";
 import { mapSegmentId, MapStore } from "../../src/appliance/map_store.ts";
@@ -77,6 +79,48 @@ class HangingManifestStore extends MemorySegmentStore {
     return this.#hanging ? new Promise(() => {}) : super.writeManifest(bytes);
   }
 }
+
+/** A journal store whose writes and syncs each take a fixed time on a manual clock. */
+class TimedStore extends MemorySegmentStore {
+  readonly #clock: ManualClock;
+  constructor(clock: ManualClock) {
+    super();
+    this.#clock = clock;
+  }
+  override async write(segmentId: number, offsetBytes: number, source: Uint8Array): Promise<void> {
+    await super.write(segmentId, offsetBytes, source);
+    this.#clock.advanceUs(100);
+  }
+  override async sync(segmentId: number): Promise<void> {
+    await super.sync(segmentId);
+    this.#clock.advanceUs(300);
+  }
+}
+
+describe("journal counters", () => {
+  it("count the volume's group writes and syncs and time them by the volume's clock", async () => {
+    const clock = new ManualClock();
+    const journalStore = new TimedStore(clock);
+    const volume = await Volume.open({ journalStore, mapStore: new MemorySegmentStore(), clock }, options);
+    const before = { ...journalStore.stats };
+    const startUs = clock.nowUs();
+    await appendWrites(volume, 1, 5);
+    await volume.flush();
+    const writes = journalStore.stats.writes - before.writes;
+    const syncs = journalStore.stats.syncs - before.syncs;
+    const elapsedUs = clock.nowUs() - startUs;
+    expect(writes).toBeGreaterThan(0);
+    // A write and a sync may overlap, so each stage's time holds at least its own calls' time
+    // and at most all the time that passed (without the clock both would read 0).
+    const { writeInFlightUs, syncInFlightUs } = volume.journalCounters;
+    expect(writeInFlightUs).toBeGreaterThanOrEqual(100 * writes);
+    expect(writeInFlightUs).toBeLessThanOrEqual(elapsedUs);
+    expect(syncInFlightUs).toBeGreaterThanOrEqual(300 * syncs);
+    expect(syncInFlightUs).toBeLessThanOrEqual(elapsedUs);
+    expect(volume.journalCounters.groupWriteBytes).toBe(volume.journalBytes);
+    await volume.close();
+  });
+});
 
 describe("map persistence in packs", () => {
   it("sealed maps are persisted one pack and one catalogue per group, not per map", async () => {
