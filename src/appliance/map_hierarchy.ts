@@ -21,7 +21,7 @@
  * runs; they read as zeros, as its holes do.
  */
 import { assert } from "../core/assert.ts";
-import { DELTA_MAP_HEADER_BYTES, DELTA_MAP_RUN_BYTES, DeltaMap } from "../core/delta_map.ts";
+import { DELTA_MAP_HEADER_BYTES, DELTA_MAP_RUN_BYTES, DeltaMap, type MapMerge } from "../core/delta_map.ts";
 
 /** A sealed level-0 map and the records it covers. */
 export interface LevelZeroMap {
@@ -94,25 +94,55 @@ export class MapHierarchy {
       if (count % span !== 0) break;
       due.push({ kind: "merged", level, index: count / span - 1 });
     }
-    const previousRuns = this.points.length === 0 ? 0 : this.points[this.points.length - 1].map.runCount;
-    const threshold = Math.max(
-      this.options.pointMapRunsMin,
-      Math.ceil(previousRuns / this.options.pointMapGrowthDivisor),
-    );
-    if (this.#runsSincePoint >= threshold) due.push({ kind: "point", boundary: count });
+    if (this.#runsSincePoint >= this.#pointThreshold()) due.push({ kind: "point", boundary: count });
     return due;
+  }
+
+  /**
+   * The point map {@link addLevelZero} would have asked for after the newest point map
+   * installed, had each map been installed at once: the first boundary since it where the
+   * level-0 runs reach the policy's threshold, or undefined. For a caller that builds point
+   * maps later than they fall due (and ignores the point keys `addLevelZero` returns while
+   * one is on its way, which count from the older point): the boundaries come out the same.
+   */
+  nextPointDue(): MapKey | undefined {
+    const previous = this.points.length === 0 ? undefined : this.points[this.points.length - 1];
+    const threshold = this.#pointThreshold();
+    let runs = 0;
+    for (let index = previous?.boundary ?? 0; index < this.levelZero.length; index++) {
+      runs += this.levelZero[index].map.runCount;
+      if (runs >= threshold) return { kind: "point", boundary: index + 1 };
+    }
+    return undefined;
+  }
+
+  /** Level-0 runs since the newest point map that make the next one due. */
+  #pointThreshold(): number {
+    const previousRuns = this.points.length === 0 ? 0 : this.points[this.points.length - 1].map.runCount;
+    return Math.max(this.options.pointMapRunsMin, Math.ceil(previousRuns / this.options.pointMapGrowthDivisor));
   }
 
   /** Computes a due map from the maps already installed (merged keys must come in level order). */
   build(key: MapKey): DeltaMap {
+    const merge = this.startBuild(key);
+    merge.step(Infinity);
+    return merge.result;
+  }
+
+  /**
+   * {@link build} as a merge to run in steps (`DeltaMap.startMerge`). Its inputs are taken
+   * now: start it only once the maps it is built from are installed (a merged map's children;
+   * for a point map, whatever is installed: its layers are the state at the boundary anyway).
+   */
+  startBuild(key: MapKey): MapMerge {
     if (key.kind === "merged") {
       const children = key.level === 1
         ? this.levelZero.slice(key.index * this.options.fanOut, (key.index + 1) * this.options.fanOut).map((l) => l.map)
         : this.merged[key.level - 1].slice(key.index * this.options.fanOut, (key.index + 1) * this.options.fanOut);
       if (children.length !== this.options.fanOut) assert(false, `Map ${key.level}/${key.index} is not due yet`);
-      return DeltaMap.mergeAll(children);
+      return DeltaMap.startMerge(children);
     }
-    return DeltaMap.mergeAll(this.layersFor(key.boundary).reverse());
+    return DeltaMap.startMerge(this.layersFor(key.boundary).reverse());
   }
 
   /** Installs a built or loaded map under its key. */

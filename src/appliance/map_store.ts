@@ -59,6 +59,8 @@ const VERSION = 1;
 const LEVEL_ZERO_VERSION_RESTORES = 2;
 const LEVEL_ZERO_HEADER_BYTES = 48;
 const CHECKSUM_BYTES = 8;
+/** Bytes a pack encodes between turns of the event loop (~1 ms of encoding). */
+const packEncodeSliceBytes = 1024 * 1024;
 const LEVEL_STRIDE = 2 ** 40;
 const POINT_LEVEL = 15;
 const PACK_LEVEL = 14;
@@ -108,10 +110,16 @@ export function mapSegmentId(key: MapKey | { kind: "levelZero"; index: number } 
 export class MapStore {
   readonly #store: SegmentStore;
   readonly #checksum: Checksum;
+  readonly #nextTurn: () => Promise<void>;
 
-  constructor(store: SegmentStore, checksum: Checksum) {
+  /**
+   * `nextTurn` (the `Clock` seam's) is awaited between slices of a pack's encoding; without
+   * it a pack is encoded in one go.
+   */
+  constructor(store: SegmentStore, checksum: Checksum, options: { nextTurn?: () => Promise<void> } = {}) {
     this.#store = store;
     this.#checksum = checksum;
+    this.#nextTurn = options.nextTurn ?? (() => Promise.resolve());
   }
 
   async readCatalogue(): Promise<VolumeCatalogue | null> {
@@ -162,11 +170,23 @@ export class MapStore {
    */
   async writePack(first: number, contents: { levelZero: readonly PackLevelZero[]; maps: readonly PackMap[] }): Promise<void> {
     const bodies: { id: number; body: Uint8Array }[] = [];
-    contents.levelZero.forEach((entry, i) => {
+    // A turn of the event loop after every `packEncodeSliceBytes` encoded: a pack of merged
+    // and point maps takes tens of milliseconds to encode, and the appliance's ingest runs
+    // on the same loop.
+    let sliceBytes = 0;
+    const encoded = async (id: number, body: Uint8Array) => {
+      bodies.push({ id, body });
+      sliceBytes += body.length;
+      if (sliceBytes < packEncodeSliceBytes) return;
+      sliceBytes = 0;
+      await this.#nextTurn();
+    };
+    for (let i = 0; i < contents.levelZero.length; i++) {
+      const entry = contents.levelZero[i];
       if (entry.index !== first + i) assert(false, `Level-0 map ${entry.index} is not at place ${i} of the pack from ${first}`);
-      bodies.push({ id: mapSegmentId({ kind: "levelZero", index: entry.index }), body: encodeLevelZero(entry.levelZero, entry.rows) });
-    });
-    for (const { key, map } of contents.maps) bodies.push({ id: mapSegmentId(key), body: encodeMap(map) });
+      await encoded(mapSegmentId({ kind: "levelZero", index: entry.index }), encodeLevelZero(entry.levelZero, entry.rows));
+    }
+    for (const { key, map } of contents.maps) await encoded(mapSegmentId(key), encodeMap(map));
     let total = PACK_HEADER_BYTES + CHECKSUM_BYTES;
     for (const { body } of bodies) total += PACK_ENTRY_HEADER_BYTES + align8(body.length);
     const blob = new Uint8Array(total);

@@ -13,10 +13,26 @@
  * unpersisted, then go out as one pack and one catalogue replace, in the background. The
  * journal is the source of truth, so a crash before that loses no write: a restart replays
  * the journal from the end of the last persisted level-0 map, which bounds the tail it scans
- * by about twice those limits (a pack may be in flight while the next fills), never the
- * whole journal. Measured before packs (300k writes of 4 KiB on the Node target): the map
- * store made 231 fdatasyncs and 152 directory syncs beside the journal's 152 syncs.
- * `settled` and `close` persist everything sealed.
+ * by about three times those limits (a pack may wait for a merge being built, another be in
+ * flight, while the next fills), never the whole journal. Measured before packs (300k writes
+ * of 4 KiB on the Node target): the map store made 231 fdatasyncs and 152 directory syncs
+ * beside the journal's 152 syncs. `settled` and `close` build and persist everything sealed.
+ *
+ * Building maps: sealing a level-0 map is cheap (its records, sorted), but the merged and
+ * point maps it makes due are merges of up to millions of runs, and a pack encodes and hashes
+ * megabytes. Done in the seal, they held the appliance's one event loop: measured with 4 KiB
+ * writes through the real switch (`npm run bench -- wire`, CPU profiles), each level-1 merge
+ * (65,536 writes over 1 GiB) and its pack stopped the ingest for 120-200 ms every ~1.3 s, the
+ * acknowledgements stopped with it, and the switch's copy buffer filled. So the due maps wait
+ * in `#builds`, in due order, and are built in the background: `limits.mapBuildStepRuns` runs
+ * of a merge (`DeltaMap.startMerge`) per turn of the event loop, and a pack's encoding yields
+ * a turn every MiB. Until a map is installed, images overlay the maps it merges (the
+ * hierarchy's decomposition uses what is installed), so they read the same, a little slower.
+ * Point maps come out at the same boundaries as in a build done at once
+ * (`MapHierarchy.nextPointDue`), so the maps on disk do not depend on the builds' pace. A pack
+ * waits for the maps due in its range; a build left behind by `mapPersistLevelZeroMin` seals
+ * (or with more than `limits.mapBuildsQueuedMax` queued) is finished in the seal, in line:
+ * the bound on memory and on the tail a restart replays.
  *
  * Restore (seed 003 [0075]: "roll forward changes ... at the user's preference"; DESIGN.md,
  * "Restore") is a marker that moves no data: "from here the state is the state after seq
@@ -31,7 +47,7 @@
 import { assert } from "../core/assert.ts";
 import type { Checksum } from "../core/checksum.ts";
 import { createChecksum } from "../core/checksum.ts";
-import { DeltaMap, type Extent, ZERO_ADDRESS_BASE_BYTES } from "../core/delta_map.ts";
+import { DeltaMap, type Extent, type MapMerge, ZERO_ADDRESS_BASE_BYTES } from "../core/delta_map.ts";
 import { flattenLayers } from "../core/layered_lookup.ts";
 import { limits } from "../core/limits.ts";
 import { checkSnapshotName, parsePoint, type Point } from "../core/point.ts";
@@ -121,6 +137,15 @@ export class Volume {
   readonly #persistedPointBoundaries: number[];
   /** Merged and point maps built at seals, not yet handed to a persist task, oldest first. */
   readonly #unqueuedMaps: { key: MapKey; map: DeltaMap; dueAtLevelZeroCount: number }[] = [];
+  /**
+   * Merged and point maps due but not built yet, oldest first (module doc, "Building maps"):
+   * the head's merge runs a step at a time between turns of the event loop.
+   */
+  readonly #builds: { key: MapKey; dueAtLevelZeroCount: number; merge: MapMerge | null }[] = [];
+  /** Whether the loop that runs `#builds` is scheduled. */
+  #building = false;
+  /** The persist task waiting for the builds of its pack's maps (`#builtThrough`). */
+  #builtWaiter: { levelZeroCount: number; resolve: () => void; reject: (error: unknown) => void } | null = null;
   readonly #snapshots = new Map<string, SnapshotEntry>();
   readonly #timeline = new VolumeTimeline();
   #retention: { window: string; keep: string } | undefined;
@@ -195,7 +220,7 @@ export class Volume {
    */
   static async open(deps: VolumeDeps, options: VolumeOptions): Promise<Volume> {
     const checksum = await createChecksum();
-    const maps = new MapStore(deps.mapStore, checksum);
+    const maps = new MapStore(deps.mapStore, checksum, { nextTurn: () => deps.clock.nextTurn() });
     let catalogue = await maps.readCatalogue();
     if (catalogue === null) {
       catalogue = Volume.#newCatalogue(deps, options);
@@ -641,7 +666,10 @@ export class Volume {
     return DeltaMap.restoreDelta(current, target, { seq });
   }
 
-  /** Seals full level-0 maps from durable rows and queues their persistence when due. */
+  /**
+   * Seals full level-0 maps from durable rows, queues the maps that become due to be built
+   * (in the background, `#buildSteps`), and queues persistence when due.
+   */
   #sealDue(): void {
     while (this.#durableRows - this.#hierarchy.sealedRows >= this.#levelZeroWritesMax) {
       const fromIndex = this.#hierarchy.sealedRows;
@@ -656,12 +684,87 @@ export class Volume {
       };
       const dueAtLevelZeroCount = this.#hierarchy.levelZeroCount + 1;
       for (const key of this.#hierarchy.addLevelZero(levelZero)) {
-        const map = this.#hierarchy.build(key);
-        this.#hierarchy.install(key, map);
-        this.#unqueuedMaps.push({ key, map, dueAtLevelZeroCount });
+        // One point map on its way at a time: the policy counts runs since the newest point
+        // map installed, so while one is being built its answer is stale. The next point is
+        // found once that one is installed (`nextPointDue`, in `#buildSteps`).
+        if (key.kind === "point" && this.#builds.some((build) => build.key.kind === "point")) continue;
+        this.#builds.push({ key, dueAtLevelZeroCount, merge: null });
+      }
+      // Backpressure: a build left behind by a persistence group of seals (or too many
+      // queued) is finished here, in line. A pack waits for the maps due in it, so this
+      // bounds the journal tail a restart replays: a group more than without builds.
+      const lagged = this.#hierarchy.levelZeroCount - this.#persistLevelZeroMin;
+      while (this.#builds.length > 0 && (this.#builds[0].dueAtLevelZeroCount <= lagged || this.#builds.length > limits.mapBuildsQueuedMax)) {
+        this.#buildSteps(limits.mapBuildStepRuns);
       }
     }
+    if (this.#builds.length > 0 && !this.#building && !this.#closed) {
+      this.#building = true;
+      void this.#buildInBackground();
+    }
     this.#persistDue(false);
+  }
+
+  /** Runs the queued builds a step each turn of the event loop, until none is left. */
+  async #buildInBackground(): Promise<void> {
+    try {
+      while (this.#builds.length > 0 && !this.#closed) {
+        await this.#deps.clock.nextTurn();
+        if (this.#closed) break;
+        this.#buildSteps(limits.mapBuildStepRuns);
+      }
+    } catch (error) {
+      // A merge only fails on a broken invariant: stop persisting, as a failed write would
+      // (the pack waiting for the maps fails with it, and so do settled() and close()).
+      this.#persistError ??= error;
+      this.#deps.log?.(`Volume ${this.name}: cannot build maps: ${(error as Error).message}`);
+      const waiter = this.#builtWaiter;
+      this.#builtWaiter = null;
+      waiter?.reject(error);
+    } finally {
+      this.#building = false;
+    }
+  }
+
+  /**
+   * Does about `budgetRuns` runs of the queued builds, oldest first: installs each map built
+   * (images use it from then on; until then they overlay the maps it merges) and queues its
+   * persistence.
+   */
+  #buildSteps(budgetRuns: number): void {
+    let budget = budgetRuns;
+    while (this.#builds.length > 0 && budget > 0) {
+      const build = this.#builds[0];
+      // Started only now: its inputs (the maps below it) are installed by the builds before it.
+      const merge = build.merge ??= this.#hierarchy.startBuild(build.key);
+      const chunk = Math.min(budget, limits.mapBuildStepRuns);
+      budget -= chunk;
+      if (!merge.step(chunk)) continue;
+      this.#builds.shift();
+      this.#hierarchy.install(build.key, merge.result);
+      this.#unqueuedMaps.push({ key: build.key, map: merge.result, dueAtLevelZeroCount: build.dueAtLevelZeroCount });
+      if (build.key.kind === "point") this.#queueNextPoint();
+    }
+    const waiter = this.#builtWaiter;
+    if (waiter !== null && (this.#builds.length === 0 || this.#builds[0].dueAtLevelZeroCount > waiter.levelZeroCount)) {
+      this.#builtWaiter = null;
+      waiter.resolve();
+    }
+  }
+
+  /**
+   * After a point map is installed: queues the next one if the level-0 maps sealed while it
+   * was built already make one due, where a build in line would have put it (so the
+   * boundaries, and the maps on disk, do not depend on how fast the builds ran). `#builds`
+   * stays in due order: none behind the head has started, so the new one may go before them.
+   */
+  #queueNextPoint(): void {
+    const key = this.#hierarchy.nextPointDue();
+    if (key === undefined || key.kind !== "point") return;
+    let at = this.#builds.length;
+    while (at > 0 && this.#builds[at - 1].dueAtLevelZeroCount > key.boundary) at--;
+    assert(at > 0 || this.#builds.length === 0 || this.#builds[0].merge === null, "Only unstarted builds move back");
+    this.#builds.splice(at, 0, { key, dueAtLevelZeroCount: key.boundary, merge: null });
   }
 
   /**
@@ -682,11 +785,14 @@ export class Volume {
         const map = hierarchy.levelZero[index];
         levelZero.push({ index, levelZero: map, rows: this.#index.slice(map.fromIndex, map.toIndex) });
       }
-      let taken = 0;
-      while (taken < this.#unqueuedMaps.length && this.#unqueuedMaps[taken].dueAtLevelZeroCount <= end) taken++;
-      const maps = this.#unqueuedMaps.splice(0, taken);
       this.#queuedLevelZeroCount = end;
       this.#persist(async () => {
+        // A pack holds the maps due inside its level-0 range (the loader reads them from it):
+        // it waits for those still being built.
+        await this.#builtThrough(end);
+        let taken = 0;
+        while (taken < this.#unqueuedMaps.length && this.#unqueuedMaps[taken].dueAtLevelZeroCount <= end) taken++;
+        const maps = this.#unqueuedMaps.splice(0, taken);
         await this.#maps.writePack(first, { levelZero, maps });
         // Named in the catalogue only once the pack is durable; a crash before the catalogue
         // replace leaves a pack that the next open removes (and replays the journal instead).
@@ -696,6 +802,16 @@ export class Volume {
         await this.#maps.writeCatalogue(this.#catalogue());
       });
     }
+  }
+
+  /** Resolves once no map due at or before `levelZeroCount` level-0 maps is left to build. */
+  #builtThrough(levelZeroCount: number): Promise<void> {
+    if (this.#builds.length === 0 || this.#builds[0].dueAtLevelZeroCount > levelZeroCount) return Promise.resolve();
+    // Persist tasks run one at a time, so one of them waits at most.
+    assert(this.#builtWaiter === null, "One persist task waits for builds at a time");
+    return new Promise((resolve, reject) => {
+      this.#builtWaiter = { levelZeroCount, resolve, reject };
+    });
   }
 
   /**
@@ -962,6 +1078,7 @@ export class Volume {
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.#journal.flush();
+    this.#buildSteps(Infinity);
     this.#persistDue(true);
     await this.#persistChain;
     this.#closed = true;
@@ -969,8 +1086,9 @@ export class Volume {
     this.#throwIfPersistFailed();
   }
 
-  /** Persists every sealed map and waits for it (tests, benchmarks). */
+  /** Builds and persists every sealed map and waits for it (tests, benchmarks). */
   async settled(): Promise<void> {
+    this.#buildSteps(Infinity);
     this.#persistDue(true);
     await this.#persistChain;
     this.#throwIfPersistFailed();

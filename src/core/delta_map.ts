@@ -340,36 +340,11 @@ export class DeltaMap {
    * ```
    */
   static overlay(older: DeltaMap, newer: DeltaMap): DeltaMap {
-    const olderStarts = older.startBytes;
-    const newerStarts = newer.startBytes;
-    const olderCount = olderStarts.length;
-    const newerCount = newerStarts.length;
-    if (olderCount === 0) return newer;
-    if (newerCount === 0) return older;
-    const builder = new RunBuilder(olderCount + newerCount);
-    let olderNext = 0;
-    let newerNext = 0;
-    let olderRun = -1;
-    let newerRun = -1;
-    while (olderNext < olderCount || newerNext < newerCount) {
-      const olderStart = olderNext < olderCount ? olderStarts[olderNext] : Infinity;
-      const newerStart = newerNext < newerCount ? newerStarts[newerNext] : Infinity;
-      const positionBytes = olderStart < newerStart ? olderStart : newerStart;
-      if (olderStart === positionBytes) olderRun = olderNext++;
-      if (newerStart === positionBytes) newerRun = newerNext++;
-      if (newerRun >= 0 && newer.addressBytes[newerRun] !== HOLE) {
-        builder.pushRunOf(newer, newerRun, positionBytes);
-        // Older breakpoints under a mapped newer run cannot show through: skip them here
-        // instead of pushing runs the builder would collapse again.
-        const newerEnd = newerNext < newerCount ? newerStarts[newerNext] : Infinity;
-        while (olderNext < olderCount && olderStarts[olderNext] < newerEnd) olderRun = olderNext++;
-      } else if (olderRun >= 0) {
-        builder.pushRunOf(older, olderRun, positionBytes);
-      } else {
-        builder.push(positionBytes, HOLE, -1);
-      }
-    }
-    return DeltaMap.#adopt(builder);
+    if (older.startBytes.length === 0) return newer;
+    if (newer.startBytes.length === 0) return older;
+    const cursor = new OverlayCursor(older, newer);
+    cursor.step(Infinity);
+    return DeltaMap.#adopt(cursor.builder);
   }
 
   /**
@@ -382,17 +357,26 @@ export class DeltaMap {
    * ```
    */
   static mergeAll(maps: readonly DeltaMap[]): DeltaMap {
-    if (maps.length === 0) return DeltaMap.empty();
-    let level: DeltaMap[] = maps.slice();
-    while (level.length > 1) {
-      const next: DeltaMap[] = [];
-      for (let index = 0; index + 1 < level.length; index += 2) {
-        next.push(DeltaMap.overlay(level[index], level[index + 1]));
-      }
-      if (level.length % 2 === 1) next.push(level[level.length - 1]);
-      level = next;
-    }
-    return level[0];
+    const merge = DeltaMap.startMerge(maps);
+    merge.step(Infinity);
+    return merge.result;
+  }
+
+  /**
+   * The merge {@link DeltaMap.mergeAll} does, as work that can stop and resume: each `step`
+   * call does at most about `budgetRuns` runs of it (one run of one pairwise overlay each),
+   * so a caller can spread a merge of millions of runs over many turns of its event loop
+   * instead of holding the loop for the whole of it. The result is the same map.
+   *
+   * @example
+   * ```ts
+   * const merge = DeltaMap.startMerge([baseMap, levelOneMap, levelZeroMap]);
+   * while (!merge.step(16_384)) await nextTurn(); // other work runs between the steps
+   * merge.result.equals(DeltaMap.mergeAll([baseMap, levelOneMap, levelZeroMap])); // true
+   * ```
+   */
+  static startMerge(maps: readonly DeltaMap[]): MapMerge {
+    return new BalancedMerge(maps, (builder) => DeltaMap.#adopt(builder));
   }
 
   /**
@@ -976,6 +960,134 @@ class RunBuilder {
       ? (column: Float64Array) => column.subarray(0, count)
       : (column: Float64Array) => column.slice(0, count);
     return [take(this.#startBytes), take(this.#addressBytes), take(this.#seq)];
+  }
+}
+
+/** A merge in progress, from {@link DeltaMap.startMerge}. */
+export interface MapMerge {
+  /** Does at most about `budgetRuns` runs of the merge; true once {@link result} is ready. */
+  step(budgetRuns: number): boolean;
+  /** The merged map; read it only after `step` returned true. */
+  readonly result: DeltaMap;
+}
+
+/**
+ * One {@link DeltaMap.overlay} in progress: the linear merge of the two breakpoint arrays,
+ * with its cursors kept between `step` calls. Both maps must hold runs.
+ */
+class OverlayCursor {
+  readonly builder: RunBuilder;
+  readonly #older: DeltaMap;
+  readonly #newer: DeltaMap;
+  #olderNext = 0;
+  #newerNext = 0;
+  #olderRun = -1;
+  #newerRun = -1;
+
+  constructor(older: DeltaMap, newer: DeltaMap) {
+    this.#older = older;
+    this.#newer = newer;
+    this.builder = new RunBuilder(older.startBytes.length + newer.startBytes.length);
+  }
+
+  /** Merges at most `budgetRuns` breakpoints; returns how many it merged (fewer: done). */
+  step(budgetRuns: number): number {
+    const older = this.#older;
+    const newer = this.#newer;
+    const builder = this.builder;
+    const olderStarts = older.startBytes;
+    const newerStarts = newer.startBytes;
+    const newerAddresses = newer.addressBytes;
+    const olderCount = olderStarts.length;
+    const newerCount = newerStarts.length;
+    let olderNext = this.#olderNext;
+    let newerNext = this.#newerNext;
+    let olderRun = this.#olderRun;
+    let newerRun = this.#newerRun;
+    let steps = 0;
+    while (steps < budgetRuns && (olderNext < olderCount || newerNext < newerCount)) {
+      steps++;
+      const olderStart = olderNext < olderCount ? olderStarts[olderNext] : Infinity;
+      const newerStart = newerNext < newerCount ? newerStarts[newerNext] : Infinity;
+      const positionBytes = olderStart < newerStart ? olderStart : newerStart;
+      if (olderStart === positionBytes) olderRun = olderNext++;
+      if (newerStart === positionBytes) newerRun = newerNext++;
+      if (newerRun >= 0 && newerAddresses[newerRun] !== HOLE) {
+        builder.pushRunOf(newer, newerRun, positionBytes);
+        // Older breakpoints under a mapped newer run cannot show through: skip them here
+        // instead of pushing runs the builder would collapse again.
+        const newerEnd = newerNext < newerCount ? newerStarts[newerNext] : Infinity;
+        while (olderNext < olderCount && olderStarts[olderNext] < newerEnd) olderRun = olderNext++;
+      } else if (olderRun >= 0) {
+        builder.pushRunOf(older, olderRun, positionBytes);
+      } else {
+        builder.push(positionBytes, HOLE, -1);
+      }
+    }
+    this.#olderNext = olderNext;
+    this.#newerNext = newerNext;
+    this.#olderRun = olderRun;
+    this.#newerRun = newerRun;
+    return steps;
+  }
+}
+
+/**
+ * {@link DeltaMap.mergeAll}'s balanced tree of pairwise overlays, one overlay at a time and
+ * each in steps: the maps of the current round, the results of the next, and the overlay in
+ * progress. `adopt` turns a finished overlay's builder into a map (DeltaMap's own).
+ */
+class BalancedMerge implements MapMerge {
+  readonly #adopt: (builder: RunBuilder) => DeltaMap;
+  #round: DeltaMap[];
+  #next: DeltaMap[] = [];
+  /** Index in `#round` of the older map of the pair being merged. */
+  #pair = 0;
+  #cursor: OverlayCursor | null = null;
+  #result: DeltaMap | null = null;
+
+  constructor(maps: readonly DeltaMap[], adopt: (builder: RunBuilder) => DeltaMap) {
+    this.#adopt = adopt;
+    this.#round = maps.slice();
+    if (maps.length === 0) this.#result = DeltaMap.empty();
+    else if (maps.length === 1) this.#result = maps[0];
+  }
+
+  get result(): DeltaMap {
+    assert(this.#result !== null, "A merge's result is read once its steps are done");
+    return this.#result;
+  }
+
+  step(budgetRuns: number): boolean {
+    let budget = budgetRuns;
+    while (this.#result === null && budget > 0) {
+      if (this.#pair + 1 >= this.#round.length) {
+        // The round is done: an odd map out goes up as it is.
+        if (this.#pair < this.#round.length) this.#next.push(this.#round[this.#pair]);
+        this.#round = this.#next;
+        this.#next = [];
+        this.#pair = 0;
+        if (this.#round.length === 1) this.#result = this.#round[0];
+        continue;
+      }
+      const older = this.#round[this.#pair];
+      const newer = this.#round[this.#pair + 1];
+      if (older.runCount === 0 || newer.runCount === 0) {
+        this.#next.push(older.runCount === 0 ? newer : older);
+        this.#pair += 2;
+        continue;
+      }
+      this.#cursor ??= new OverlayCursor(older, newer);
+      const steps = this.#cursor.step(budget);
+      budget -= steps;
+      if (budget > 0 || steps === 0) {
+        // It stopped short of its budget (or had nothing left): the overlay is complete.
+        this.#next.push(this.#adopt(this.#cursor.builder));
+        this.#cursor = null;
+        this.#pair += 2;
+      }
+    }
+    return this.#result !== null;
   }
 }
 

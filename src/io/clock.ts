@@ -7,6 +7,13 @@ export interface Clock {
   nowUs(): number;
   /** Resolves after `ms` milliseconds of this clock's time. */
   sleep(ms: number): Promise<void>;
+  /**
+   * Resolves on a later turn of the event loop, after the I/O callbacks already waiting have
+   * run: how long CPU work (building and persisting delta maps on the appliance) runs in
+   * slices without holding up the ingest. Not time: the system clock uses a zero timer (on
+   * Node at least 1 ms), a simulation may resolve it at once.
+   */
+  nextTurn(): Promise<void>;
 }
 
 /**
@@ -36,6 +43,11 @@ export class ManualClock implements Clock {
     return new Promise((resolve) => {
       this.#sleepers.push({ deadlineUs: this.#nowUs + ms * 1000, resolve });
     });
+  }
+
+  /** At once (a microtask): a simulation has no I/O waiting behind the current turn. */
+  nextTurn(): Promise<void> {
+    return Promise.resolve();
   }
 
   /** Moves time forward (or, with a negative step, models a clock jump back). */

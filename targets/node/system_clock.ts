@@ -63,6 +63,11 @@ export class SystemClock implements Clock {
     }
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
+
+  /** Resolves on a later turn of the event loop: a zero timer (Node holds it at least 1 ms). */
+  nextTurn(): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, 0));
+  }
 }
 
 /** The wall time at the monotonic clock's zero, to within half a millisecond. */

@@ -383,6 +383,32 @@ describe("DeltaMap.overlay and mergeAll", () => {
     );
   });
 
+  it("a merge run in steps of any budgets equals mergeAll, and says done only once", () => {
+    fc.assert(
+      fc.property(
+        streamArbitrary.chain((stream) => fc.tuple(fc.constant(stream), splitArbitrary(stream))),
+        fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 8 }),
+        ([stream, parts], budgets) => {
+          const maps = parts.map((part) => mapOf(part));
+          const merge = DeltaMap.startMerge(maps);
+          let steps = 0;
+          for (let call = 0; !merge.step(budgets[call % budgets.length]); call++) {
+            steps++;
+            expect(() => merge.result).toThrow(/once its steps are done/);
+            // Each step makes progress: the runs merged are bounded by the maps' runs.
+            expect(steps).toBeLessThanOrEqual(10 * (maps.reduce((sum, map) => sum + map.runCount, 0) + maps.length));
+          }
+          expect(merge.step(1)).toBe(true); // done stays done
+          merge.result.check();
+          expectSameMap(merge.result, DeltaMap.mergeAll(maps));
+          expectSameMap(merge.result, mapOf(stream.writes));
+        },
+      ),
+      { numRuns: NUM_RUNS },
+    );
+    expect(DeltaMap.startMerge([]).step(1)).toBe(true);
+  });
+
   it("merging the seed's Figure 4 maps leaves fewer entries than the two maps hold", () => {
     // seed 004 [0040]-[0042]: four writes, two maps of two writes each; the merged map
     // needs fewer entries because the later writes cover the earlier ones.

@@ -31,6 +31,9 @@ export class OffsetClock extends ManualClock {
   override sleep(ms: number): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
+  override nextTurn(): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, 0));
+  }
 }
 
 export async function setUp(options: { volumeBytes?: number; bufferBytes?: number } = {}) {
