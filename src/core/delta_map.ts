@@ -371,7 +371,7 @@ export class DeltaMap {
    * @example
    * ```ts
    * const merge = DeltaMap.startMerge([baseMap, levelOneMap, levelZeroMap]);
-   * while (!merge.step(16_384)) await nextTurn(); // other work runs between the steps
+   * while (!merge.step(16_384)) await clock.nextTurn(); // other work runs between the steps
    * merge.result.equals(DeltaMap.mergeAll([baseMap, levelOneMap, levelZeroMap])); // true
    * ```
    */

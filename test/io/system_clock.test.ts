@@ -43,6 +43,16 @@ describe(`SystemClock (${target.name})`, () => {
     expect(clock.nowUs() - startUs).toBeGreaterThanOrEqual(15_000);
   });
 
+  test("nextTurn resolves on a later turn of the event loop, after the tasks already queued", async () => {
+    const clock = new target.SystemClock();
+    const ran: string[] = [];
+    const timer = new Promise<void>((resolve) => setTimeout(() => (ran.push("timer"), resolve()), 0));
+    const turn = clock.nextTurn().then(() => ran.push("turn"));
+    void Promise.resolve().then(() => ran.push("microtask"));
+    await Promise.all([timer, turn]);
+    expect(ran).toEqual(["microtask", "timer", "turn"]);
+  });
+
   test("sleep rejects a negative or non-finite time with RangeError", async () => {
     const clock = new target.SystemClock();
     await expect(clock.sleep(-1)).rejects.toThrow(RangeError);
