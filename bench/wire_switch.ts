@@ -5,6 +5,10 @@
  * `startAppliance` in a child process (`bench/wire_child.ts`: file journal, TCP link), so each
  * process holds one role and gets a core of its own, as `anytime switch` and
  * `anytime appliance` do. The host is this process calling `splitter.write` with a queue depth.
+ * On a file primary a write under 256 KiB completes synchronously, so these host loops run in
+ * microtasks and hold the switch's event loop until the copy buffer is full (CPU profiles on
+ * 2026-12-03: 100-200 ms stretches in which the link's send loop got 1% of the samples); an
+ * NBD host's requests arrive in socket reads instead, a turn of the loop each (README, bench).
  *
  * 1. 64 KiB host writes end to end (durable on the appliance) vs raw loopback TCP between two
  *    processes, 64 KiB chunks, measured in the same run (the note adds the journal's ceiling on
