@@ -105,7 +105,7 @@ export class MapHierarchy {
    * maps later than they fall due (and ignores the point keys `addLevelZero` returns while
    * one is on its way, which count from the older point): the boundaries come out the same.
    */
-  nextPointDue(): MapKey | undefined {
+  nextPointDue(): { readonly kind: "point"; readonly boundary: number } | undefined {
     const previous = this.points.length === 0 ? undefined : this.points[this.points.length - 1];
     const threshold = this.#pointThreshold();
     let runs = 0;

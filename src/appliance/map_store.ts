@@ -59,7 +59,7 @@ const VERSION = 1;
 const LEVEL_ZERO_VERSION_RESTORES = 2;
 const LEVEL_ZERO_HEADER_BYTES = 48;
 const CHECKSUM_BYTES = 8;
-/** Bytes a pack encodes between turns of the event loop (~1 ms of encoding). */
+/** Bytes a pack encodes between turns of the event loop. */
 const packEncodeSliceBytes = 1024 * 1024;
 const LEVEL_STRIDE = 2 ** 40;
 const POINT_LEVEL = 15;

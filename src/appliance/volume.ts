@@ -760,7 +760,7 @@ export class Volume {
    */
   #queueNextPoint(): void {
     const key = this.#hierarchy.nextPointDue();
-    if (key === undefined || key.kind !== "point") return;
+    if (key === undefined) return;
     let at = this.#builds.length;
     while (at > 0 && this.#builds[at - 1].dueAtLevelZeroCount > key.boundary) at--;
     assert(at > 0 || this.#builds.length === 0 || this.#builds[0].merge === null, "Only unstarted builds move back");

@@ -9,8 +9,8 @@ export interface Clock {
   sleep(ms: number): Promise<void>;
   /**
    * Resolves on a later turn of the event loop, after the I/O callbacks already waiting have
-   * run: how long CPU work (building and persisting delta maps on the appliance) runs in
-   * slices without holding up the ingest. Not time: the system clock uses a zero timer (on
+   * run: what long CPU work (building and persisting delta maps on the appliance) awaits
+   * between its slices, so it does not hold up the ingest. Not time: the system clock uses a zero timer (on
    * Node at least 1 ms), a simulation may resolve it at once.
    */
   nextTurn(): Promise<void>;
