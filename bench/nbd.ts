@@ -469,6 +469,8 @@ async function main(): Promise<void> {
       const oursMainUsPerWrite: number[] = [];
       const heldShares: number[] = [];
       const heldMeanMs: number[] = [];
+      const writesPerGroupWrite: number[] = [];
+      const writesPerSync: number[] = [];
       for (let round = 0; round < Math.max(2, rounds - 1); round++) {
         await settled();
         await startCpuProfile();
@@ -476,8 +478,13 @@ async function main(): Promise<void> {
         const mainStart = threadCpuSeconds();
         const countersStart = anytime.splitter.counters;
         const seqStart = anytime.splitter.nextSeq;
+        const journalStart = anytime.appliance.volume("vol").journalCounters;
         oursIops.push(await fioIops(vol));
         catchUpSeconds.push(await anytime.journaled());
+        const journalEnd = anytime.appliance.volume("vol").journalCounters;
+        const journaled = anytime.splitter.nextSeq - seqStart;
+        writesPerGroupWrite.push(journaled / Math.max(1, journalEnd.groupWrites - journalStart.groupWrites));
+        writesPerSync.push(journaled / Math.max(1, journalEnd.syncs - journalStart.syncs));
         const held = holds(countersStart, anytime.splitter.counters);
         heldShares.push(held.share);
         heldMeanMs.push(held.meanMs);
@@ -505,7 +512,8 @@ async function main(): Promise<void> {
         target: "ratio >= 0.6",
         met: ours / peerValue >= 0.6,
         note: `median of ${oursIops.length} runs of ${fioSeconds} s; the journal caught up ${median(catchUpSeconds).toFixed(2)} s ` +
-          `after fio ended; ${heldPhrase(heldShares, heldMeanMs)}; this process's CPU (switch, appliance, NBD server, user + system) ` +
+          `after fio ended; host writes per journal group write ${writesPerGroupWrite.map((n) => n.toFixed(1)).join(" / ")}, ` +
+          `per journal sync ${writesPerSync.map((n) => n.toFixed(1)).join(" / ")}; ${heldPhrase(heldShares, heldMeanMs)}; this process's CPU (switch, appliance, NBD server, user + system) ` +
           `${median(oursCpuUsPerWrite).toFixed(1)} µs per write` +
           (oursMainUsPerWrite.length > 0 ? `, ${median(oursMainUsPerWrite).toFixed(1)} of them on its main thread` : "") +
           `; diagnostic: the bare NbdServer on a FileBlockDevice ` +

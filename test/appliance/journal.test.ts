@@ -291,6 +291,39 @@ describe("Journal", () => {
     await journal.close();
   });
 
+  test("a small group waits for the sync in flight and goes in one write; a large one is written at once", async () => {
+    const store = new GatedStore();
+    const journal = await Journal.open({ store }, { segmentSizeBytes: 256 * KiB, groupBytesMax: 64 * KiB });
+    const maker = new RecordMaker(2);
+    store.holdSyncs = true;
+    journal.tryAppend(maker.write(1024));
+    await tick(20);
+    expect(journal.counters).toMatchObject({ groupWrites: 1, syncs: 0 }); // its sync is held
+    // Small records in separate turns: the group stays below half of groupBytesMax and waits.
+    for (let i = 0; i < 5; i++) {
+      journal.tryAppend(maker.write(1024));
+      await tick(5);
+    }
+    expect(journal.counters.groupWrites).toBe(1);
+    store.releaseSyncs();
+    await journal.flush();
+    expect(journal.counters).toMatchObject({ groupWrites: 2, syncs: 2 }); // the five in one write
+    expect(journal.durableSeq).toBe(6);
+
+    // A group past half of groupBytesMax is written while the sync is still in flight.
+    store.holdSyncs = true;
+    journal.tryAppend(maker.write(1024));
+    await tick(20);
+    expect(journal.counters.groupWrites).toBe(3);
+    for (let i = 0; i < 4; i++) journal.tryAppend(maker.write(10 * KiB));
+    await tick(20);
+    expect(journal.counters).toMatchObject({ groupWrites: 4, syncs: 2 });
+    store.releaseSyncs();
+    await journal.flush();
+    expect(journal.durableSeq).toBe(11);
+    await journal.close();
+  });
+
   test("counters count group writes, their record bytes and syncs, and time them by the clock", async () => {
     const store = new GatedStore();
     const clock = new ManualClock(startTimeUs);
