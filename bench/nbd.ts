@@ -482,15 +482,14 @@ async function main(): Promise<void> {
         oursIops.push(await fioIops(vol));
         catchUpSeconds.push(await anytime.journaled());
         const journalEnd = anytime.appliance.volume("vol").journalCounters;
-        const journaled = anytime.splitter.nextSeq - seqStart;
-        writesPerGroupWrite.push(journaled / Math.max(1, journalEnd.groupWrites - journalStart.groupWrites));
-        writesPerSync.push(journaled / Math.max(1, journalEnd.syncs - journalStart.syncs));
+        const writes = Math.max(1, anytime.splitter.nextSeq - seqStart);
+        writesPerGroupWrite.push(writes / Math.max(1, journalEnd.groupWrites - journalStart.groupWrites));
+        writesPerSync.push(writes / Math.max(1, journalEnd.syncs - journalStart.syncs));
         const held = holds(countersStart, anytime.splitter.counters);
         heldShares.push(held.share);
         heldMeanMs.push(held.meanMs);
         const cpu = process.cpuUsage(cpuStart);
         const mainEnd = threadCpuSeconds();
-        const writes = Math.max(1, anytime.splitter.nextSeq - seqStart);
         oursCpuUsPerWrite.push((cpu.user + cpu.system) / writes);
         if (mainStart !== null && mainEnd !== null) oursMainUsPerWrite.push(((mainEnd - mainStart) * 1e6) / writes);
         await stopCpuProfile(`nbd-b-${round}`);

@@ -24,10 +24,9 @@
  * every group written before it began, so the disk syncs group k while group k+1 fills and is
  * written. While a sync is in flight, a filling group smaller than
  * `limits.journalSmallGroupBytes` (or half a buffer) is not written: the end of the sync
- * starts it, so writes that trickle in go to the store once per sync, not two or three times
- * (measured with fio's 4 KiB writes through NBD: ~10 writes per group write and ~22 per sync
- * before, ~24 per both after; the rate did not move beyond the VM's noise). Measured on the Node target (1 GiB of 64 KiB records): ~330 MiB/s with write and
- * sync in series, ~600-720 MiB/s pipelined (with the Node target writing large buffers on its
+ * starts it, so writes that trickle in go to the store once per sync (the limit's doc has
+ * the figures). Measured on the Node target (1 GiB of 64 KiB records): ~330 MiB/s with
+ * write and sync in series, ~600-720 MiB/s pipelined (with the Node target writing large buffers on its
  * thread pool), ~1,000 MiB/s once groups went around the page cache (`npm run bench --
  * engine`, 2026-12-02: 1.02 of a plain writer through the page cache in the same run, and
  * 0.64-0.89 of one writing around it, as the journal does, in eight later runs). So batches grow by
@@ -58,10 +57,14 @@
  * ones, alternating runs; the disk busy 33-45% of the time). The page-cache head and tail
  * writes into written blocks then read each block first (75-104 ms per round on the main
  * thread, and 112-122 with two writes in flight). So it is not the file system's allocation
- * that paces the write stage, and the gap between the JavaScript view (outstanding ~98%)
- * and the disk's (busy ~50%) is still unexplained. 16 MiB groups, each one direct call, did
- * no better than 8 MiB over four alternating pairs (steady rounds 431-607 against 420-633
- * MiB/s).
+ * that paces the write stage. 16 MiB groups, each one direct call, did no better than 8 MiB
+ * over four alternating pairs (steady rounds 431-607 against 420-633 MiB/s). The gap between
+ * the JavaScript view (outstanding ~98%) and the disk's (busy ~50%) is the main thread: in a
+ * `perf trace` of one round (2026-12-03, evening) the next group's `pwrite64` mostly began
+ * in the same millisecond as the previous group's `fdatasync`, both issued by this class
+ * when it ran the completion, 5-14 ms after the previous `pwrite64` had returned. Neither a
+ * pool with nothing else in it (the primary's writes made synchronous) nor one XXH64 pass
+ * less on the main thread raised the rate over two alternating pairs each.
  *
  * **Durability.** `durableSeq` / `durableAddressBytes` advance only after a sync resolves;
  * `onDurable` listeners and `flush` waiters hear of it then and only then (the appliance acks
